@@ -1,0 +1,1 @@
+"""Experiment configs: ``get_config(arg)`` with presets smoke / small / paper."""

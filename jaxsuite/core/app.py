@@ -1,0 +1,74 @@
+"""The shared ``main`` of every launcher: ``--config``, ``--workdir``, then run.
+
+A launcher is three lines::
+
+    from jaxsuite.core import app
+    from jaxsuite.nerf import experiment
+
+    if __name__ == "__main__":
+        app.run(experiment.run)
+
+``run`` defines ``--config`` (a config file with an optional
+``:preset,key=value`` argument, locked after parsing), ``--workdir``
+and the multi-host flags of ``jaxsuite.core.devices``, initialises
+``jax.distributed`` when asked, and calls ``experiment_fn(config, workdir)``.
+"""
+
+from __future__ import annotations
+
+import logging as logging_std
+from collections.abc import Callable
+from typing import Any
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxsuite.core import devices, train
+
+
+def define_flags() -> None:
+    """Defines ``--config``, ``--workdir`` and the distributed flags (idempotent)."""
+    if "config" not in flags.FLAGS:
+        config_flags.DEFINE_config_file(
+            "config",
+            None,
+            "Config file, optionally with ':preset,key=value,...'.",
+            lock_config=True,
+        )
+        flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.")
+        flags.mark_flags_as_required(["config", "workdir"])
+    devices.define_distributed_flags()
+
+
+class _QuietLibraries(logging_std.Filter):
+    """Drops INFO-level chatter of libraries (Orbax logs every save step)."""
+
+    def filter(self, record: logging_std.LogRecord) -> bool:
+        noisy = any(f"/{lib}/" in record.pathname for lib in _NOISY_LIBRARIES)
+        return record.levelno >= logging_std.WARNING or not noisy
+
+
+_NOISY_LIBRARIES = ("orbax", "matplotlib")
+
+
+def quiet_library_logs() -> None:
+    """Keeps launcher output to progress lines and warnings."""
+    logging.get_absl_handler().addFilter(_QuietLibraries())
+
+
+def run(experiment_fn: Callable[[Any, str], Any]) -> None:
+    """Parses flags and calls ``experiment_fn(config, workdir)`` under absl."""
+    define_flags()
+
+    def main(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        logging.set_verbosity(logging.INFO)
+        quiet_library_logs()
+        devices.initialize_from_flags()
+        try:
+            experiment_fn(flags.FLAGS.config, flags.FLAGS.workdir)
+        except train.ConfigMismatchError as e:
+            raise app.UsageError(str(e)) from e
+
+    app.run(main)
