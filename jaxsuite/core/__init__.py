@@ -1,0 +1,15 @@
+"""Code shared by every paper; no module here knows any paper.
+
+Modules (import the one you need; nothing is imported eagerly):
+
+* ``config``: ``get_config(arg)`` presets and ``key=value`` overrides.
+* ``train``: workdirs, Orbax checkpoints, exact resume, progress, train loop.
+* ``metrics``: ``MetricWriter`` (JSONL + TensorBoard) and ``results.json``.
+* ``figures``: PNG curves, bars and image grids.
+* ``image``: PSNR, SSIM, LPIPS.
+* ``cameras``: intrinsics, poses, rays (conventions in its docstring).
+* ``rendering``: volume-rendering quadrature and ray sampling.
+* ``devices``: meshes, ``jax.distributed`` set-up, process-local data.
+* ``app``: the shared launcher ``main``; ``suite``: runs every paper.
+* ``example``: the smallest experiment that keeps the launcher contract.
+"""
