@@ -43,7 +43,9 @@ def test_preset_then_overrides_with_types():
     assert c.sizes == (3, 4, 5)
     assert c.model.width == 16  # from the preset
     assert c.model.kind == "vm"
-    assert c.preset == "small,steps=7,lr=1e-3,flag=true,name=b,sizes=(3,4,5),model.kind=vm"
+    assert (
+        c.preset == "small,steps=7,lr=1e-3,flag=true,name=b,sizes=(3,4,5),model.kind=vm"
+    )
 
 
 def test_default_preset_is_used_and_recorded():
@@ -58,7 +60,9 @@ def test_unknown_preset_lists_valid_ones():
 
 
 def test_unknown_key_lists_valid_keys_and_suggests():
-    with pytest.raises(ValueError, match=r"Did you mean steps.*Valid keys:.*model\.width"):
+    with pytest.raises(
+        ValueError, match=r"Did you mean steps.*Valid keys:.*model\.width"
+    ):
         _build("smoke,stepz=3")
     with pytest.raises(ValueError, match="Unknown config key 'model.depth'"):
         _build("smoke,model.depth=3")

@@ -35,7 +35,9 @@ def test_writer_writes_jsonl_and_tensorboard_readable_events(tmp_path):
 
     # TensorBoard's own reader (which checks the record CRCs) must see the
     # same scalars and the hparams text.
-    loader = pytest.importorskip("tensorboard.backend.event_processing.event_file_loader")
+    loader = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_file_loader"
+    )
     (path,) = glob.glob(os.path.join(workdir, "tb", "events.out.tfevents.*"))
     events = list(loader.LegacyEventFileLoader(path).Load())
     assert events[0].file_version == "brain.Event:2"
@@ -47,9 +49,13 @@ def test_writer_writes_jsonl_and_tensorboard_readable_events(tmp_path):
                 texts.append(value.tensor.string_val[0].decode())
                 assert value.metadata.plugin_data.plugin_name == "text"
             else:
-                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+                scalars.setdefault(value.tag, []).append(
+                    (event.step, value.simple_value)
+                )
     assert scalars["acc"] == [(1, 0.25), (2, 0.5), (3, 0.75)]
-    np.testing.assert_allclose([v for _, v in scalars["loss"]], [1, 0.5, 1 / 3], rtol=1e-6)
+    np.testing.assert_allclose(
+        [v for _, v in scalars["loss"]], [1, 0.5, 1 / 3], rtol=1e-6
+    )
     assert "| model.width | 8 |" in texts[0]
 
 
@@ -92,7 +98,9 @@ def test_figures_write_pngs_with_the_drawn_content(tmp_path):
     path = figures.save_image(str(tmp_path / "img.png"), img)
     back = np.asarray(Image.open(path)) / 255.0
     np.testing.assert_array_equal(back, img)
-    grid = figures.image_grid(str(tmp_path / "grid.png"), [img, img[..., 0]], ["a", "b"])
+    grid = figures.image_grid(
+        str(tmp_path / "grid.png"), [img, img[..., 0]], ["a", "b"]
+    )
     curves = figures.plot_curves(
         str(tmp_path / "c.png"), {"x": ([1, 2], [3, 4])}, xlabel="x", ylabel="y"
     )

@@ -101,7 +101,12 @@ def _launch(workdir, extra=""):
     ]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     return subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
