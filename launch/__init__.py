@@ -1,4 +1,4 @@
 """absl launchers, run from the repository root.
 
-    python -m launch.<paper> --config=configs/<paper>.py:smoke --workdir=W
+python -m launch.<paper> --config=configs/<paper>.py:smoke --workdir=W
 """
