@@ -1,0 +1,19 @@
+"""Multiresolution hash encoding (Instant-NGP, tiny-cuda-nn conventions).
+
+``hash_encode(x, table, config=...)`` maps ``(N, 3)`` points to ``(N, L*F)``
+features; ``reference.py`` documents the conventions, ``pallas.py`` holds the
+kernel and its custom VJP.
+"""
+
+from .api import default_implementation, hash_encode
+from .pallas import hash_encode_pallas
+from .reference import HashEncodingConfig, hash_encode_reference, init_table
+
+__all__ = [
+    "HashEncodingConfig",
+    "default_implementation",
+    "hash_encode",
+    "hash_encode_pallas",
+    "hash_encode_reference",
+    "init_table",
+]

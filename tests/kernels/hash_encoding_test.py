@@ -1,0 +1,296 @@
+"""Hash encoding: the reference against tcnn's rules, the kernel against both.
+
+The reference is checked independently (a scalar Python transcription of
+tiny-cuda-nn's ``grid_index``/``kernel_grid``, exact trilinear reproduction of a
+linear function on a dense level, uint32 hashing against Python integers); the
+Pallas kernel runs in interpret mode against the reference on fresh random
+inputs, values and gradients wrt the table and the points.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jaxsuite.kernels.hash_encoding import (
+    HashEncodingConfig,
+    default_implementation,
+    hash_encode,
+    hash_encode_pallas,
+    hash_encode_reference,
+    init_table,
+)
+from jaxsuite.kernels.hash_encoding import pallas as hp
+from jaxsuite.kernels.hash_encoding import reference as ref
+
+PRIMES = (1, 2654435761, 805459861)
+
+
+def _tcnn_loop(points: np.ndarray, table: np.ndarray, scales, t: int) -> np.ndarray:
+    """Scalar transcription of tcnn's kernel_grid (linear, 3-D) in Python ints."""
+    num_levels, _, num_features = table.shape
+    out = np.zeros((len(points), num_levels * num_features))
+    for n, p in enumerate(points):
+        for level, scale in enumerate(scales):
+            res = math.ceil(scale) + 1
+            params = -(-(res**3) // 8) * 8
+            hashmap_size = min(params, t)
+            pos = [float(p[d]) * scale + 0.5 for d in range(3)]
+            grid = [math.floor(v) for v in pos]
+            frac = [v - g for v, g in zip(pos, grid)]
+            for corner in range(8):
+                weight, local = 1.0, []
+                for dim in range(3):
+                    if corner & (1 << dim) == 0:
+                        weight *= 1 - frac[dim]
+                        local.append(grid[dim])
+                    else:
+                        weight *= frac[dim]
+                        local.append(grid[dim] + 1)
+                stride, index = 1, 0
+                for dim in range(3):
+                    if stride > hashmap_size:
+                        break
+                    index = (index + local[dim] * stride) % 2**32
+                    stride *= res
+                if hashmap_size < stride:
+                    index = 0
+                    for dim in range(3):
+                        index ^= (local[dim] * PRIMES[dim]) % 2**32
+                row = index % hashmap_size
+                cols = slice(level * num_features, (level + 1) * num_features)
+                out[n, cols] += weight * table[level, row]
+    return out
+
+
+def _points(key, n: int) -> jax.Array:
+    """n random points plus the cube's corners and points on its faces."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    rand = jax.random.uniform(k1, (n, 3))
+    corners = jnp.asarray(
+        [[(k >> d) & 1 for d in range(3)] for k in range(8)], jnp.float32
+    )
+    faces = jax.random.uniform(k2, (12, 3))
+    which = jax.random.randint(k3, (12,), 0, 3)
+    face_value = (jnp.arange(12) % 2).astype(jnp.float32)
+    faces = jnp.where(
+        jnp.arange(3)[None, :] == which[:, None], face_value[:, None], faces
+    )
+    return jnp.concatenate([rand, corners, faces])
+
+
+def _close(got, want, rtol=1e-5):
+    want = np.asarray(want)
+    atol = rtol * max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=rtol, atol=atol)
+
+
+# ---------------------------------------------------------------- reference
+
+
+def test_level_parameters_match_tcnn_formulas():
+    cfg = HashEncodingConfig()  # tcnn defaults: 16 levels, b=2, N_min=16, T=2^19
+    lp = cfg.levels()
+    assert lp.resolution == tuple(16 * 2**level for level in range(16))
+    assert lp.scale[:3] == (15.0, 31.0, 63.0)
+    assert lp.dense == (True, True, True) + (False,) * 13
+    assert lp.size[:4] == (16**3, 32**3, 64**3, 2**19)
+    assert set(lp.size[3:]) == {2**19}
+    ngp = HashEncodingConfig(max_resolution=2048)
+    assert ngp.growth_factor == pytest.approx(math.exp(math.log(128) / 15), rel=1e-7)
+    # size rounds res^3 up to a multiple of 8 but never past T.
+    small = HashEncodingConfig(num_levels=1, table_size=30, base_resolution=3)
+    assert small.levels() == ((2.0,), (3,), (30,), (True,))
+    big = HashEncodingConfig(num_levels=1, table_size=100, base_resolution=3)
+    assert big.levels() == ((2.0,), (3,), (32,), (True,))
+
+
+def test_uint32_hash_wraps_like_python_ints():
+    rng = np.random.default_rng(0)
+    corner = rng.integers(0, 2**32, size=(64, 3), dtype=np.uint64)
+    corner[:8] = rng.integers(0, 2**20, size=(8, 3))
+    want = [
+        ((int(a) * PRIMES[0]) ^ (int(b) * PRIMES[1]) ^ (int(c) * PRIMES[2])) % 2**32
+        for a, b, c in corner
+    ]
+    got = ref.fast_hash(jnp.asarray(corner.astype(np.uint32)))
+    np.testing.assert_array_equal(np.asarray(got, np.uint64), np.asarray(want))
+    rows = ref.grid_index(jnp.asarray(corner.astype(np.uint32)), 1000, 777, False)
+    np.testing.assert_array_equal(np.asarray(rows), np.asarray(want) % 777)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        # levels res 2, 4, 8 dense (res^3 <= T), res 16 hashed; T not a power of 2.
+        HashEncodingConfig(
+            4, 2, table_size=1000, base_resolution=2, per_level_scale=2.0
+        ),
+        # res^3 == T is still dense; index wraps mod 32 (res 3) and mod 30.
+        HashEncodingConfig(3, 1, table_size=64, base_resolution=3, per_level_scale=1.5),
+        HashEncodingConfig(1, 3, table_size=30, base_resolution=3),
+    ],
+)
+def test_reference_matches_scalar_tcnn_transcription(cfg):
+    x = _points(jax.random.key(1), 24)
+    table = jax.random.normal(
+        jax.random.key(2), (cfg.num_levels, cfg.hashmap_size, cfg.features_per_level)
+    )
+    want = _tcnn_loop(
+        np.asarray(x), np.asarray(table), cfg.levels().scale, cfg.hashmap_size
+    )
+    got = jax.jit(hash_encode_reference, static_argnums=2)(x, table, cfg)
+    _close(got, want)
+
+
+def test_exact_scales_for_power_of_two_growth():
+    cfg = HashEncodingConfig(
+        4, 2, table_size=1000, base_resolution=2, per_level_scale=2.0
+    )
+    assert cfg.levels().scale == (1.0, 3.0, 7.0, 15.0)
+
+
+def test_dense_level_reproduces_linear_function():
+    # Level 1: scale = 4 * 1.6 - 1 = 5.4, res 7; frac(scale) < 0.5 keeps every
+    # corner of every x in [0, 1] inside the 7^3 grid, so no index wraps.
+    cfg = HashEncodingConfig(
+        2, 2, table_size=512, base_resolution=4, per_level_scale=1.6
+    )
+    lp = cfg.levels()
+    assert lp.resolution[1] == 7 and lp.dense[1]
+    assert lp.scale[1] == pytest.approx(5.4, abs=1e-5)
+    slope = np.array([[0.3, -1.2, 0.7], [2.0, 0.5, -0.25]])  # (F, 3)
+    offset = np.array([0.1, -0.4])
+    ijk = np.stack(np.meshgrid(*[np.arange(7)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    table = np.zeros((2, 512, 2), np.float32)
+    rows = ijk[:, 0] + 7 * ijk[:, 1] + 49 * ijk[:, 2]
+    table[1, rows] = ijk @ slope.T + offset
+    x = _points(jax.random.key(3), 64)
+    got = jax.jit(hash_encode_reference, static_argnums=2)(x, jnp.asarray(table), cfg)
+    pos = np.asarray(x, np.float64) * lp.scale[1] + 0.5
+    np.testing.assert_allclose(
+        np.asarray(got)[:, 2:], pos @ slope.T + offset, atol=2e-5
+    )
+
+
+def test_reference_x_gradient_is_scaled_slope():
+    # The same linear table: d(feature f)/dx = scale * slope_f, everywhere.
+    cfg = HashEncodingConfig(1, 1, table_size=512, base_resolution=7)  # scale 6
+    slope = np.array([0.3, -1.2, 0.7])
+    ijk = np.stack(np.meshgrid(*[np.arange(7)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    table = np.zeros((1, 512, 1), np.float32)
+    table[0, ijk[:, 0] + 7 * ijk[:, 1] + 49 * ijk[:, 2], 0] = ijk @ slope
+    x = jax.random.uniform(jax.random.key(4), (16, 3), maxval=0.9)  # no wrap
+    f = lambda x: hash_encode_reference(x, jnp.asarray(table), cfg).sum()
+    dx = jax.jit(jax.grad(f))(x)
+    np.testing.assert_allclose(
+        np.asarray(dx), np.broadcast_to(6 * slope, (16, 3)), atol=1e-4
+    )
+
+
+# ---------------------------------------------------------------- kernel
+
+
+KERNEL_CONFIGS = {
+    "mixed_T_not_pow2": HashEncodingConfig(
+        4, 2, table_size=1000, base_resolution=2, per_level_scale=2.0
+    ),
+    "dense_only": HashEncodingConfig(
+        3, 2, log2_table_size=12, base_resolution=2, per_level_scale=1.5
+    ),
+    "hash_only_F4": HashEncodingConfig(
+        2, 4, log2_table_size=8, base_resolution=8, max_resolution=32
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "name, deterministic",
+    [
+        ("mixed_T_not_pow2", True),
+        ("mixed_T_not_pow2", False),
+        ("dense_only", True),
+        ("hash_only_F4", False),
+    ],
+)
+def test_pallas_matches_reference_values_and_grads(name, deterministic):
+    cfg = KERNEL_CONFIGS[name]
+    if name == "dense_only":
+        assert all(cfg.levels().dense)
+    if name == "hash_only_F4":
+        assert not any(cfg.levels().dense)
+    seed = sum(map(ord, name)) + deterministic
+    kx, kt, kg = jax.random.split(jax.random.key(seed), 3)
+    x = _points(kx, 100)  # 120 points: not a multiple of the block
+    shape = (cfg.num_levels, cfg.hashmap_size, cfg.features_per_level)
+    table = jax.random.normal(kt, shape)
+    ct = jax.random.normal(kg, (x.shape[0], cfg.output_dim))
+
+    def vjp(encode):
+        out, pull = jax.vjp(encode, x, table)
+        return (out, *pull(ct))
+
+    want = jax.jit(lambda: vjp(lambda a, b: hash_encode_reference(a, b, cfg)))()
+    got = jax.jit(
+        lambda: vjp(
+            lambda a, b: hash_encode_pallas(
+                a, b, cfg, block_size=32, interpret=True, deterministic=deterministic
+            )
+        )
+    )()
+    for g, w in zip(got, want, strict=True):
+        _close(g, w)
+
+
+def test_sorted_segment_sum_matches_add_at():
+    rng = np.random.default_rng(5)
+    keys = rng.integers(0, 50, size=300).astype(np.int32)
+    vals = rng.normal(size=(300, 2)).astype(np.float32)
+    want = np.zeros((60, 2))
+    np.add.at(want, keys, vals)
+    got = jax.jit(hp._sorted_segment_sum, static_argnums=2)(keys, vals, 60)
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
+
+
+def test_api_defaults_and_validation():
+    assert default_implementation() == "reference"  # tests run on CPU
+    cfg = KERNEL_CONFIGS["mixed_T_not_pow2"]
+    table = init_table(jax.random.key(6), cfg)
+    assert table.shape == (4, 1000, 2)
+    assert float(jnp.abs(table).max()) <= 1e-4
+    x = jax.random.uniform(jax.random.key(7), (40, 3))
+    a = hash_encode(x, table, config=cfg)
+    b = hash_encode(x, table, config=cfg, implementation="pallas", block_size=16)
+    _close(b, a)
+    with pytest.raises(ValueError):
+        hash_encode(x, table[:, :10], config=cfg)
+    with pytest.raises(ValueError):
+        hash_encode(x, table, config=cfg, implementation="cuda")
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_pallas_lowers_to_triton_for_cuda(deterministic):
+    # Lowering for a CUDA target runs here without a GPU: it checks that every
+    # op in both kernels has a Triton lowering (Triton IR is compiled on the GPU).
+    from jax import export
+
+    cfg = KERNEL_CONFIGS["mixed_T_not_pow2"]
+    x = jax.ShapeDtypeStruct((100, 3), jnp.float32)
+    table = jax.ShapeDtypeStruct((4, 1000, 2), jnp.float32)
+    ct = jax.ShapeDtypeStruct((100, 8), jnp.float32)
+
+    def fwd_bwd(x, table, ct):
+        encode = lambda a, b: hash_encode_pallas(
+            a, b, cfg, interpret=False, deterministic=deterministic
+        )
+        out, pull = jax.vjp(encode, x, table)
+        return out, *pull(ct)
+
+    triton = "__gpu$xla.gpu.triton"
+    exported = export.export(
+        jax.jit(fwd_bwd),
+        platforms=["cuda"],
+        disabled_checks=[export.DisabledSafetyCheck.custom_call(triton)],
+    )(x, table, ct)
+    assert exported.mlir_module().count(f"@{triton}") == 2
