@@ -48,7 +48,7 @@ class _QuietLibraries(logging_std.Filter):
         return record.levelno >= logging_std.WARNING or not noisy
 
 
-_NOISY_LIBRARIES = ("orbax", "matplotlib")
+_NOISY_LIBRARIES = ("orbax", "matplotlib", "jax/_src")
 
 
 def quiet_library_logs() -> None:
