@@ -8,6 +8,7 @@ Modules (import the one you need; nothing is imported eagerly):
 * ``figures``: PNG curves, bars and image grids.
 * ``image``: PSNR, SSIM, LPIPS.
 * ``cameras``: intrinsics, poses, rays (conventions in its docstring).
+* ``sh``: real spherical harmonics (3DGS / tcnn convention).
 * ``rendering``: volume-rendering quadrature and ray sampling.
 * ``devices``: meshes, ``jax.distributed`` set-up, process-local data.
 * ``app``: the shared launcher ``main``; ``suite``: runs every paper.
