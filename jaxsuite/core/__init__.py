@@ -10,7 +10,8 @@ Modules (import the one you need; nothing is imported eagerly):
 * ``cameras``: intrinsics, poses, rays (conventions in its docstring).
 * ``sh``: real spherical harmonics (3DGS / tcnn convention).
 * ``rendering``: volume-rendering quadrature and ray sampling.
-* ``devices``: meshes, ``jax.distributed`` set-up, process-local data.
+* ``devices``: meshes, ``jax.distributed`` set-up, process-local data;
+  ``multihost``: cooperating processes on localhost, standing in for hosts.
 * ``app``: the shared launcher ``main``; ``suite``: runs every paper.
 * ``example``: the smallest experiment that keeps the launcher contract.
 """
