@@ -26,16 +26,14 @@ import functools
 import importlib
 import importlib.util
 import json
-import os
 import pathlib
-import platform
-import statistics
 import sys
 import time
 import types
 from collections.abc import Callable
 from typing import Any
 
+import bench_util
 import jax
 import numpy as np
 
@@ -137,16 +135,6 @@ def _max_rel_err(got, want) -> float:
     return float(np.abs(got - want).max() / scale) if want.size else 0.0
 
 
-def _time(fn, args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def run_check(name: str, check: KernelCheck, smoke: bool, repeats: int) -> dict:
     """Compare pallas to reference (values, grads) and time both."""
     out_shape = jax.eval_shape(
@@ -172,8 +160,8 @@ def run_check(name: str, check: KernelCheck, smoke: bool, repeats: int) -> dict:
         diff = tuple(check.args[i] for i in check.diff_argnums)
         fwd, both = jax.jit(f), jax.jit(fwd_bwd)
         results[impl] = jax.block_until_ready(both(*diff))
-        row[f"{impl}_forward_s"] = _time(fwd, diff, repeats)
-        row[f"{impl}_forward_backward_s"] = _time(both, diff, repeats)
+        row[f"{impl}_forward_s"] = bench_util.time_fn(fwd, diff, repeats)[1]
+        row[f"{impl}_forward_backward_s"] = bench_util.time_fn(both, diff, repeats)[1]
     errors = [
         _max_rel_err(p, r)
         for p, r in zip(results["pallas"], results["reference"], strict=True)
@@ -243,14 +231,7 @@ def main() -> int:
         "mode": "cpu_smoke (interpret=True, timings not meaningful)"
         if smoke
         else "compiled",
-        "env": {
-            "jax": jax.__version__,
-            "backend": backend,
-            "device_kind": jax.devices()[0].device_kind,
-            "host": platform.node(),
-            "cpu_count": os.cpu_count(),
-            "load_avg_1m": os.getloadavg()[0],
-        },
+        "env": bench_util.bench_env(),
         "unit": "seconds (median); errors are max |pallas - ref| / max(1, max |ref|)",
         "rows": rows,
     }

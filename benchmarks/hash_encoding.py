@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
-import platform
-import statistics
-import time
 
+import bench_util
 import jax
 from jaxsuite.kernels.hash_encoding import HashEncodingConfig, hash_encode, init_table
 
@@ -37,19 +34,6 @@ VARIANTS = {
         implementation="pallas", interpret=False, deterministic=False
     ),
 }
-
-
-def _time(fn, args, repeats: int) -> tuple[float, float]:
-    """(compile + first run seconds, median seconds of `repeats` further runs)."""
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return first, statistics.median(times)
 
 
 def bench(num_points: int, repeats: int, variants: list[str]) -> list[dict]:
@@ -73,7 +57,7 @@ def bench(num_points: int, repeats: int, variants: list[str]) -> list[dict]:
                 ("forward", fwd, (x, table)),
                 ("forward_backward", jax.jit(fwd_bwd), (x, table, ct)),
             ):
-                first, median = _time(fn, args, repeats)
+                first, median = bench_util.time_fn(fn, args, repeats)
                 rows.append(
                     {
                         "config": cname,
@@ -124,14 +108,7 @@ def main() -> None:
     rows = bench(args.num_points, args.repeats, variants)
     result = dict(
         benchmark="hash_encoding",
-        env=dict(
-            jax=jax.__version__,
-            backend=backend,
-            device_kind=jax.devices()[0].device_kind,
-            host=platform.node(),
-            cpu_count=os.cpu_count(),
-            load_avg_1m=os.getloadavg()[0],
-        ),
+        env=bench_util.bench_env(),
         num_points=args.num_points,
         repeats=args.repeats,
         configs={k: str(v) for k, v in CONFIGS.items()},
