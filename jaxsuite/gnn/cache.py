@@ -1,0 +1,232 @@
+"""Set-associative cache metadata and the eviction policies, planned on the host.
+
+A cache holds ``S`` sets of ``W`` ways; each line stores one node's feature
+row. Node ``v`` maps to set ``(v // set_div) % S``: ``set_div`` is the number
+of devices for the shared cache (a device owns the ids ``v % devices == d``,
+so ``v // devices`` spreads them over its sets) and 1 for independent caches.
+
+The metadata lives in numpy (:class:`CacheMeta`, one row per cache): tags,
+last use, plus a round-robin clock per set. The rows themselves live on the
+devices (``exchange``); this module decides hits, victims and admissions, and
+the device computation checks its own tag lookup against these decisions.
+
+Every policy ranks lines by a *keep value* (the lowest is evicted first):
+
+* ``rr``: position after the set's clock pointer (round robin);
+* ``lru``: step of last use;
+* ``static``: a per-node uint8 score (reverse PageRank or pre-sampled hotness);
+* ``dynamic``: minus the distance to the next use seen in the look-ahead
+  window (no known use ranks lowest): Belady's rule within the window;
+* ``hybrid``: tier first (0: no known use, 1: use at distance >= ``protect``,
+  2: imminent use, protected), then the static score, then nearer use.
+
+Empty lines rank below everything and lines used in the current step above
+everything. The misses of a set take the lowest-ranked lines in order,
+most valuable miss first; score-based policies admit a miss only when it
+ranks above the line it would replace (so a line with an imminent reuse is
+never replaced by one without), while ``rr`` and ``lru`` always admit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import numpy as np
+
+from jaxsuite.gnn.sampler import NO_REUSE
+
+POLICIES = ("rr", "lru", "static", "dynamic", "hybrid")
+_EMPTY = -(1 << 50)
+_USED = 1 << 50
+_NO_USE = -(1 << 40)
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicySpec:
+    """An eviction policy and its parameters.
+
+    Attributes:
+      name: one of ``POLICIES``.
+      window: look-ahead in steps; a next use further away counts as unknown.
+      protect: hybrid only: a next use closer than this protects the line.
+    """
+
+    name: str
+    window: int = 8
+    protect: int = 4
+
+    def __post_init__(self):
+        if self.name not in POLICIES:
+            raise ValueError(f"unknown policy {self.name!r}; valid: {POLICIES}")
+
+
+def new_meta(num_caches: int, num_sets: int, ways: int) -> dict[str, np.ndarray]:
+    """Empty metadata: ``tags`` / ``last_use`` [C, S, W] int32, ``clock`` [C, S]."""
+    return {
+        "tags": np.full((num_caches, num_sets, ways), -1, np.int32),
+        "last_use": np.full((num_caches, num_sets, ways), -1, np.int32),
+        "clock": np.zeros((num_caches, num_sets), np.int32),
+    }
+
+
+def set_of(ids: np.ndarray, num_sets: int, set_div: int) -> np.ndarray:
+    """Set index of each id: ``(id // set_div) % num_sets`` (int64)."""
+    return (np.asarray(ids, np.int64) // set_div) % num_sets
+
+
+def keep_values(
+    spec: PolicySpec,
+    ids: np.ndarray,
+    last_use: np.ndarray,
+    next_use: np.ndarray,
+    static: np.ndarray,
+    step: int,
+    rr_rank: np.ndarray | None = None,
+) -> np.ndarray:
+    """Keep value of lines or incoming ids (int64, same shape as ``ids``).
+
+    Args:
+      spec: the policy.
+      ids: node ids, -1 for empty lines.
+      last_use: step of last use of each id.
+      next_use: next step each id is used (``NO_REUSE`` if none is known).
+      static: uint8 static score of each id.
+      step: current step t.
+      rr_rank: round robin only: position after the clock pointer.
+    """
+    dist = next_use.astype(np.int64) - step
+    known = (next_use != NO_REUSE) & (dist <= spec.window) & (dist > 0)
+    s = static.astype(np.int64)
+    if spec.name == "rr":
+        v = rr_rank.astype(np.int64)
+    elif spec.name == "lru":
+        v = last_use.astype(np.int64)
+    elif spec.name == "static":
+        v = s
+    elif spec.name == "dynamic":
+        v = np.where(known, -dist, _NO_USE)
+    else:
+        tier = np.where(~known, 0, np.where(dist < spec.protect, 2, 1))
+        near = np.where(known, 1023 - np.minimum(dist, 1023), 0)
+        v = (tier << 20) + (s << 10) + near
+    return np.where(ids < 0, _EMPTY, v)
+
+
+class Plan(NamedTuple):
+    """Decisions for one cache at one step, for its M distinct requested ids.
+
+    Attributes:
+      hit: [M] bool, the id is resident.
+      way: [M] int32 its way if resident, else -1.
+      insert_way: [M] int32 way the id is written to (-1: not cached).
+      evicted: [M] int32 id the insertion replaces (-1: none or empty line).
+    """
+
+    hit: np.ndarray
+    way: np.ndarray
+    insert_way: np.ndarray
+    evicted: np.ndarray
+
+
+def plan_step(
+    meta: dict[str, np.ndarray],
+    cache: int,
+    ids: np.ndarray,
+    step: int,
+    spec: PolicySpec,
+    *,
+    next_use: np.ndarray,
+    static: np.ndarray,
+    set_div: int,
+    admit: np.ndarray | None = None,
+) -> Plan:
+    """Looks up ``ids`` in cache ``cache`` and plans the insertion of misses.
+
+    Updates ``meta`` in place (tags, last use, clock) to the state after the
+    step. ``next_use`` must already hold the next use of ``ids`` after
+    ``step`` (and of every resident line).
+
+    Args:
+      meta: metadata from :func:`new_meta`.
+      cache: which cache (device).
+      ids: [M] distinct requested ids.
+      step: current step t.
+      spec: eviction policy.
+      next_use: [N] int32 next use of every node for this cache's stream.
+      static: [N] uint8 static scores.
+      set_div: 1 (independent caches) or the device count (shared cache).
+      admit: [M] bool, misses that may be inserted (default: all).
+
+    Returns:
+      The :class:`Plan`.
+    """
+    ids = np.asarray(ids, np.int64)
+    tags, last_use, clock = (
+        meta["tags"][cache],
+        meta["last_use"][cache],
+        meta["clock"][cache],
+    )
+    num_sets, ways = tags.shape
+    m = ids.size
+    sets = set_of(ids, num_sets, set_div)
+    match = tags[sets] == ids[:, None]
+    hit = match.any(axis=1)
+    way = np.where(hit, match.argmax(axis=1), -1).astype(np.int32)
+    last_use[sets[hit], way[hit]] = step
+    insert_way = np.full(m, -1, np.int32)
+    evicted = np.full(m, -1, np.int32)
+    miss = np.flatnonzero(~hit if admit is None else (~hit & admit))
+    if miss.size == 0 or ways == 0:
+        return Plan(hit, way, insert_way, evicted)
+
+    mset = sets[miss]
+    uset, inv = np.unique(mset, return_inverse=True)
+    lines = tags[uset].astype(np.int64)  # [Su, W]
+    safe = np.maximum(lines, 0)
+    rr_rank = (np.arange(ways)[None, :] - clock[uset][:, None]) % ways
+    line_keep = keep_values(
+        spec, lines, last_use[uset], next_use[safe], static[safe], step, rr_rank
+    )
+    used = last_use[uset] == step
+    line_keep = np.where(used & (lines >= 0), _USED, line_keep)
+    in_keep = keep_values(
+        spec,
+        ids[miss],
+        np.full(miss.size, step),
+        next_use[ids[miss]],
+        static[ids[miss]],
+        step,
+        np.full(miss.size, ways),
+    )
+    # Rank the misses of each set, most valuable first.
+    order = np.lexsort((-in_keep, inv))
+    first = np.searchsorted(inv[order], np.arange(uset.size))
+    rank = np.empty(miss.size, np.int64)
+    rank[order] = np.arange(miss.size) - first[inv[order]]
+    victim_order = np.argsort(line_keep, axis=1, kind="stable")  # [Su, W]
+    ok = rank < ways
+    r = np.minimum(rank, ways - 1)
+    vway = victim_order[inv, r]
+    vkeep = line_keep[inv, vway]
+    ok &= vkeep < _USED
+    if spec.name not in ("rr", "lru"):
+        ok &= in_keep > vkeep
+    sel = miss[ok]
+    s_sel, w_sel = sets[sel], vway[ok]
+    insert_way[sel] = w_sel
+    evicted[sel] = tags[s_sel, w_sel]
+    tags[s_sel, w_sel] = ids[sel]
+    last_use[s_sel, w_sel] = step
+    np.add.at(clock, s_sel, 1)
+    clock %= max(ways, 1)
+    return Plan(hit, way, insert_way, evicted)
+
+
+def duplication_ratio(meta: dict[str, np.ndarray]) -> float:
+    """Resident lines over distinct resident ids (1 = no id cached twice)."""
+    tags = meta["tags"]
+    valid = tags[tags >= 0]
+    if valid.size == 0:
+        return 1.0
+    return float(valid.size / np.unique(valid).size)

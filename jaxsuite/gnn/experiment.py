@@ -1,0 +1,348 @@
+"""LSM-GNN experiment: GraphSAGE trained from storage under each feature cache.
+
+For every policy in ``config.policies`` the same GraphSAGE run (same seed,
+same batches) is repeated with features fetched through that policy's cache;
+all policies share one total cache budget. Because caching is transparent,
+every run must end with bitwise identical parameters: their checksums are
+recorded and compared. Per policy the run records the hit-rate split (local /
+remote device / victim buffer / storage), storage and inter-device bytes,
+the duplication ratio, modelled and measured epoch times and test accuracy,
+measured on the last (warm) epoch.
+
+Each policy is a resumable ``train_loop`` (Orbax checkpoints under
+``workdir/checkpoints/<policy>``); a finished policy's summary is kept in
+``workdir/policies/<policy>.json`` and not recomputed on resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+
+from jaxsuite.core import devices
+from jaxsuite.core import metrics as metrics_lib
+from jaxsuite.core import train as train_lib
+from jaxsuite.gnn import cache as cache_lib
+from jaxsuite.gnn import fetcher as fetcher_lib
+from jaxsuite.gnn import graph as graph_lib
+from jaxsuite.gnn import model as model_lib
+from jaxsuite.gnn import report
+from jaxsuite.gnn import sampler as sampler_lib
+from jaxsuite.gnn import storage as storage_lib
+
+AXIS = "dev"
+POLICY_TABLE: dict[str, dict[str, Any]] = {
+    "none": {"mode": "none"},
+    "independent_lru": {"mode": "independent", "policy": "lru"},
+    "static_pagerank": {"mode": "independent", "policy": "static"},
+    "presampled_hotness": {
+        "mode": "independent",
+        "policy": "static",
+        "static": "hotness",
+    },
+    "shared_lru": {"mode": "shared", "policy": "lru"},
+    "shared_static": {"mode": "shared", "policy": "static"},
+    "lsm_gnn": {"mode": "shared", "policy": "hybrid"},
+    "lsm_gnn_pvp": {"mode": "shared", "policy": "hybrid", "victim": True},
+    "belady_oracle": {"mode": "shared", "policy": "dynamic", "window": "run"},
+}
+ACC_KEYS = (*fetcher_lib.COUNTERS, "steps", "loss", "measured_s", "modelled_s")
+
+
+class Data:
+    """Graph, feature store, sampler, static scores and the run's requests."""
+
+    def __init__(self, config: Any, workdir: str):
+        g = config.graph
+        self.graph = graph_lib.power_law_graph(
+            config.seed,
+            g.num_nodes,
+            avg_degree=g.avg_degree,
+            num_classes=g.num_classes,
+            p_in=g.p_in,
+            exponent=g.exponent,
+        )
+        path = os.path.join(workdir, "data", "features.f32")
+        expected = g.num_nodes * g.feature_dim * 4
+        if not os.path.exists(path) or os.path.getsize(path) != expected:
+            feats = graph_lib.class_features(
+                config.seed + 1,
+                self.graph.labels,
+                g.feature_dim,
+                g.num_classes,
+                noise=g.noise,
+            )
+            storage_lib.write_features(path, feats)
+        self.store = storage_lib.FeatureStore(
+            path, g.num_nodes, g.feature_dim, page_bytes=config.io.page_bytes
+        )
+        self.train_ids, _, self.test_ids = graph_lib.split_nodes(
+            config.seed, g.num_nodes
+        )
+        t = config.train
+        self.sampler = sampler_lib.NodeSampler(
+            self.graph,
+            self.train_ids,
+            t.fanouts,
+            t.batch_per_device,
+            config.devices,
+            config.seed,
+        )
+        self.order = self.sampler.schedule(t.epochs)
+        batches = (self.sampler.batch(*es) for es in self.order)
+        self.inputs = [(b.inputs, b.num_inputs) for b in batches]
+        c = config.cache
+        pagerank = graph_lib.reverse_pagerank(
+            self.graph, iterations=c.pagerank_iterations, damping=c.damping
+        )
+        self.static = {"pagerank": graph_lib.quantize_u8(pagerank)}
+        # Pre-sampled hotness (GNNLab): access counts of epochs drawn with
+        # another seed, never the ones trained on.
+        pre = sampler_lib.NodeSampler(
+            self.graph,
+            self.train_ids,
+            t.fanouts,
+            t.batch_per_device,
+            config.devices,
+            config.seed + 7919,
+        )
+        counts = np.zeros(g.num_nodes, np.int64)
+        for e, s in pre.schedule(c.presample_epochs):
+            x = pre.batch(e, s).inputs
+            np.add.at(counts, x[x >= 0], 1)
+        self.static["hotness"] = graph_lib.quantize_u8(counts.astype(np.float64))
+        self._reuse: dict[bool, fetcher_lib.ReuseSchedule] = {}
+
+    def reuse(self, shared: bool) -> fetcher_lib.ReuseSchedule:
+        if shared not in self._reuse:
+            self._reuse[shared] = fetcher_lib.ReuseSchedule(self.inputs, shared)
+        return self._reuse[shared]
+
+
+def fetch_config(name: str, config: Any, total_steps: int) -> fetcher_lib.FetchConfig:
+    """The cache of policy ``name`` at the config's total budget."""
+    entry = POLICY_TABLE[name]
+    c = config.cache
+    lines = int(c.budget_fraction * config.graph.num_nodes) // config.devices
+    num_sets = max(1, lines // c.ways)
+    spec = None
+    if entry["mode"] != "none":
+        window = total_steps if entry.get("window") == "run" else c.window
+        spec = cache_lib.PolicySpec(entry["policy"], window=window, protect=c.protect)
+    return fetcher_lib.FetchConfig(
+        entry["mode"],
+        spec,
+        num_sets=num_sets,
+        ways=c.ways,
+        victim=entry.get("victim", False),
+        ring_slots=c.ring_slots,
+        ring_depth=c.ring_depth,
+    )
+
+
+def _host(x: Any) -> np.ndarray:
+    """A writable numpy copy (restored checkpoints may hold jax arrays)."""
+    if isinstance(x, np.ndarray) and x.flags.writeable:
+        return x
+    return np.array(x)
+
+
+def modelled_step_seconds(
+    counts: dict[str, float], io: storage_lib.IOModel, compute_s: float
+) -> float:
+    """Cost model of one step: blocking storage reads, the exchange, compute.
+
+    Victim prefetches run on a separate stream during the previous step, so
+    only their excess over the compute time counts.
+    """
+    storage = io.storage_seconds(counts["storage_pages"])
+    link = io.link_seconds(counts["link_bytes_max"])
+    h2d = io.host_seconds(counts["h2d_bytes_max"])
+    return storage + link + max(0.0, h2d - compute_s) + compute_s
+
+
+def params_checksum(params: Any) -> str:
+    """SHA-256 of the parameters' bytes (equal iff bitwise equal)."""
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(params):
+        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def run_policy(
+    name: str,
+    config: Any,
+    data: Data,
+    mesh: Any,
+    workdir: str,
+    writer: Any,
+    train_step: Any,
+    stop_at: int | None = None,
+) -> dict[str, Any] | None:
+    """Trains under one policy; returns its summary (also in policies/<name>.json).
+
+    ``stop_at`` ends the run after that many steps, leaving its checkpoint
+    for a later call to resume from, and returns None.
+    """
+    out_path = os.path.join(workdir, "policies", f"{name}.json")
+    if os.path.exists(out_path):
+        with open(out_path) as f:
+            return json.load(f)
+    total = len(data.order)
+    steps_per_epoch = data.sampler.steps_per_epoch
+    fcfg = fetch_config(name, config, total)
+    reuse = None if fcfg.mode == "none" else data.reuse(fcfg.mode == "shared")
+    static = data.static[POLICY_TABLE[name].get("static", "pagerank")]
+    fetcher = fetcher_lib.FeatureFetcher(
+        fcfg, mesh, AXIS, data.store, static, reuse, data.sampler.input_len
+    )
+    io = storage_lib.IOModel(
+        page_bytes=config.io.page_bytes,
+        iops=config.io.iops,
+        storage_bandwidth=config.io.storage_bandwidth,
+        link_bandwidth=config.io.link_bandwidth,
+        host_bandwidth=config.io.host_bandwidth,
+    )
+    t = config.train
+    dims = (
+        config.graph.feature_dim,
+        *([t.hidden] * (len(t.fanouts) - 1)),
+        config.graph.num_classes,
+    )
+    params = model_lib.init_sage(jax.random.PRNGKey(config.seed), dims)
+    tx = optax.adam(t.learning_rate)
+    sharding = jax.sharding.NamedSharding(mesh, jax.P(AXIS))
+    state = {
+        # Replicated on the mesh, so a restored checkpoint lands there too.
+        **fetcher_lib.put_global(
+            {"params": params, "opt_state": tx.init(params)},
+            jax.sharding.NamedSharding(mesh, jax.P()),
+        ),
+        "fetch": fetcher.init_state(),
+        "acc": np.zeros((t.epochs, len(ACC_KEYS)), np.float64),
+    }
+    host_keys = ("next_use", "ring_ids", "ring_step", "ring_rows", "ring_count")
+
+    def step_fn(state, step):
+        t0 = time.perf_counter()
+        fs = state["fetch"]
+        for k in host_keys:
+            fs[k] = _host(fs[k])
+        fs["meta"] = {k: _host(v) for k, v in fs["meta"].items()}
+        g = step - 1
+        epoch = data.order[g][0]
+        batch = data.sampler.batch(*data.order[g])
+        fs, feats, counts = fetcher.step(fs, g, batch)
+        pos, masks, labels = fetcher_lib.put_global(
+            (batch.positions, batch.masks, batch.labels), sharding
+        )
+        params, opt_state, loss, acc = train_step(
+            state["params"], state["opt_state"], feats, pos, masks, labels
+        )
+        jax.block_until_ready(params)
+        row = _host(state["acc"])
+        counts = dict(counts)
+        counts.update(
+            steps=1.0,
+            loss=float(loss),
+            measured_s=time.perf_counter() - t0,
+            modelled_s=modelled_step_seconds(counts, io, config.io.compute_seconds),
+        )
+        row[epoch] += np.array([counts[k] for k in ACC_KEYS])
+        req = max(counts["requests"], 1.0)
+        scalars = {
+            f"{name}/{k}": counts[k] / req
+            for k in ("local", "remote", "victim", "storage")
+        }
+        scalars[f"{name}/loss"] = loss
+        scalars[f"{name}/train_acc"] = acc
+        new = {"params": params, "opt_state": opt_state, "fetch": fs, "acc": row}
+        return new, scalars
+
+    every = config.checkpoint_every or steps_per_epoch
+    state = train_lib.train_loop(
+        state,
+        step_fn,
+        num_steps=min(stop_at or total, total),
+        workdir=workdir,
+        checkpoint_every=every,
+        writer=writer,
+        log_every=config.log_every,
+        name=name,
+    )
+    if stop_at is not None and stop_at < total:
+        return None
+    acc = _host(state["acc"])
+    test_ids = data.test_ids[: t.eval_nodes]
+    accuracy = model_lib.evaluate(
+        state["params"], data.sampler, data.store, test_ids, seed=config.seed
+    )
+    summary = report.summarise(
+        name, fcfg, dict(zip(ACC_KEYS, acc[-1])), data.store, config.devices
+    )
+    summary.update(
+        test_accuracy=accuracy,
+        params_checksum=params_checksum(state["params"]),
+        duplication_ratio=cache_lib.duplication_ratio(
+            {k: _host(v) for k, v in state["fetch"]["meta"].items()}
+        )
+        if fcfg.mode != "none"
+        else 1.0,
+        mismatches=float(acc[:, ACC_KEYS.index("mismatch")].sum()),
+        epoch_stats={k: acc[:, i].tolist() for i, k in enumerate(ACC_KEYS)},
+    )
+    os.makedirs(os.path.dirname(out_path), exist_ok=True)
+    with open(out_path + ".tmp", "w") as f:
+        json.dump(summary, f, indent=2)
+    os.replace(out_path + ".tmp", out_path)
+    # The policy is done: its cache checkpoints are no longer needed.
+    shutil.rmtree(os.path.join(workdir, "checkpoints", name), ignore_errors=True)
+    return summary
+
+
+def run(config: Any, workdir: str) -> dict[str, Any]:
+    """Runs every policy, draws the figures and writes ``results.json``."""
+    t0 = time.time()
+    unknown = [p for p in config.policies if p not in POLICY_TABLE]
+    if unknown:
+        raise ValueError(f"unknown policies {unknown}; valid: {list(POLICY_TABLE)}")
+    train_lib.prepare_workdir(workdir, config)
+    if jax.device_count() < config.devices:
+        raise ValueError(
+            f"needs {config.devices} devices, found {jax.device_count()}: pass "
+            "--local_device_count=8 on a CPU, or set devices= in the config"
+        )
+    mesh = devices.make_mesh(
+        (config.devices,), (AXIS,), devices=jax.devices()[: config.devices]
+    )
+    data = Data(config, workdir)
+    tx = optax.adam(config.train.learning_rate)
+    train_step = model_lib.make_train_step(mesh, AXIS, tx)
+    summaries = {}
+    with metrics_lib.MetricWriter(workdir) as writer:
+        writer.write_hparams(config.to_dict())
+        for name in config.policies:
+            summaries[name] = run_policy(
+                name, config, data, mesh, workdir, writer, train_step
+            )
+    report.figures_for(workdir, summaries, metrics_lib.read_metrics(workdir))
+    metrics, verdict = report.headline(summaries)
+    path = metrics_lib.write_results(
+        workdir,
+        paper="lsmgnn",
+        config=config,
+        metrics=metrics,
+        tables={"policies": report.table(summaries)},
+        claim=report.CLAIM,
+        verdict=verdict,
+        wall_seconds=time.time() - t0,
+    )
+    return metrics_lib.read_results(path)
