@@ -1,0 +1,114 @@
+"""Per-iteration planners: which replicas each strategy materialises.
+
+A :class:`Planner` sees the measured loads of past iterations (host numpy)
+and returns the sharding and materialisation for the next one:
+
+* ``ep`` / ``fsdp``: even sharding, no replicas.
+* ``fastermoe``: FasterMoE's greedy shadowing of the hottest experts on
+  every device (scored with the cost model), at most ``m`` shadows.
+* ``fssdp``: Algorithm 1 from the load averaged over the last ``window``
+  iterations, and every ``reshard_every`` iterations Algorithm 2
+  (heterogeneous sharding) re-shards the cold experts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jaxsuite.moe import cost as cost_lib
+from jaxsuite.moe import plans as plans_lib
+
+
+class Planner:
+    """Host-side plan state of one strategy.
+
+    Args:
+      strategy: ``ep``, ``fsdp``, ``fastermoe`` or ``fssdp``.
+      layers, experts, slots, mat_slots: the step's shapes.
+      topo: device/node layout.
+      overlap: Algorithm 1's overlap degree t.
+      model: cost model (FasterMoE's policy scores candidates with it).
+      window: iterations averaged for the expected load.
+      reshard_every: Algorithm 2 period (0 = never).
+    """
+
+    def __init__(
+        self,
+        strategy: str,
+        *,
+        layers: int,
+        experts: int,
+        slots: int,
+        mat_slots: int,
+        topo: plans_lib.Topology,
+        overlap: int,
+        model: cost_lib.CostModel,
+        window: int = 5,
+        reshard_every: int = 0,
+    ):
+        self.strategy = strategy
+        self.layers, self.experts = layers, experts
+        self.slots, self.mat_slots = slots, mat_slots
+        self.topo, self.overlap, self.model = topo, overlap, model
+        self.reshard_every = reshard_every
+        self.pool_expert = plans_lib.even_sharding(layers, experts, topo.devices, slots)
+        self.tracker = plans_lib.LoadTracker(window)
+        self.iteration = 0
+
+    def observe(self, load: np.ndarray) -> None:
+        """Records one iteration's loads ``(L, D_src, E)``."""
+        self.tracker.update(np.asarray(load, np.float64))
+        self.iteration += 1
+
+    def expected(self) -> np.ndarray:
+        """(L, D_src, E) mean load of the window (uniform before any)."""
+        uniform = np.ones((self.layers, self.topo.devices, self.experts))
+        return self.tracker.mean(uniform)
+
+    def maybe_reshard(self) -> np.ndarray | None:
+        """Algorithm 2 when due: returns the new ``pool_expert`` or None."""
+        due = (
+            self.strategy == "fssdp"
+            and self.reshard_every > 0
+            and self.iteration > 0
+            and self.iteration % self.reshard_every == 0
+        )
+        if not due:
+            return None
+        per_expert = self.expected().sum(1)
+        new = np.stack(
+            [
+                plans_lib.heterogeneous_sharding(
+                    per_expert[i], self.overlap, self.slots, self.topo
+                )
+                for i in range(self.layers)
+            ]
+        )
+        self.pool_expert = new
+        return new
+
+    def materialise(self) -> np.ndarray:
+        """(L, D, m) replicas for the next iteration."""
+        mat = -np.ones((self.layers, self.topo.devices, self.mat_slots), np.int32)
+        if self.strategy in ("ep", "fsdp"):
+            return mat
+        expected = self.expected()
+        for i in range(self.layers):
+            per_expert = expected[i].sum(0)
+            pool = self.pool_expert[i]
+            if self.strategy == "fssdp":
+                mat[i] = plans_lib.sparse_materialization(
+                    per_expert, pool, self.overlap, self.mat_slots, self.topo
+                )
+            else:
+                counts = self.model.scale_counts(expected[i])
+
+                def layer_time(m, counts=counts, pool=pool):
+                    return cost_lib.layer_time(
+                        "fastermoe", counts, pool, m, self.model
+                    )["total"]
+
+                mat[i] = plans_lib.fastermoe_shadows(
+                    per_expert, pool, self.mat_slots, layer_time
+                )
+        return mat

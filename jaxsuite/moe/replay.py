@@ -1,0 +1,131 @@
+"""Replaying load traces through planners and the cost model.
+
+Builds the cost models and planners a config describes, and turns a
+measured load trace ``(N, L, D, E)`` into modelled per-step times
+(:func:`replay`), useful bytes at the CPU model's scale
+(:func:`plan_bytes`) and load imbalance (:func:`imbalance`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxsuite.moe import cost as cost_lib
+from jaxsuite.moe import policy
+
+
+def cost_model(config: Any, cluster: str = "B") -> cost_lib.CostModel:
+    """The modelled cluster: ``B`` (``config.cost``) or ``A`` (its ``alt_`` links)."""
+    c = config.cost
+    intra, inter = c.bw_intra, c.bw_inter
+    if cluster == "A":
+        intra, inter = c.alt_bw_intra, c.alt_bw_inter
+    return cost_lib.CostModel(
+        devices=jax.device_count(),
+        nodes=c.nodes,
+        bw_intra=intra,
+        bw_inter=inter,
+        flops=c.tflops * 1e12,
+        hidden=c.hidden,
+        ffn=c.ffn,
+        seq_len=c.seq_len,
+        tokens_per_device=c.tokens_per_device,
+    )
+
+
+def overlap_degree(config: Any, cluster: str = "B") -> int:
+    """Algorithm 1's t: ``config.fssdp.overlap`` or the cost model's."""
+    if config.fssdp.overlap > 0:
+        return int(config.fssdp.overlap)
+    return cost_model(config, cluster).overlap_degree()
+
+
+def small_cost_model(config: Any) -> cost_lib.CostModel:
+    """The CPU model's own scale (float32), for its plan bytes."""
+    return cost_lib.CostModel(
+        devices=jax.device_count(),
+        nodes=config.cost.nodes,
+        hidden=config.model.hidden,
+        ffn=config.model.ffn,
+        bytes_per_value=4,
+    )
+
+
+def planner(
+    config: Any, strategy: str, overlap: int, cluster: str = "B"
+) -> policy.Planner:
+    """The strategy's planner with the config's shapes."""
+    cm = cost_model(config, cluster)
+    return policy.Planner(
+        strategy,
+        layers=config.model.layers,
+        experts=config.model.experts,
+        slots=config.fssdp.slots,
+        mat_slots=config.fssdp.mat_slots,
+        topo=cm.topo,
+        overlap=overlap,
+        model=cm,
+        window=config.fssdp.window,
+        reshard_every=config.fssdp.reshard_every,
+    )
+
+
+def replay(
+    config: Any,
+    strategy: str,
+    loads: np.ndarray,
+    overlap: int,
+    remat: bool = False,
+    cluster: str = "B",
+) -> dict[str, np.ndarray]:
+    """Modelled per-step times of ``strategy`` on a load trace ``(N, L, D, E)``."""
+    cm = cost_model(config, cluster)
+    plnr = planner(config, strategy, overlap, cluster)
+    rows = []
+    for load in loads:
+        plnr.maybe_reshard()
+        mat = plnr.materialise()
+        per_layer = [
+            cost_lib.layer_time(
+                strategy,
+                cm.scale_counts(load[i]),
+                plnr.pool_expert[i],
+                mat[i],
+                cm,
+                remat=remat,
+            )
+            for i in range(load.shape[0])
+        ]
+        row = {k: sum(r[k] for r in per_layer) for k in per_layer[0]}
+        row["max_over_mean_tokens"] /= len(per_layer)  # a ratio: layer mean
+        rows.append(row)
+        plnr.observe(load)
+    return {k: np.array([r[k] for r in rows]) for k in rows[0]}
+
+
+def plan_bytes(config: Any, strategy: str, loads: np.ndarray, overlap: int) -> float:
+    """Mean useful bytes per step and device (params + tokens), CPU model scale."""
+    small = small_cost_model(config)
+    plnr = planner(config, strategy, overlap)
+    total = []
+    for load in loads:
+        plnr.maybe_reshard()
+        mat = plnr.materialise()
+        step_bytes = 0.0
+        for i in range(load.shape[0]):
+            r = cost_lib.layer_time(
+                strategy, load[i], plnr.pool_expert[i], mat[i], small
+            )
+            step_bytes += r["token_bytes"] + r["param_bytes"]
+        total.append(step_bytes)
+        plnr.observe(load)
+    return float(np.mean(total)) / small.devices
+
+
+def imbalance(loads: np.ndarray) -> np.ndarray:
+    """Max over mean expert load per step (mean over layers): (N,)."""
+    per_expert = loads.sum(2)  # (N, L, E)
+    return np.mean(per_expert.max(-1) / np.maximum(per_expert.mean(-1), 1e-9), axis=-1)

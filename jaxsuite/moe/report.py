@@ -1,0 +1,256 @@
+"""Tables, figures and ``results.json`` of the Hecate experiment."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from jaxsuite.core import figures
+from jaxsuite.core import metrics as metrics_lib
+from jaxsuite.moe import model
+from jaxsuite.moe.replay import (
+    cost_model,
+    imbalance,
+    overlap_degree,
+    plan_bytes,
+    replay,
+)
+
+CLAIM = (
+    "FSSDP (Hecate) beats EP by 1.26-1.78x end to end and by up to 3.54x over "
+    "the best prior system, with a lead that grows with load skew; sparse "
+    "collectives move a fraction of an FSDP all-gather's bytes; "
+    "re-materialisation cuts materialised-parameter memory by about 90%."
+)
+
+
+def _remat_rows(config, measured) -> tuple[list[dict[str, Any]], float]:
+    """Re-materialisation: measured residuals and peaks, analytic buffers."""
+    m = config.model
+    p_bytes = 4 * model.expert_size(m.hidden, m.ffn)
+    rows, saving = [], float("nan")
+    for strategy in ("fssdp", "fsdp"):
+        got = measured.get(strategy, {})
+        if "memory_remat" not in got:
+            continue
+        per_layer = config.fssdp.mat_slots if strategy == "fssdp" else m.experts
+        per_layer *= p_bytes
+        res, res_rm = got["residual"], got["residual_remat"]
+        rows.append(
+            {
+                "strategy": strategy,
+                "residual_bytes": res,
+                "residual_bytes_remat": res_rm,
+                "residual_saving_fraction": 1.0 - res_rm / res,
+                "peak_bytes": got["memory"]["total"],
+                "peak_bytes_remat": got["memory_remat"]["total"],
+                "materialised_bytes": m.layers * per_layer,
+                "materialised_bytes_remat": per_layer,
+                "materialised_saving_fraction": 1.0 - 1.0 / m.layers,
+            }
+        )
+        if strategy == "fssdp":
+            saving = 1.0 - res_rm / res
+    return rows, saving
+
+
+def write_report(config, workdir, traces, measured, overlap, t_start) -> dict[str, Any]:
+    """Builds tables and figures from the traces; writes ``results.json``."""
+    train_skew = float(config.train_skew)
+    skews = [float(k) for k in config.skews]
+    cm = cost_model(config)
+    ep_loss = (
+        traces[("ep", train_skew)]["loss"] if ("ep", train_skew) in traces else None
+    )
+
+    strat_rows = []
+    for s in config.strategies:
+        tr = traces[(s, train_skew)]
+        hlo = measured[s]["hlo"]["total"]
+        strat_rows.append(
+            {
+                "strategy": s,
+                "plan_bytes_per_step": plan_bytes(config, s, tr["load"], overlap),
+                "hlo_bytes_per_step": hlo,
+                "peak_memory_bytes": measured[s]["memory"]["total"],
+                "cpu_ms_per_step": 1e3 * float(np.median(tr["wall"][1:])),
+                "final_loss": float(tr["loss"][-1]),
+                "max_loss_diff_vs_ep": (
+                    float(np.max(np.abs(tr["loss"] - ep_loss)))
+                    if ep_loss is not None
+                    else float("nan")
+                ),
+                "dropped_per_step": float(np.mean(tr["dropped"])),
+            }
+        )
+
+    model_rows, speed = [], {}
+    cm = cost_model(config)
+    for cluster in ("B", "A"):
+        t_cluster = overlap if cluster == "B" else overlap_degree(config, "A")
+        for k in skews:
+            model_rows += _modelled(config, traces, k, cluster, t_cluster, cm, speed)
+    remat_rows, remat_saving = _remat_rows(config, measured)
+
+    rows_b = [r for r in model_rows if r["cluster"] == "B"]
+    _figures(workdir, config, traces, rows_b, strat_rows, skews)
+    lam = [
+        r["param_bytes_vs_fsdp"]
+        for r in model_rows
+        if r["strategy"] == "fssdp" and r["skew"] == max(skews) and r["cluster"] == "B"
+    ][0]
+    metrics = {
+        f"speedup_fssdp_vs_ep_skew{k:g}": metrics_lib.metric(
+            speed[("fssdp", k, "B")], "x (modelled, cluster B)"
+        )
+        for k in skews
+    }
+    metrics.update(
+        {
+            f"speedup_fssdp_vs_ep_skew{k:g}_clusterA": metrics_lib.metric(
+                speed[("fssdp", k, "A")], "x (modelled, cluster A)"
+            )
+            for k in skews
+        }
+    )
+    metrics.update(
+        {
+            f"speedup_fastermoe_vs_ep_skew{max(skews):g}": metrics_lib.metric(
+                speed[("fastermoe", max(skews), "B")], "x (modelled, cluster B)"
+            ),
+            "lambda_fssdp_param_bytes_vs_fsdp": metrics_lib.metric(lam, "fraction"),
+            "overlap_degree_t": metrics_lib.metric(overlap, "experts"),
+            "max_loss_diff_between_strategies": metrics_lib.metric(
+                max(r["max_loss_diff_vs_ep"] for r in strat_rows), "nats"
+            ),
+        }
+    )
+    if np.isfinite(remat_saving):
+        metrics["remat_saving_of_backward_residuals"] = metrics_lib.metric(
+            remat_saving, "fraction (jax.vjp residuals, per device)"
+        )
+    sp = [speed[("fssdp", k, "B")] for k in skews]
+    fsdp_b = [r for r in rows_b if r["strategy"] == "fsdp" and r["skew"] == max(skews)]
+    ep_b = [r for r in rows_b if r["strategy"] == "ep" and r["skew"] == max(skews)]
+    mem_ratio = fsdp_b[0]["param_memory_MB"] / ep_b[0]["param_memory_MB"]
+    verdict = (
+        f"Modelled FSSDP speedup over EP at skews {skews}: "
+        + ", ".join(f"{v:.2f}x" for v in sp)
+        + " (the lead grows with skew); FasterMoE-style shadowing gets "
+        f"{speed[('fastermoe', max(skews), 'B')]:.2f}x. FSSDP's sparse "
+        f"collectives carry {lam:.2f} of FSDP's parameter bytes. With only "
+        f"{config.model.experts} experts per layer FSDP's gathers hide behind "
+        f"attention, so it is modelled fastest ({fsdp_b[0]['speedup_vs_ep']:.2f}x) "
+        f"while holding {mem_ratio:.1f}x "
+        "EP's parameter memory. Step times come from a cost model (2 nodes x 4 "
+        "devices, the paper's cluster bandwidths, GPT-MoE-S experts) fed with "
+        "expert loads measured on 8 CPU devices: no multi-node time was "
+        "measured. Exactness against the dense reference, bytes in the compiled "
+        "HLO, memory_analysis and backward residuals were measured on CPU; the "
+        "fixed-slot CPU collectives move every slot, so HLO bytes exceed plan "
+        "bytes, and XLA:CPU's peak memory does not drop with re-materialisation "
+        "although the residuals kept for the backward pass do."
+    )
+    path = metrics_lib.write_results(
+        workdir,
+        paper="hecate",
+        config=config,
+        metrics=metrics,
+        tables={"strategies": strat_rows, "modelled": model_rows, "remat": remat_rows},
+        claim=CLAIM,
+        verdict=verdict,
+        wall_seconds=time.time() - t_start,
+    )
+    return metrics_lib.read_results(path)
+
+
+def _modelled(config, traces, skew, cluster, overlap, cm, speed) -> list[dict]:
+    """Modelled rows of every strategy on the FSSDP run's load trace at ``skew``."""
+    loads = traces[("fssdp", skew)]["load"]
+    names = ("ep", "fsdp", "fastermoe", "fssdp")
+    times = {s: replay(config, s, loads, overlap, cluster=cluster) for s in names}
+    times["fssdp_rm"] = replay(
+        config, "fssdp", loads, overlap, remat=True, cluster=cluster
+    )
+    fsdp_param = float(np.mean(times["fsdp"]["param_bytes"]))
+    held = {  # expert slots whose parameters a device holds per layer
+        "ep": config.fssdp.slots,
+        "fsdp": config.fssdp.slots + config.model.experts,
+        "fastermoe": config.fssdp.slots + config.fssdp.mat_slots,
+        "fssdp": config.fssdp.slots + config.fssdp.mat_slots,
+        "fssdp_rm": config.fssdp.slots,
+    }
+    rows = []
+    for s, r in times.items():
+        t = float(np.mean(r["total"]))
+        speed[(s, skew, cluster)] = float(np.mean(times["ep"]["total"])) / t
+        layers = config.model.layers
+        rm_extra = config.fssdp.mat_slots if s == "fssdp_rm" else 0
+        rows.append(
+            {
+                "cluster": cluster,
+                "skew": skew,
+                "strategy": s,
+                "load_max_over_mean": float(np.mean(imbalance(loads))),
+                "modelled_ms_per_step": 1e3 * t,
+                "speedup_vs_ep": speed[(s, skew, cluster)],
+                "param_MB_per_step": float(np.mean(r["param_bytes"])) / 1e6,
+                "token_MB_per_step": float(np.mean(r["token_bytes"])) / 1e6,
+                "param_bytes_vs_fsdp": float(np.mean(r["param_bytes"])) / fsdp_param,
+                "device_tokens_max_over_mean": float(
+                    np.mean(r["max_over_mean_tokens"])
+                ),
+                "param_memory_MB": (layers * held[s] + rm_extra)
+                * cm.expert_bytes
+                / 1e6,
+            }
+        )
+    return rows
+
+
+def _figures(workdir, config, traces, model_rows, strat_rows, skews) -> None:
+    steps = np.arange(config.steps)
+    figures.plot_curves(
+        os.path.join(workdir, "load_imbalance.png"),
+        {
+            f"skew {k:g}": (steps, imbalance(traces[("fssdp", k)]["load"]))
+            for k in skews
+        },
+        xlabel="step",
+        ylabel="max / mean expert load",
+        title="Expert load imbalance over training",
+    )
+    figures.plot_bars(
+        os.path.join(workdir, "bytes_per_step.png"),
+        {r["strategy"]: r["hlo_bytes_per_step"] for r in strat_rows},
+        ylabel="collective bytes / step / device (HLO)",
+        logy=True,
+    )
+    names = sorted({r["strategy"] for r in model_rows})
+    figures.plot_curves(
+        os.path.join(workdir, "modelled_step_time.png"),
+        {
+            s: (
+                [r["skew"] for r in model_rows if r["strategy"] == s],
+                [r["modelled_ms_per_step"] for r in model_rows if r["strategy"] == s],
+            )
+            for s in names
+        },
+        xlabel="data skew",
+        ylabel="modelled step time (ms)",
+    )
+    figures.plot_curves(
+        os.path.join(workdir, "speedup_vs_ep.png"),
+        {
+            s: (
+                [r["skew"] for r in model_rows if r["strategy"] == s],
+                [r["speedup_vs_ep"] for r in model_rows if r["strategy"] == s],
+            )
+            for s in names
+        },
+        xlabel="data skew",
+        ylabel="modelled speedup vs EP",
+    )

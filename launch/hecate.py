@@ -1,0 +1,10 @@
+"""Launcher for the Hecate (FSSDP) experiment.
+
+python -m launch.hecate --config=configs/hecate.py:small --workdir=runs/hecate
+"""
+
+from jaxsuite.core import app
+from jaxsuite.moe import experiment
+
+if __name__ == "__main__":
+    app.run(experiment.run)
