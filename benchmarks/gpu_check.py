@@ -129,6 +129,12 @@ register("hash_encoding")(functools.partial(_hash_encoding, deterministic=True))
 register("hash_encoding_atomic")(functools.partial(_hash_encoding, deterministic=False))
 
 
+@register("splatting")
+def _splatting(smoke: bool) -> KernelCheck:
+    testing = importlib.import_module("jaxsuite.kernels.splatting.testing")
+    return KernelCheck(**testing.gpu_check_case(smoke))
+
+
 def _max_rel_err(got, want) -> float:
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0

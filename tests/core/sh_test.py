@@ -24,6 +24,12 @@ def test_basis_is_orthonormal_on_the_sphere():
     y = np.asarray(sh.sh_basis(jnp.asarray(dirs), 3), np.float64)
     gram = (y * w[:, None]).T @ y
     np.testing.assert_allclose(gram, np.eye(16), atol=2e-5)
+    # Each band's squared norm is rotation invariant: (2l + 1) / (4 pi).
+    for band in range(4):
+        part = y[:, band**2 : (band + 1) ** 2]
+        np.testing.assert_allclose(
+            np.sum(part**2, -1), (2 * band + 1) / (4 * np.pi), rtol=1e-5
+        )
 
 
 def test_degree_one_matches_the_signed_linear_functions():

@@ -1,0 +1,174 @@
+"""The deblurring MLP (``GTnet``) and the Gaussian transforms it drives.
+
+Follows the official code (``scene/blur_kernel.py``,
+``gaussian_renderer/__init__.py``), which differs from the paper in places:
+
+* Input, 91 values per Gaussian: ``PE(xyz, L=3)`` (21), ``PE(view, L=10)``
+  (63), the activated scale (3) and the normalised rotation (4). ``PE(x) =
+  [x, sin(2^0 x), cos(2^0 x), ..., sin(2^(L-1) x), cos(2^(L-1) x)]`` with no
+  ``pi`` (the paper writes ``pi``). "View" is the camera centre repeated for
+  every Gaussian, not a direction. The inputs carry no gradient
+  (``.detach()`` in the code).
+* Trunk ``Linear(91, 64) + ReLU`` then ``2 x [Linear(64, 64) + ReLU]``; heads
+  ``s`` and ``r`` (defocus: 3 and 4 outputs; camera motion: ``3 (M+1)``,
+  ``4 (M+1)`` and a position head ``p`` with ``3 M``). Xavier-normal weights
+  with gain 0.1 for layers with 2 or 3 outputs, gain 1 otherwise; zero biases.
+* ``delta = clip(lambda_s * out + (1 - lambda_s), 1, max_clamp)`` for scales
+  and rotations; ``s' = s * delta_s`` and ``q' = q * delta_r`` with ``q`` the
+  normalised rotation and ``q'`` **not** renormalised (the rasteriser does not
+  normalise, so ``delta_r`` also scales and shears the covariance).
+* Camera motion: position offsets are ``lambda_p * p``, not clamped (in the
+  code only the scale and rotation factors are clamped), laid out
+  ``(N, 3, M)``; render 0 uses ``(x, s * delta_s[..., M], q * delta_r[..., M])``
+  and render ``i + 1`` uses ``(x + offset_i, s * delta_s[..., i],
+  q * delta_r[..., i])``; the training
+  image is the plain mean of the ``M + 1`` renders.
+
+At test time the MLP is not used: the plain Gaussians are rendered.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Params = dict[str, dict[str, jax.Array]]
+
+
+def positional_encoding(x: jax.Array, num_freqs: int) -> jax.Array:
+    """``[x, sin(2^k x), cos(2^k x)]_k``: ``(N, D)`` -> ``(N, D (1 + 2 L))``."""
+    feats = [x]
+    for k in range(num_freqs):
+        feats += [jnp.sin(x * 2.0**k), jnp.cos(x * 2.0**k)]
+    return jnp.concatenate(feats, axis=-1)
+
+
+def input_dim(pos_freqs: int = 3, view_freqs: int = 10) -> int:
+    """MLP input width: 91 for the defaults."""
+    return 3 * (1 + 2 * pos_freqs) + 3 * (1 + 2 * view_freqs) + 7
+
+
+def _xavier(key, n_in, n_out):
+    gain = 0.1 if n_out in (2, 3) else 1.0
+    std = gain * np.sqrt(2.0 / (n_in + n_out))
+    return {
+        "w": jax.random.normal(key, (n_in, n_out)) * std,
+        "b": jnp.zeros((n_out,)),
+    }
+
+
+def init(
+    key: jax.Array,
+    *,
+    motion: bool = False,
+    num_moments: int = 4,
+    width: int = 64,
+    num_hidden: int = 3,
+    pos_freqs: int = 3,
+    view_freqs: int = 10,
+) -> Params:
+    """Parameters of the MLP (``motion`` picks the camera-motion heads)."""
+    keys = jax.random.split(key, num_hidden + 3)
+    dims = [input_dim(pos_freqs, view_freqs)] + [width] * num_hidden
+    params = {
+        f"trunk{i}": _xavier(keys[i], a, b)
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))
+    }
+    m = num_moments + 1 if motion else 1
+    params["s"] = _xavier(keys[-3], width, 3 * m)
+    params["r"] = _xavier(keys[-2], width, 4 * m)
+    if motion:
+        params["p"] = _xavier(keys[-1], width, 3 * num_moments)
+    return params
+
+
+def apply(
+    params: Params,
+    means: jax.Array,
+    scales: jax.Array,
+    rotations: jax.Array,
+    cam_center: jax.Array,
+    *,
+    pos_freqs: int = 3,
+    view_freqs: int = 10,
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Raw head outputs for ``N`` Gaussians.
+
+    Args:
+      params: from :func:`init`.
+      means: ``(N, 3)``; scales: ``(N, 3)``; rotations: ``(N, 4)`` normalised.
+      cam_center: ``(3,)``.
+
+    Returns:
+      ``(s, r, p)``: ``(N, 3 m)``, ``(N, 4 m)`` and ``(N, 3 M)`` or None, with
+      ``m = 1`` (defocus) or ``M + 1`` (motion).
+    """
+    sg = jax.lax.stop_gradient
+    n = means.shape[0]
+    view = jnp.broadcast_to(cam_center[None, :], (n, 3))
+    x = jnp.concatenate(
+        [
+            positional_encoding(sg(means), pos_freqs),
+            positional_encoding(view, view_freqs),
+            sg(scales),
+            sg(rotations),
+        ],
+        axis=-1,
+    )
+    num_trunk = sum(1 for k in params if k.startswith("trunk"))
+    for i in range(num_trunk):
+        layer = params[f"trunk{i}"]
+        x = jax.nn.relu(x @ layer["w"] + layer["b"][None, :])
+    head = lambda k: x @ params[k]["w"] + params[k]["b"][None, :]
+    return head("s"), head("r"), (head("p") if "p" in params else None)
+
+
+def clamp_delta(out: jax.Array, lambda_s: float, max_clamp: float) -> jax.Array:
+    """``clip(lambda_s * out + 1 - lambda_s, 1, max_clamp)``."""
+    return jnp.clip(lambda_s * out + (1.0 - lambda_s), 1.0, max_clamp)
+
+
+def blur_transforms(
+    params: Params,
+    means: jax.Array,
+    scales: jax.Array,
+    rotations: jax.Array,
+    cam_center: jax.Array,
+    *,
+    lambda_s: float = 0.01,
+    lambda_p: float = 0.01,
+    max_clamp: float = 1.1,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per-render means, scales and raw quaternions for the blurry renders.
+
+    Args:
+      params: MLP parameters (defocus or motion heads).
+      means, scales, rotations: ``(N, 3)``, ``(N, 3)``, ``(N, 4)`` (normalised).
+      cam_center: ``(3,)`` camera centre of the view.
+      lambda_s, lambda_p, max_clamp: the code's hyper-parameters.
+
+    Returns:
+      ``(means_r, scales_r, quats_r)`` of shapes ``(R, N, 3)``, ``(R, N, 3)``,
+      ``(R, N, 4)``; ``R = 1`` (defocus) or ``M + 1`` (motion, render 0
+      unshifted). Average the ``R`` renders.
+    """
+    s_out, r_out, p_out = apply(params, means, scales, rotations, cam_center)
+    n = means.shape[0]
+    ds = clamp_delta(s_out, lambda_s, max_clamp)
+    dr = clamp_delta(r_out, lambda_s, max_clamp)
+    if p_out is None:
+        return means[None], (scales * ds)[None], (rotations * dr)[None]
+    m = p_out.shape[-1] // 3
+    ds = ds.reshape(n, 3, m + 1)
+    dr = dr.reshape(n, 4, m + 1)
+    offsets = (lambda_p * p_out).reshape(n, 3, m)
+    order = [m] + list(range(m))
+    ds = jnp.moveaxis(ds[..., order], -1, 0)
+    dr = jnp.moveaxis(dr[..., order], -1, 0)
+    shift = jnp.concatenate([jnp.zeros((1, n, 3)), jnp.moveaxis(offsets, -1, 0)], 0)
+    return (
+        means[None] + shift,
+        scales[None] * ds,
+        rotations[None] * dr,
+    )

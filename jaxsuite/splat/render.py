@@ -1,0 +1,94 @@
+"""Render Gaussians into a camera: covariance, projection, SH colour, raster.
+
+``render`` takes the activated quantities explicitly (means, scales, raw
+quaternions, opacities), so the deblurring MLP can hand in modified scales,
+rotations and positions; ``render_gaussians`` is the plain 3DGS call.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxsuite.kernels.splatting import api as raster_api
+from jaxsuite.splat import gaussians as gaussians_lib
+from jaxsuite.splat import projection
+
+
+def render(
+    means: jax.Array,
+    scales: jax.Array,
+    quats: jax.Array,
+    opacities: jax.Array,
+    sh: jax.Array,
+    c2w: jax.Array,
+    K: jax.Array,
+    *,
+    width: int,
+    height: int,
+    sh_degree: int | jax.Array = 3,
+    background: jax.Array | None = None,
+    capacity: int = 1 << 16,
+    max_per_tile: int = 256,
+    tile: int = 16,
+    implementation: raster_api.Implementation | None = None,
+    interpret: bool | None = None,
+) -> raster_api.RasterOutput:
+    """Renders one view.
+
+    Args:
+      means: ``(N, 3)`` world positions.
+      scales: ``(N, 3)`` standard deviations.
+      quats: ``(N, 4)`` quaternions ``(w, x, y, z)``, used as given (the
+        rasteriser does not normalise them).
+      opacities: ``(N,)``.
+      sh: ``(N, K, 3)`` SH coefficients.
+      c2w: ``(4, 4)`` OpenGL camera-to-world pose.
+      K: ``(3, 3)`` intrinsics.
+      width: image width.
+      height: image height.
+      sh_degree: active SH degree.
+      background: ``(3,)`` background colour (default black).
+      capacity: tile-intersection workspace size.
+      max_per_tile: per-tile list length of the 'xla' rasteriser.
+      tile: tile side (16 for the Pallas kernel).
+      implementation: rasteriser, see ``jaxsuite.kernels.splatting.api``.
+      interpret: Pallas interpreter flag.
+
+    Returns:
+      ``RasterOutput`` with ``image`` ``(H, W, 3)``.
+    """
+    cov = gaussians_lib.covariance_3d(scales, quats)
+    proj = projection.project(means, cov, c2w, K, width, height)
+    colors = gaussians_lib.sh_to_color(sh, means, c2w[:3, 3], sh_degree)
+    return raster_api.rasterize(
+        proj.means2d,
+        proj.conics,
+        colors,
+        opacities,
+        proj.depths,
+        proj.radii,
+        width=width,
+        height=height,
+        background=background,
+        capacity=capacity,
+        max_per_tile=max_per_tile,
+        tile=tile,
+        implementation=implementation,
+        interpret=interpret,
+    )
+
+
+def render_gaussians(
+    g: gaussians_lib.Gaussians,
+    c2w: jax.Array,
+    K: jax.Array,
+    **kwargs,
+) -> raster_api.RasterOutput:
+    """Plain 3DGS render of ``g`` (normalised rotations); kwargs as :func:`render`."""
+    return render(g.means, g.scales, g.rotations, g.opacities, g.sh, c2w, K, **kwargs)
+
+
+def image_of(out: raster_api.RasterOutput) -> jax.Array:
+    """The ``(H, W, 3)`` image of a render, clipped to ``[0, 1]``."""
+    return jnp.clip(out.image, 0.0, 1.0)

@@ -1,0 +1,213 @@
+"""Procedural scenes with sharp ground truth, and synthetic blur.
+
+The ground truth is a known set of Gaussians: textured planes at three depths
+(a back wall, a middle card and a front card) seen by a forward-facing,
+LLFF-like grid of cameras. World ``+z`` is up and the cameras look along
+``+y``. Every ``test_every``-th view is a sharp test view; the others are
+training views, rendered blurry:
+
+* **defocus**: a thin lens. ``K`` points on an aperture disk of radius ``A``
+  shift the camera centre in its image plane and the principal point with it,
+  so the plane at depth ``d_f`` stays fixed; a point at depth ``z`` spreads
+  over a disk of radius ``A f |z - d_f| / (z d_f)`` pixels.
+* **camera motion**: poses interpolated along a short path (a rotation of a
+  few degrees about a random axis and a translation of a few centimetres,
+  centred on the view's pose), ``K`` sub-frames.
+
+Sub-frames are averaged in linear RGB (sRGB -> linear, mean, -> sRGB), as
+Deblur-NeRF's data were made.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsuite.core import cameras
+from jaxsuite.splat import gaussians as gl
+from jaxsuite.splat import render as render_lib
+
+
+class Views(NamedTuple):
+    """Cameras of a scene: ``c2w`` ``(V, 4, 4)``, ``K`` ``(3, 3)``, image size."""
+
+    c2w: jax.Array
+    K: jax.Array
+    width: int
+    height: int
+
+
+def _texture(kind: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Colour ``(..., 3)`` of a procedural texture at plane coordinates."""
+    if kind == 0:  # checkerboard with colour bands
+        check = (np.floor(u * 2.5) + np.floor(v * 2.5)) % 2
+        base = np.stack(
+            [0.5 + 0.4 * np.sin(3 * u), 0.5 + 0.4 * np.cos(2 * v), 0.4 + 0 * u], -1
+        )
+        return np.clip(base * (0.35 + 0.65 * check[..., None]), 0, 1)
+    if kind == 1:  # concentric rings
+        r = np.sqrt(u**2 + v**2)
+        ring = 0.5 + 0.5 * np.sign(np.sin(r * 20))
+        return np.stack([0.9 * ring + 0.05, 0.3 + 0 * u, 0.9 - 0.8 * ring], -1)
+    stripes = 0.5 + 0.5 * np.sign(np.sin((u + v) * 22))  # diagonal stripes
+    return np.stack([0.1 + 0.8 * stripes, 0.8 * stripes + 0.1, 0.95 + 0 * u], -1)
+
+
+def _plane(center, half, spacing, kind):
+    cx, cy, cz = center
+    hx, hz = half
+    us = np.arange(-hx, hx + 1e-9, spacing)
+    vs = np.arange(-hz, hz + 1e-9, spacing)
+    u, v = np.meshgrid(us, vs, indexing="xy")
+    u, v = u.ravel(), v.ravel()
+    means = np.stack([cx + u, np.full_like(u, cy), cz + v], -1)
+    colors = _texture(kind, u, v)
+    scales = np.tile([[0.6 * spacing, 0.05 * spacing, 0.6 * spacing]], (len(u), 1))
+    return means, colors, scales
+
+
+def make_scene(detail: float = 1.0) -> gl.Gaussians:
+    """The ground-truth Gaussians (SH degree 0).
+
+    Args:
+      detail: multiplies the Gaussian density (1.0: about 2,700 Gaussians).
+    """
+    parts = [
+        _plane((0.0, 4.0, 0.0), (2.0, 1.6), 0.09 / detail, 0),
+        _plane((-0.45, 2.5, 0.1), (0.55, 0.55), 0.04 / detail, 1),
+        _plane((0.55, 1.6, -0.25), (0.3, 0.3), 0.025 / detail, 2),
+    ]
+    means = np.concatenate([p[0] for p in parts]).astype(np.float32)
+    colors = np.concatenate([p[1] for p in parts]).astype(np.float32)
+    scales = np.concatenate([p[2] for p in parts]).astype(np.float32)
+    n = len(means)
+    sh = np.zeros((n, 1, 3), np.float32)
+    sh[:, 0] = np.asarray(gl.rgb_to_sh(colors))
+    return gl.Gaussians(
+        means=jnp.asarray(means),
+        log_scales=jnp.log(jnp.asarray(scales)),
+        quats=jnp.zeros((n, 4)).at[:, 0].set(1.0),
+        opacity_logits=jnp.full((n,), 3.0),
+        sh=jnp.asarray(sh),
+    )
+
+
+def make_views(
+    num_views: int = 16,
+    size: int = 64,
+    fov_deg: float = 50.0,
+    spread: float = 0.3,
+    target_depth: float = 3.0,
+) -> Views:
+    """A forward-facing grid of cameras near the origin looking along ``+y``."""
+    cols = int(math.ceil(math.sqrt(num_views)))
+    rows = int(math.ceil(num_views / cols))
+    idx = np.arange(num_views)
+    x = (idx % cols / max(cols - 1, 1) - 0.5) * 2 * spread
+    z = (idx // cols / max(rows - 1, 1) - 0.5) * 1.4 * spread
+    eye = np.stack([x, np.zeros_like(x), z], -1)
+    target = np.stack([0.3 * x, np.full_like(x, target_depth), 0.3 * z], -1)
+    c2w = cameras.look_at(jnp.asarray(eye), jnp.asarray(target))
+    return Views(c2w, cameras.intrinsics(size, size, fov_x_deg=fov_deg), size, size)
+
+
+def split(num_views: int, test_every: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """``(train_ids, test_ids)``: every ``test_every``-th view is a test view."""
+    ids = np.arange(num_views)
+    test = ids[::test_every]
+    return np.setdiff1d(ids, test), test
+
+
+def srgb_to_linear(x: jax.Array) -> jax.Array:
+    """The sRGB transfer function's inverse."""
+    x = jnp.clip(x, 0.0, 1.0)
+    return jnp.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(x: jax.Array) -> jax.Array:
+    """The sRGB transfer function."""
+    x = jnp.clip(x, 0.0, 1.0)
+    return jnp.where(
+        x <= 0.0031308, 12.92 * x, 1.055 * jnp.maximum(x, 1e-12) ** (1 / 2.4) - 0.055
+    )
+
+
+def render_sharp(g: gl.Gaussians, c2w, K, width, height, **kw) -> jax.Array:
+    """Sharp ``(H, W, 3)`` render of the ground truth on a white background."""
+    out = render_lib.render_gaussians(
+        g,
+        c2w,
+        K,
+        width=width,
+        height=height,
+        sh_degree=0,
+        background=jnp.ones(3),
+        **kw,
+    )
+    return jnp.clip(out.image, 0.0, 1.0)
+
+
+def aperture_samples(num: int) -> np.ndarray:
+    """``(num, 2)`` points filling the unit disk (a Fibonacci spiral)."""
+    i = np.arange(num) + 0.5
+    r = np.sqrt(i / num)
+    theta = np.pi * (1 + 5**0.5) * i
+    return np.stack([r * np.cos(theta), r * np.sin(theta)], -1)
+
+
+def defocus_cameras(
+    c2w: jax.Array, K: jax.Array, aperture: float, focus_depth: float, num: int
+) -> tuple[jax.Array, jax.Array]:
+    """Thin-lens sub-cameras: ``(num, 4, 4)`` poses and ``(num, 3, 3)`` intrinsics."""
+    s = jnp.asarray(aperture_samples(num) * aperture, jnp.float32)
+    right, up = c2w[:3, 0], c2w[:3, 1]
+    shift = s[:, :1] * right[None, :] + s[:, 1:] * up[None, :]
+    poses = jnp.broadcast_to(c2w, (num, 4, 4)).at[:, :3, 3].add(shift)
+    ks = jnp.broadcast_to(K, (num, 3, 3))
+    ks = ks.at[:, 0, 2].add(K[0, 0] * s[:, 0] / focus_depth)
+    ks = ks.at[:, 1, 2].add(-K[1, 1] * s[:, 1] / focus_depth)
+    return poses, ks
+
+
+def _axis_angle_matrix(axis_angle: jax.Array) -> jax.Array:
+    theta = jnp.linalg.norm(axis_angle)
+    k = axis_angle / jnp.maximum(theta, 1e-12)
+    kx = jnp.array(
+        [[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]], jnp.float32
+    )
+    return jnp.eye(3) + jnp.sin(theta) * kx + (1 - jnp.cos(theta)) * kx @ kx
+
+
+def motion_cameras(
+    key: jax.Array, c2w: jax.Array, max_angle_deg: float, max_shift: float, num: int
+) -> jax.Array:
+    """``(num, 4, 4)`` poses along a straight path centred on ``c2w``.
+
+    A random axis and angle in ``[max/2, max]`` degrees, and a random
+    translation of length in ``[max/2, max]``, are spread linearly over
+    ``t in [-1/2, 1/2]`` (rotation about the camera centre).
+    """
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    axis = jax.random.normal(k1, (3,))
+    axis = axis / jnp.linalg.norm(axis)
+    angle = jnp.deg2rad(max_angle_deg) * jax.random.uniform(k2, minval=0.5, maxval=1)
+    direction = jax.random.normal(k3, (3,))
+    direction = direction / jnp.linalg.norm(direction)
+    length = max_shift * jax.random.uniform(k4, minval=0.5, maxval=1.0)
+    ts = jnp.linspace(-0.5, 0.5, num)
+
+    def pose(t):
+        rot = _axis_angle_matrix(axis * angle * t) @ c2w[:3, :3]
+        trans = c2w[:3, 3] + direction * length * t
+        return c2w.at[:3, :3].set(rot).at[:3, 3].set(trans)
+
+    return jax.vmap(pose)(ts)
+
+
+def blur_average(images: jax.Array) -> jax.Array:
+    """Mean of ``(K, H, W, 3)`` sRGB sub-frames in linear RGB, back to sRGB."""
+    return linear_to_srgb(jnp.mean(srgb_to_linear(images), axis=0))

@@ -1,0 +1,217 @@
+"""3DGS optimisation with a fixed number of Gaussians, with or without deblurring.
+
+Parameters live in one dict (``means``, ``log_scales``, ``quats``,
+``opacity_logits``, ``sh_dc``, ``sh_rest`` and, for Deblurring-3DGS, ``mlp``),
+each with its own Adam (``eps = 1e-15``) and learning rate as in 3DGS: means
+decay exponentially from ``lr_means`` to ``lr_means_final`` (times the scene
+extent), SH DC 2.5e-3, higher SH bands 1/20 of that, opacity 0.05, scales
+5e-3, rotations 1e-3, the MLP 1e-3. The active SH degree rises by one every
+``sh_every`` steps.
+
+The loss is ``0.8 L1 + 0.2 (1 - SSIM)`` between the (blurry) render and the
+(blurry) training image. Plain 3DGS renders the Gaussians; Deblurring-3DGS
+renders them through the blur MLP (``blur_mlp``): one render for defocus, the
+mean of ``M + 1`` for camera motion. Test views are always rendered without
+the MLP.
+
+Densification keeps shapes static (a fixed-capacity strategy): every
+``densify_every`` steps in ``[densify_from, densify_until]``, Gaussians whose
+opacity is below the pruning threshold are moved onto live ones drawn in
+proportion to opacity, as in 3DGS-MCMC's relocation: the source and its
+copies share its opacity (``1 - (1 - o)^(1/k)``), shrink their scales by 1.6
+like a 3DGS split, and copies are placed at a sample of the source Gaussian;
+their Adam moments restart at zero. Deblurring-3DGS uses its depth-dependent
+pruning threshold (:func:`depth_pruning_threshold`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxsuite.core import image as image_lib
+from jaxsuite.splat import blur_mlp
+from jaxsuite.splat import gaussians as gl
+from jaxsuite.splat import render as render_lib
+
+Params = dict[str, Any]
+
+
+def init_params(g: gl.Gaussians, mlp: Mapping | None = None) -> Params:
+    """Trainable parameter dict of Gaussians (and the blur MLP if given)."""
+    params = {
+        "means": g.means,
+        "log_scales": g.log_scales,
+        "quats": g.quats,
+        "opacity_logits": g.opacity_logits,
+        "sh_dc": g.sh[:, :1],
+        "sh_rest": g.sh[:, 1:],
+    }
+    if mlp is not None:
+        params["mlp"] = dict(mlp)
+    return params
+
+
+def to_gaussians(params: Params) -> gl.Gaussians:
+    """The :class:`Gaussians` held in ``params``."""
+    return gl.Gaussians(
+        means=params["means"],
+        log_scales=params["log_scales"],
+        quats=params["quats"],
+        opacity_logits=params["opacity_logits"],
+        sh=jnp.concatenate([params["sh_dc"], params["sh_rest"]], axis=1),
+    )
+
+
+def make_optimizer(config: Any, extent: float) -> optax.GradientTransformation:
+    """Per-parameter Adam of 3DGS (see module docstring)."""
+    steps = max(int(config.steps), 1)
+    means_lr = optax.exponential_decay(
+        config.lr_means * extent,
+        transition_steps=steps,
+        decay_rate=config.lr_means_final / config.lr_means,
+    )
+    lrs = {
+        "means": means_lr,
+        "log_scales": config.lr_scales,
+        "quats": config.lr_quats,
+        "opacity_logits": config.lr_opacity,
+        "sh_dc": config.lr_sh,
+        "sh_rest": config.lr_sh / 20.0,
+        "mlp": config.lr_mlp,
+    }
+    transforms = {k: optax.adam(lr, eps=1e-15) for k, lr in lrs.items()}
+    return optax.multi_transform(transforms, lambda p: {k: k for k in p})
+
+
+def render_views(
+    params: Params,
+    c2w: jax.Array,
+    K: jax.Array,
+    *,
+    width: int,
+    height: int,
+    sh_degree: int | jax.Array,
+    background: jax.Array,
+    deblur: bool,
+    config: Any,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Training render of one view.
+
+    Returns:
+      ``(image, num_intersections, overflow)``: the ``(H, W, 3)`` image (the
+      mean of the MLP's renders when ``deblur``), the largest intersection
+      count over the renders and whether any overflowed.
+    """
+    g = to_gaussians(params)
+    kw = dict(
+        width=width,
+        height=height,
+        sh_degree=sh_degree,
+        background=background,
+        capacity=config.capacity,
+        max_per_tile=config.max_per_tile,
+        tile=config.tile,
+        implementation=config.implementation or None,
+    )
+    if not deblur:
+        out = render_lib.render_gaussians(g, c2w, K, **kw)
+        return out.image, out.num_intersections, out.overflow
+    means_r, scales_r, quats_r = blur_mlp.blur_transforms(
+        params["mlp"],
+        g.means,
+        g.scales,
+        g.rotations,
+        c2w[:3, 3],
+        lambda_s=config.lambda_s,
+        lambda_p=config.lambda_p,
+        max_clamp=config.max_clamp,
+    )
+    outs = jax.vmap(
+        lambda m, s, q: render_lib.render(m, s, q, g.opacities, g.sh, c2w, K, **kw)
+    )(means_r, scales_r, quats_r)
+    return (
+        jnp.mean(outs.image, axis=0),
+        jnp.max(outs.num_intersections),
+        jnp.any(outs.overflow),
+    )
+
+
+def photometric_loss(image: jax.Array, target: jax.Array) -> jax.Array:
+    """``0.8 L1 + 0.2 (1 - SSIM)`` of ``(H, W, 3)`` images."""
+    l1 = jnp.mean(jnp.abs(image - target))
+    return 0.8 * l1 + 0.2 * (1.0 - image_lib.ssim(image, target))
+
+
+def depth_pruning_threshold(means: jax.Array, t_p: float, axis: int = 2) -> jax.Array:
+    """Deblurring-3DGS's depth-based opacity threshold, ``(N,)``.
+
+    ``t_p / (1 + 2 (z - z_min) / (z_max - z_min))`` with ``z`` the world
+    coordinate ``axis`` (the code uses world ``z``, the viewing axis of
+    forward-facing LLFF scenes), so the farthest Gaussians are pruned at
+    ``t_p / 3``.
+    """
+    z = means[:, axis]
+    z_min, z_max = jnp.min(z), jnp.max(z)
+    return t_p / (1.0 + 2.0 * (z - z_min) / jnp.maximum(z_max - z_min, 1e-12))
+
+
+def relocate(
+    params: Params, opt_state: Any, key: jax.Array, threshold: jax.Array
+) -> tuple[Params, Any, jax.Array]:
+    """Moves Gaussians with opacity below ``threshold`` onto live ones.
+
+    Args:
+      params: trainable parameters.
+      opt_state: their optimiser state (moments of moved slots are zeroed).
+      key: PRNG key.
+      threshold: scalar or ``(N,)`` opacity threshold.
+
+    Returns:
+      ``(params, opt_state, num_moved)``.
+    """
+    k_src, k_pos = jax.random.split(key)
+    logits = params["opacity_logits"]
+    n = logits.shape[0]
+    opacity = jax.nn.sigmoid(logits)
+    dead = opacity < threshold
+    weights = jnp.where(dead, 0.0, opacity)
+    src = jax.random.categorical(k_src, jnp.log(weights + 1e-30), shape=(n,))
+    src = jnp.where(dead, src, jnp.arange(n))
+    copies = jnp.zeros((n,), jnp.int32).at[src].add(dead.astype(jnp.int32))
+    share = (copies + 1).astype(jnp.float32)
+    new_op = 1.0 - (1.0 - opacity) ** (1.0 / share)
+    new_op = jnp.clip(new_op, 1e-4, 1 - 1e-4)
+    touched = dead | (copies > 0)
+    out = {k: v for k, v in params.items() if k != "mlp"}
+    out = {k: v[src] for k, v in out.items()}
+    scales = jnp.exp(out["log_scales"])
+    rot = gl.quat_to_matrix(gl.normalize_quats(out["quats"]))
+    offset = jnp.einsum(
+        "nij,nj->ni", rot, scales * jax.random.normal(k_pos, scales.shape)
+    )
+    out["means"] = jnp.where(dead[:, None], out["means"] + offset, out["means"])
+    out["log_scales"] = jnp.where(
+        touched[:, None], out["log_scales"] - np.log(1.6), out["log_scales"]
+    )
+    op_logit = jnp.log(new_op[src]) - jnp.log1p(-new_op[src])
+    out["opacity_logits"] = jnp.where(touched, op_logit, logits)
+    if "mlp" in params:
+        out["mlp"] = params["mlp"]
+
+    def reset(x):
+        if x.ndim >= 1 and x.shape[0] == n:
+            mask = touched.reshape((n,) + (1,) * (x.ndim - 1))
+            return jnp.where(mask, jnp.zeros_like(x), x)
+        return x
+
+    inner = {
+        k: (v if k == "mlp" else jax.tree.map(reset, v))
+        for k, v in opt_state.inner_states.items()
+    }
+    return out, opt_state._replace(inner_states=inner), jnp.sum(dead)

@@ -1,0 +1,1 @@
+"""Tile rasterisation of projected 2D Gaussians: reference, Pallas kernel, API."""

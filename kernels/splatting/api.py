@@ -1,0 +1,190 @@
+"""Public entry point: ``rasterize`` picks the reference, XLA or Pallas path.
+
+``implementation=None`` means the Pallas kernel on a GPU backend and the tiled
+XLA rasteriser (``tiled.py``) elsewhere (on CPU the kernel only runs in the
+Pallas interpreter, which is far slower than XLA). ``interpret=None`` means
+interpret mode exactly when the backend is CPU. All paths are differentiable
+with respect to ``means2d``, ``conics``, ``colors`` and ``opacities`` and
+return the same intersection count and overflow flag.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from . import binning as binning_lib
+from . import pallas as pallas_lib
+from . import reference as reference_lib
+from . import tiled as tiled_lib
+
+Implementation = Literal["reference", "pallas", "xla"]
+
+
+class RasterOutput(NamedTuple):
+    """Rendered frame.
+
+    Attributes:
+      image: ``(H, W, C)`` colour over the background.
+      alpha: ``(H, W)`` accumulated opacity, ``1 - T``.
+      num_intersections: ``()`` int32 tile intersections the frame needs.
+      overflow: ``()`` bool, the workspace was too small (the Pallas image is
+        then missing intersections; see ``binning.check_overflow``).
+    """
+
+    image: jax.Array
+    alpha: jax.Array
+    num_intersections: jax.Array
+    overflow: jax.Array
+
+
+def default_implementation() -> Implementation:
+    """'pallas' on a GPU backend, else 'xla' (the tiled XLA rasteriser)."""
+    return "pallas" if jax.default_backend() == "gpu" else "xla"
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "width",
+        "height",
+        "capacity",
+        "max_per_tile",
+        "tile",
+        "implementation",
+        "interpret",
+    ),
+)
+def _rasterize(
+    means2d,
+    conics,
+    colors,
+    opacities,
+    depths,
+    radii,
+    background,
+    *,
+    width,
+    height,
+    capacity,
+    max_per_tile,
+    tile,
+    implementation,
+    interpret,
+):
+    sg = jax.lax.stop_gradient
+    if implementation == "reference":
+        counts = binning_lib.count_intersections(
+            sg(means2d), radii, width, height, tile
+        )
+        total = jnp.sum(counts).astype(jnp.int32)
+        overflow = total > capacity
+        image, t = reference_lib.rasterize(
+            means2d, conics, colors, opacities, depths, radii, width, height, tile
+        )
+    else:
+        b = binning_lib.bin_gaussians(
+            sg(means2d), sg(depths), radii, width, height, capacity, tile
+        )
+        total, overflow = b.num_intersections, b.overflow
+    if implementation == "xla":
+        image, t, tile_overflow = tiled_lib.rasterize(
+            means2d,
+            conics,
+            colors,
+            opacities,
+            b.gaussian_ids,
+            b.tile_starts,
+            b.tile_ends,
+            width,
+            height,
+            max_per_tile,
+            tile,
+        )
+        overflow = overflow | tile_overflow
+    elif implementation == "pallas":
+        if tile != pallas_lib.TILE:
+            raise ValueError(f"The Pallas kernel uses {pallas_lib.TILE}-pixel tiles.")
+        image, t = pallas_lib.rasterize(
+            means2d,
+            conics,
+            colors,
+            opacities,
+            b.gaussian_ids,
+            b.tile_starts,
+            b.tile_ends,
+            width,
+            height,
+            interpret=interpret,
+        )
+    image = image + t[..., None] * background[None, None, :]
+    return RasterOutput(image, 1.0 - t, total, overflow)
+
+
+def rasterize(
+    means2d: jax.Array,
+    conics: jax.Array,
+    colors: jax.Array,
+    opacities: jax.Array,
+    depths: jax.Array,
+    radii: jax.Array,
+    *,
+    width: int,
+    height: int,
+    background: jax.Array | None = None,
+    capacity: int = 1 << 16,
+    max_per_tile: int = 256,
+    tile: int = binning_lib.TILE,
+    implementation: Implementation | None = None,
+    interpret: bool | None = None,
+) -> RasterOutput:
+    """Front-to-back tile rasterisation of projected Gaussians.
+
+    Args:
+      means2d: ``(N, 2)`` pixel coordinates (pixel ``(i, j)`` centred at
+        ``(j + 0.5, i + 0.5)``).
+      conics: ``(N, 3)`` inverse 2D covariances ``(a, b, c)``.
+      colors: ``(N, C)``.
+      opacities: ``(N,)`` in ``[0, 1]``.
+      depths: ``(N,)`` view depths (blending order).
+      radii: ``(N,)`` int pixel radii, 0 for culled Gaussians.
+      width: image width ``W``.
+      height: image height ``H``.
+      background: ``(C,)`` colour behind the Gaussians (default black).
+      capacity: tile-intersection workspace slots (static).
+      max_per_tile: list length per tile of the 'xla' rasteriser (static);
+        a fuller tile sets ``overflow``.
+      tile: tile side in pixels; 16 (the original) for 'pallas', any for
+        'reference' and 'xla' (smaller tiles shorten the 'xla' lists).
+      implementation: 'reference' (dense jnp, the truth), 'pallas' (the
+        kernel), 'xla' (tiled jnp) or None (see module docstring).
+      interpret: Pallas interpreter; None means on CPU.
+
+    Returns:
+      :class:`RasterOutput`.
+    """
+    if implementation is None:
+        implementation = default_implementation()
+    if interpret is None:
+        interpret = jax.default_backend() == "cpu"
+    if background is None:
+        background = jnp.zeros((colors.shape[-1],), jnp.float32)
+    return _rasterize(
+        means2d,
+        conics,
+        colors,
+        opacities,
+        depths,
+        radii,
+        jnp.asarray(background, jnp.float32),
+        width=width,
+        height=height,
+        capacity=capacity,
+        max_per_tile=max_per_tile,
+        tile=tile,
+        implementation=implementation,
+        interpret=bool(interpret),
+    )

@@ -1,0 +1,164 @@
+"""Tile binning of screen-space Gaussians into a fixed-capacity workspace.
+
+As in diff-gaussian-rasterization, the image is cut into ``16 x 16`` tiles and
+each Gaussian is duplicated once per tile of the rectangle its 3-sigma radius
+covers (``getRect``). Each duplicate, an *intersection*, is keyed by
+``(tile, depth)`` and the keys are sorted, so every tile owns a contiguous,
+front-to-back range ``[start, end)`` of the sorted list.
+
+Shapes are static: the sorted list has ``capacity`` slots. The number of
+intersections the frame needs is always computed, and ``overflow`` is set when
+it exceeds ``capacity``; a renderer given an overflowing binning drops the
+excess intersections, so callers must check ``overflow`` (see
+:func:`check_overflow`) and raise the capacity. Sorting uses ``lax.sort`` on
+two uint32 keys (tile id, float bits of the positive depth), which orders like
+the original's 64-bit ``tile << 32 | depth`` key without enabling x64, and is
+stable, so equal depths keep Gaussian order (as CUB's radix sort does).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+TILE = 16
+
+
+class Binning(NamedTuple):
+    """Sorted intersections of one frame.
+
+    Attributes:
+      gaussian_ids: ``(capacity,)`` int32, the Gaussian of each sorted slot
+        (``N`` for unused slots).
+      tile_starts: ``(ny, nx)`` int32, first slot of each tile.
+      tile_ends: ``(ny, nx)`` int32, one past the last slot of each tile.
+      num_intersections: ``()`` int32, intersections the frame needs.
+      overflow: ``()`` bool, ``num_intersections > capacity``.
+    """
+
+    gaussian_ids: jax.Array
+    tile_starts: jax.Array
+    tile_ends: jax.Array
+    num_intersections: jax.Array
+    overflow: jax.Array
+
+
+def tile_grid(width: int, height: int, tile: int = TILE) -> tuple[int, int]:
+    """``(ny, nx)`` tiles of side ``tile`` covering a ``height x width`` image."""
+    return (height + tile - 1) // tile, (width + tile - 1) // tile
+
+
+def tile_rects(
+    means2d: jax.Array, radii: jax.Array, width: int, height: int, tile: int = TILE
+) -> tuple[jax.Array, jax.Array]:
+    """Tile rectangle ``[min, max)`` of each Gaussian (``getRect``).
+
+    Args:
+      means2d: ``(N, 2)`` pixel coordinates with pixel centres at ``j + 0.5``.
+      radii: ``(N,)`` int pixel radii; 0 means culled (empty rectangle).
+      width: image width.
+      height: image height.
+      tile: tile side in pixels (16 in the original and the Pallas kernel).
+
+    Returns:
+      ``(rect_min, rect_max)``, each ``(N, 2)`` int32 as ``(tile_x, tile_y)``.
+    """
+    ny, nx = tile_grid(width, height, tile)
+    p = means2d - 0.5
+    r = radii.astype(jnp.float32)[:, None]
+    lo = jnp.floor((p - r) / tile)
+    hi = jnp.floor((p + r + tile - 1) / tile)
+    grid = jnp.broadcast_to(jnp.array([nx, ny], jnp.float32), lo.shape)
+    lo = jnp.clip(lo, 0, grid).astype(jnp.int32)
+    hi = jnp.clip(hi, 0, grid).astype(jnp.int32)
+    culled = (radii <= 0)[:, None]
+    return jnp.where(culled, 0, lo), jnp.where(culled, 0, hi)
+
+
+def count_intersections(
+    means2d: jax.Array, radii: jax.Array, width: int, height: int, tile: int = TILE
+) -> jax.Array:
+    """Tiles touched by each Gaussian, ``(N,)`` int32."""
+    lo, hi = tile_rects(means2d, radii, width, height, tile)
+    ext = hi - lo
+    return ext[:, 0] * ext[:, 1]
+
+
+def bin_gaussians(
+    means2d: jax.Array,
+    depths: jax.Array,
+    radii: jax.Array,
+    width: int,
+    height: int,
+    capacity: int,
+    tile: int = TILE,
+) -> Binning:
+    """Duplicates Gaussians per covered tile and sorts by ``(tile, depth)``.
+
+    Args:
+      means2d: ``(N, 2)``.
+      depths: ``(N,)`` positive view depths of visible Gaussians.
+      radii: ``(N,)`` int radii, 0 for culled Gaussians.
+      width: image width.
+      height: image height.
+      capacity: static number of workspace slots.
+      tile: tile side in pixels.
+
+    Returns:
+      :class:`Binning`.
+    """
+    n = means2d.shape[0]
+    ny, nx = tile_grid(width, height, tile)
+    lo, hi = tile_rects(means2d, radii, width, height, tile)
+    ext = hi - lo
+    counts = ext[:, 0] * ext[:, 1]
+    ends = jnp.cumsum(counts)
+    total = ends[-1] if n else jnp.int32(0)
+    slots = jnp.arange(capacity, dtype=jnp.int32)
+    gid = jnp.searchsorted(ends, slots, side="right").astype(jnp.int32)
+    valid = slots < total
+    g = jnp.minimum(gid, n - 1)
+    local = slots - (ends[g] - counts[g])
+    w = jnp.maximum(ext[g, 0], 1)
+    tx = lo[g, 0] + local % w
+    ty = lo[g, 1] + local // w
+    tile = jnp.where(valid, ty * nx + tx, ny * nx).astype(jnp.uint32)
+    depth_bits = jax.lax.bitcast_convert_type(
+        jnp.maximum(depths[g], 0.0).astype(jnp.float32), jnp.uint32
+    )
+    depth_bits = jnp.where(valid, depth_bits, np.uint32(0))
+    gid = jnp.where(valid, gid, n)
+    tile, _, gid = jax.lax.sort((tile, depth_bits, gid), num_keys=2, is_stable=True)
+    ids = jnp.arange(ny * nx, dtype=jnp.uint32)
+    starts = jnp.searchsorted(tile, ids, side="left").astype(jnp.int32)
+    stops = jnp.searchsorted(tile, ids, side="right").astype(jnp.int32)
+    return Binning(
+        gaussian_ids=gid,
+        tile_starts=starts.reshape(ny, nx),
+        tile_ends=stops.reshape(ny, nx),
+        num_intersections=total.astype(jnp.int32),
+        overflow=total > capacity,
+    )
+
+
+class OverflowError(RuntimeError):
+    """The intersection workspace was too small for a frame."""
+
+
+def check_overflow(num_intersections, capacity: int) -> None:
+    """Raises :class:`OverflowError` (host side) if a frame overflowed.
+
+    Args:
+      num_intersections: the binning's count (any array-like, any shape; the
+        maximum is checked).
+      capacity: the workspace capacity used.
+    """
+    needed = int(np.max(np.asarray(jax.device_get(num_intersections))))
+    if needed > capacity:
+        raise OverflowError(
+            f"The frame needs {needed} tile intersections but the workspace "
+            f"holds {capacity}; raise the capacity to at least {needed}."
+        )

@@ -1,0 +1,98 @@
+"""The deblurring MLP: input layout, initialisation, clamps and transforms."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsuite.splat import blur_mlp
+
+
+def test_positional_encoding_layout_and_input_width():
+    x = jnp.array([[0.3, -1.0, 2.0]])
+    pe = blur_mlp.positional_encoding(x, 3)
+    expected = [x]
+    for k in range(3):
+        expected += [jnp.sin(x * 2.0**k), jnp.cos(x * 2.0**k)]
+    np.testing.assert_allclose(pe, jnp.concatenate(expected, -1), rtol=1e-6)
+    assert pe.shape == (1, 21)
+    assert blur_mlp.input_dim() == 91
+    params = blur_mlp.init(jax.random.PRNGKey(0))
+    assert params["trunk0"]["w"].shape == (91, 64)
+    assert [params[f"trunk{i}"]["w"].shape for i in (1, 2)] == [(64, 64)] * 2
+
+
+def test_init_gains_and_head_sizes():
+    params = blur_mlp.init(jax.random.PRNGKey(1), motion=True, num_moments=4)
+    assert params["s"]["w"].shape == (64, 15)
+    assert params["r"]["w"].shape == (64, 20)
+    assert params["p"]["w"].shape == (64, 12)
+    defocus = blur_mlp.init(jax.random.PRNGKey(1))
+    # Xavier-normal: std = gain * sqrt(2 / (fan_in + fan_out)); gain 0.1 for 3 outputs.
+    std_s = float(jnp.std(defocus["s"]["w"]))
+    std_r = float(jnp.std(defocus["r"]["w"]))
+    np.testing.assert_allclose(std_s, 0.1 * np.sqrt(2 / 67), rtol=0.25)
+    np.testing.assert_allclose(std_r, np.sqrt(2 / 68), rtol=0.25)
+    assert all(float(jnp.abs(v["b"]).max()) == 0 for v in defocus.values())
+
+
+def test_clamp_delta_range():
+    out = jnp.linspace(-100.0, 100.0, 101)
+    d = blur_mlp.clamp_delta(out, 0.01, 1.1)
+    assert float(d.min()) == 1.0 and float(d.max()) == np.float32(1.1)
+    np.testing.assert_allclose(blur_mlp.clamp_delta(jnp.array(5.0), 0.01, 1.1), 1.04)
+
+
+def _gaussians(n=7):
+    k = jax.random.split(jax.random.PRNGKey(2), 3)
+    means = jax.random.normal(k[0], (n, 3))
+    scales = jnp.exp(jax.random.normal(k[1], (n, 3)) - 3)
+    q = jax.random.normal(k[2], (n, 4))
+    return means, scales, q / jnp.linalg.norm(q, axis=-1, keepdims=True)
+
+
+def test_defocus_transform_only_grows_scales_and_quaternions():
+    means, scales, rots = _gaussians()
+    params = blur_mlp.init(jax.random.PRNGKey(3))
+    params["s"]["b"] = jnp.full((3,), 30.0)  # pushes the factor above the clamp
+    m, s, q = blur_mlp.blur_transforms(params, means, scales, rots, jnp.ones(3))
+    assert m.shape == (1, 7, 3) and s.shape == (1, 7, 3) and q.shape == (1, 7, 4)
+    np.testing.assert_allclose(m[0], means)
+    np.testing.assert_allclose(s[0], scales * np.float32(1.1), rtol=1e-6)
+    ratio = q[0] / rots
+    assert float(ratio.min()) >= 1.0 - 1e-6 and float(ratio.max()) <= 1.1 + 1e-6
+
+
+def test_motion_layout_render_zero_unshifted():
+    means, scales, rots = _gaussians()
+    m_moments = 4
+    params = blur_mlp.init(jax.random.PRNGKey(4), motion=True, num_moments=m_moments)
+    params["p"]["b"] = jnp.arange(12.0)  # output channel c = axis * M + moment
+    params["s"]["b"] = jnp.arange(15.0) * 2.0  # factor 1 - 0.01 + 0.02 c
+    m, s, _ = blur_mlp.blur_transforms(
+        params, means, scales, rots, jnp.zeros(3), lambda_p=1.0
+    )
+    assert m.shape == (5, 7, 3)
+    np.testing.assert_allclose(m[0], means)
+    out_p = blur_mlp.apply(params, means, scales, rots, jnp.zeros(3))[2]
+    for i in range(m_moments):
+        shift = out_p[:, [0 * m_moments + i, 1 * m_moments + i, 2 * m_moments + i]]
+        np.testing.assert_allclose(m[i + 1], means + shift, rtol=1e-5, atol=1e-6)
+    out_s = blur_mlp.apply(params, means, scales, rots, jnp.zeros(3))[0]
+    ds = blur_mlp.clamp_delta(out_s, 0.01, 1.1).reshape(7, 3, 5)
+    np.testing.assert_allclose(s[0], scales * ds[..., 4], rtol=1e-6)
+    np.testing.assert_allclose(s[2], scales * ds[..., 1], rtol=1e-6)
+
+
+def test_mlp_inputs_carry_no_gradient():
+    means, scales, rots = _gaussians()
+    params = blur_mlp.init(jax.random.PRNGKey(5))
+
+    def f(means, scales):
+        _, s, _ = blur_mlp.blur_transforms(params, means, scales, rots, jnp.ones(3))
+        return jnp.sum(s)
+
+    g_means, g_scales = jax.grad(f, argnums=(0, 1))(means, scales)
+    assert float(jnp.abs(g_means).max()) == 0.0
+    # Only the direct product s * delta carries a gradient to the scales.
+    _, s, _ = blur_mlp.blur_transforms(params, means, scales, rots, jnp.ones(3))
+    np.testing.assert_allclose(g_scales, s[0] / scales, rtol=1e-5)
