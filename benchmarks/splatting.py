@@ -20,26 +20,11 @@ import argparse
 import json
 import os
 import pathlib
-import platform
-import statistics
-import time
 
+import bench_util
 import jax
 from jaxsuite.kernels.splatting import api, binning
 from jaxsuite.kernels.splatting.testing import random_scene
-
-
-def _time(fn, args, repeats: int) -> tuple[float, float]:
-    """(compile + first run seconds, median of ``repeats`` further runs)."""
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return first, statistics.median(times)
 
 
 def bench(sizes, gaussians, implementations, repeats, max_dense, tile, per_tile):
@@ -81,7 +66,7 @@ def bench(sizes, gaussians, implementations, repeats, max_dense, tile, per_tile)
                     ("forward", jax.jit(lambda *a, r=render: r(*a).image)),
                     ("forward_backward", jax.jit(fwd_bwd)),
                 ):
-                    first, median = _time(fn, frame[:4], repeats)
+                    first, median = bench_util.time_fn(fn, frame[:4], repeats)
                     rows.append(
                         {
                             "size": size,
@@ -141,12 +126,7 @@ def main() -> None:
         pathlib.Path(__file__).parent / "results" / f"splatting_{backend}.json"
     )
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    info = {
-        "backend": backend,
-        "device_kind": jax.devices()[0].device_kind,
-        "jax": jax.__version__,
-        "host": platform.node(),
-    }
+    info = bench_util.bench_env()
     with open(out, "w") as f:
         json.dump({"env": info, "rows": rows}, f, indent=2)
     print(table(rows))
