@@ -7,4 +7,5 @@ from jaxsuite.core import app
 from jaxsuite.moe import experiment
 
 if __name__ == "__main__":
-    app.run(experiment.run)
+    # The experiment spans 8 devices; a CPU-only machine emulates them.
+    app.run(experiment.run, cpu_devices=8)

@@ -17,6 +17,7 @@ and the multi-host flags of ``jaxsuite.core.devices``, initialises
 from __future__ import annotations
 
 import logging as logging_std
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -56,8 +57,18 @@ def quiet_library_logs() -> None:
     logging.get_absl_handler().addFilter(_QuietLibraries())
 
 
-def run(experiment_fn: Callable[[Any, str], Any]) -> None:
-    """Parses flags and calls ``experiment_fn(config, workdir)`` under absl."""
+def run(experiment_fn: Callable[[Any, str], Any], *, cpu_devices: int = 0) -> None:
+    """Parses flags and calls ``experiment_fn(config, workdir)`` under absl.
+
+    Args:
+      experiment_fn: the paper's ``run(config, workdir)``.
+      cpu_devices: for multi-device experiments, how many devices a CPU-only
+        machine emulates (accelerator backends ignore it;
+        ``--local_device_count`` or ``$JAXSUITE_LOCAL_DEVICE_COUNT`` override
+        it).
+    """
+    if cpu_devices:
+        os.environ.setdefault(devices.ENV_LOCAL_DEVICE_COUNT, str(cpu_devices))
     define_flags()
 
     def main(argv):
