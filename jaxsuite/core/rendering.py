@@ -23,10 +23,13 @@ they are Euclidean distances.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from jaxsuite.core import cameras
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -265,3 +268,42 @@ def intersect_sphere(
     t_near = jnp.maximum(entry, 0.0)
     hit = (disc > 0) & (exit_ > t_near)
     return jnp.where(hit, t_near, 0.0), jnp.where(hit, exit_, 0.0), hit
+
+
+def render_poses(
+    render_rays_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    poses: jax.Array,
+    K: jax.Array,
+    width: int,
+    height: int,
+    chunk: int = 4096,
+) -> jax.Array:
+    """Renders whole images by calling ``render_rays_fn`` on equal ray chunks.
+
+    The rays of all poses are cut into chunks of one size (the last padded),
+    so a jitted ``render_rays_fn`` compiles once.
+
+    Args:
+      render_rays_fn: ``(origins (B, 3), directions (B, 3)) -> values (B, C)``.
+      poses: camera-to-world ``(P, 4, 4)`` (see ``jaxsuite.core.cameras``).
+      K: intrinsics ``(3, 3)``.
+      width: image width.
+      height: image height.
+      chunk: rays per call.
+
+    Returns:
+      ``(P, height, width, C)``.
+    """
+    o, d = cameras.generate_rays(poses, K, width, height)
+    o, d = o.reshape(-1, 3), d.reshape(-1, 3)
+    n = o.shape[0]
+    chunk = min(chunk, n)
+    pad = -n % chunk
+    o = jnp.concatenate([o, jnp.broadcast_to(o[:1], (pad, 3))])
+    d = jnp.concatenate([d, jnp.broadcast_to(d[:1], (pad, 3))])
+    out = [
+        render_rays_fn(o[i : i + chunk], d[i : i + chunk])
+        for i in range(0, n + pad, chunk)
+    ]
+    out = jnp.concatenate(out)[:n]
+    return out.reshape(poses.shape[0], height, width, out.shape[-1])

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsuite.core import cameras, rendering
+from jaxsuite.core import rendering
 from jaxsuite.nerf import fields, occupancy
 
 
@@ -106,19 +106,12 @@ def render_images(
     chunk: int = 4096,
 ) -> jax.Array:
     """Deterministic (midpoint) renders for ``poses (P, 4, 4)``: ``(P, H, W, 3)``."""
-    o, d = cameras.generate_rays(poses, K, size, size)
-    o, d = o.reshape(-1, 3), d.reshape(-1, 3)
-    n = o.shape[0]
-    chunk = min(chunk, n)
-    pad = -n % chunk  # equal chunks: one compilation
-    o = jnp.concatenate([o, jnp.broadcast_to(o[:1], (pad, 3))])
-    d = jnp.concatenate([d, jnp.broadcast_to(d[:1], (pad, 3))])
-    out = []
-    for i in range(0, n + pad, chunk):
-        oc, dc = o[i : i + chunk], d[i : i + chunk]
-        bg = jnp.full(oc.shape, background, jnp.float32)
-        out.append(_render_chunk(params, arch, cfg, occ_mask, oc, dc, num_samples, bg))
-    return jnp.concatenate(out)[:n].reshape(poses.shape[0], size, size, 3)
+
+    def render_chunk(o, d):
+        bg = jnp.full(o.shape, background, jnp.float32)
+        return _render_chunk(params, arch, cfg, occ_mask, o, d, num_samples, bg)
+
+    return rendering.render_poses(render_chunk, poses, K, size, size, chunk)
 
 
 @jax.jit(static_argnames=("arch", "cfg", "num_samples"))

@@ -203,16 +203,8 @@ def render_images(
     chunk: int = 8192,
 ) -> jax.Array:
     """Exact renders for ``poses (N, 4, 4)``: returns ``(N, size, size, 3)``."""
-    o, d = cameras.generate_rays(poses, K, size, size)
-    o, d = o.reshape(-1, 3), d.reshape(-1, 3)
-    n = o.shape[0]
-    chunk = min(chunk, n)
-    pad = -n % chunk  # equal chunks: one compilation
-    o = jnp.concatenate([o, jnp.broadcast_to(o[:1], (pad, 3))])
-    d = jnp.concatenate([d, jnp.broadcast_to(d[:1], (pad, 3))])
     fn = jax.jit(lambda a, b: render_rays(scene, a, b, background))
-    out = [fn(o[i : i + chunk], d[i : i + chunk]) for i in range(0, n + pad, chunk)]
-    return jnp.concatenate(out)[:n].reshape(poses.shape[0], size, size, 3)
+    return rendering.render_poses(fn, poses, K, size, size, chunk)
 
 
 def make_dataset(

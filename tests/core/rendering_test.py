@@ -217,3 +217,21 @@ def test_intersect_sphere_against_brute_force():
     np.testing.assert_allclose(
         np.linalg.norm(exit_pts - center, axis=-1)[hit], radius, rtol=1e-5
     )
+
+
+def test_render_poses_reassembles_chunks_in_pixel_order():
+    from jaxsuite.core import cameras
+
+    poses = cameras.orbit_poses(3, 4.0, 20.0)
+    K = cameras.intrinsics(7, 5, focal=6.0)
+    calls = []
+
+    def fn(o, d):
+        calls.append(o.shape[0])
+        return jnp.concatenate([o, d], axis=-1)
+
+    out = rendering.render_poses(fn, poses, K, 7, 5, chunk=16)
+    o, d = cameras.generate_rays(poses, K, 7, 5)
+    assert out.shape == (3, 5, 7, 6)
+    np.testing.assert_array_equal(out, jnp.concatenate([o, d], axis=-1))
+    assert set(calls) == {16}  # equal chunks, the last one padded
