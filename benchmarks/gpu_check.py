@@ -29,6 +29,7 @@ import json
 import pathlib
 import sys
 import time
+import traceback
 import types
 from collections.abc import Callable
 from typing import Any
@@ -229,6 +230,7 @@ def main() -> int:
             row = run_check(name, REGISTRY[name](smoke), smoke, repeats)
         except Exception as e:  # report and go on to the next kernel
             row = {"kernel": name, "ok": False, "error": f"{type(e).__name__}: {e}"}
+            row["traceback"] = traceback.format_exc()[-4000:]
         row["wall_s"] = time.perf_counter() - start
         rows.append(row)
         print(f"{name}: {'ok' if row['ok'] else 'FAIL'} ({row['wall_s']:.1f} s)")

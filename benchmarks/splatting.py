@@ -47,7 +47,7 @@ def bench(sizes, gaussians, implementations, repeats, max_dense, tile, per_tile)
                 kw = dict(
                     width=size,
                     height=size,
-                    capacity=1 << 20,
+                    capacity=capacity,
                     max_per_tile=per_tile,
                     tile=16 if impl == "pallas" else tile,
                     implementation=impl,

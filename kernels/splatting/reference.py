@@ -86,5 +86,7 @@ def rasterize(
     t_after = jnp.cumprod(1.0 - alpha, axis=-1)
     t_before = t_after / (1.0 - alpha)
     weights = alpha * t_before
-    image = jnp.einsum("hwn,nc->hwc", weights, colors)
+    image = jnp.einsum(
+        "hwn,nc->hwc", weights, colors, precision=jax.lax.Precision.HIGHEST
+    )
     return image, t_after[..., -1]

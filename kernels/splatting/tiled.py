@@ -72,7 +72,9 @@ def rasterize(
     alpha = jnp.where(t_after >= T_MIN, alpha, 0.0)
     t_after = jnp.cumprod(1.0 - alpha, axis=-1)
     weights = alpha * t_after / (1.0 - alpha)
-    image = jnp.einsum("tpk,tkc->tpc", weights, colors[gid])
+    image = jnp.einsum(
+        "tpk,tkc->tpc", weights, colors[gid], precision=jax.lax.Precision.HIGHEST
+    )
     image = image.reshape(ny, nx, tile, tile, num_channels)
     image = image.transpose(0, 2, 1, 3, 4).reshape(ny * tile, nx * tile, -1)
     t = t_after[..., -1].reshape(ny, nx, tile, tile).transpose(0, 2, 1, 3)
