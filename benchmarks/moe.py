@@ -47,26 +47,22 @@ def main(argv):
     import jax
 
     from configs import hecate
-    from jaxsuite.moe import experiment, measure, plans, strategies
-    from jaxsuite.moe.replay import cost_model, plan_bytes, planner
+    from jaxsuite.moe import experiment, measure, strategies
+    from jaxsuite.moe.replay import plan_bytes, planner
 
     config = hecate.get_config(FLAGS.config)
     setup = experiment._Setup(config)
-    topo = cost_model(config).topo
     overlap = config.fssdp.overlap
     rows = []
     variants = [(s, False) for s in ("ep", "fsdp", "fastermoe", "fssdp")]
     variants += [("fsdp", True), ("fssdp", True)]
     for strategy, remat in variants:
         plnr = planner(config, strategy, overlap)
-        state = setup.state(plnr.pool_expert)
+        state = setup.state(plnr.pool_id)
         loads = []
         walls = []
         for step in range(FLAGS.steps):
-            plan = strategies.put_plan(
-                setup.mesh,
-                plans.plan_arrays(plnr.pool_expert, plnr.materialise(), topo),
-            )
+            plan = strategies.put_plan(setup.mesh, plnr.plan_arrays(plnr.materialise()))
             tokens = setup.tokens(step, config.train_skew)
             compiled = setup.step(strategy, state, tokens, plan, remat=remat)
             t0 = time.perf_counter()

@@ -13,10 +13,12 @@ from jaxsuite.core import config as config_lib
 PRESETS = {
     "smoke": {
         "steps": 6,
+        "checkpoint_every": 3,
         "strategies": ("ep", "fssdp"),
         "skews": (0.0, 3.0),
         "train_skew": 3.0,
         "measure_remat": False,
+        "expert_sweep": (16, 32),
         "model.hidden": 16,
         "model.ffn": 32,
         "model.seq_len": 16,
@@ -31,9 +33,11 @@ PRESETS = {
         "model.heads": 12,
         "model.layers": 12,
         "model.experts": 64,
+        "expert_sweep": (64, 128),
         "model.seq_len": 2048,
         "model.batch_per_device": 8,
-        "fssdp.slots": 9,
+        "fssdp.slots": 96,
+        "fssdp.layer_slots": 16,
         "fssdp.mat_slots": 16,
         "fssdp.reshard_every": 100,
     },
@@ -44,10 +48,12 @@ def _base() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.steps = 120
+    config.checkpoint_every = 40  # Orbax checkpoint interval of each run
     config.strategies = ("ep", "fsdp", "fastermoe", "fssdp")
     config.skews = (0.0, 1.5, 3.0)
     config.train_skew = 1.5
     config.measure_remat = True  # also compile the re-materialised steps
+    config.expert_sweep = (16, 32, 64, 128)  # experts per layer, modelled at train_skew
 
     config.model = ml_collections.ConfigDict()
     config.model.vocab = 64
@@ -63,11 +69,13 @@ def _base() -> ml_collections.ConfigDict:
     config.model.learning_rate = 3e-3
 
     config.fssdp = ml_collections.ConfigDict()
-    config.fssdp.slots = 3  # pool slots per device and layer (E/D = 2, +1 slack)
+    config.fssdp.slots = 4  # pool slots per device over all layers (L E / D)
+    config.fssdp.layer_slots = 4  # K: most experts of one layer per device
     config.fssdp.mat_slots = 4  # materialisation slots m per device and layer
     config.fssdp.window = 5  # iterations averaged for Algorithm 1's load
     config.fssdp.reshard_every = 40  # Algorithm 2 period K (0 = never)
     config.fssdp.overlap = 0  # t; 0 = from the cost model (T_attn * bw / P)
+    config.fssdp.exchange = "auto"  # token exchange: slots, ragged (GPU) or auto
 
     config.data = ml_collections.ConfigDict()
     config.data.period = 200.0

@@ -1,14 +1,15 @@
 """SparseAllGather over fixed slots, its transpose, and numpy references.
 
-Inside ``jax.shard_map`` each device holds a pool ``(S, P)`` of owned expert
-chunks. :func:`sparse_all_gather` fills ``m`` materialisation slots per
-device from the owners, following an int32 plan ``send_slot (D, m)`` held by
-each source: ``send_slot[dst, k]`` is the pool slot this device sends into
-slot ``k`` of ``dst`` (or -1). It is one tiled ``all_to_all`` of a
-``(D, m, P)`` buffer that is non-zero only where this device owns the chunk,
-followed by a sum over sources; the plan is data, so new plans do not
-recompile. Reverse-mode autodiff of it scatters each replica's gradient back
-into its owner's pool slot and sums them: that is SparseReduceScatter.
+Inside ``jax.shard_map`` each device holds a layer's owned expert chunks in
+``(K, P)`` local slots (read from its pool over all layers).
+:func:`sparse_all_gather` fills ``m`` materialisation slots per device from
+the owners, following an int32 plan ``send_slot (D, m)`` held by each
+source: ``send_slot[dst, k]`` is the local slot this device sends into slot
+``k`` of ``dst`` (or -1). It is one tiled ``all_to_all`` of a ``(D, m, P)``
+buffer that is non-zero only where this device owns the chunk, followed by a
+sum over sources; the plan is data, so new plans do not recompile.
+Reverse-mode autodiff of it scatters each replica's gradient back into its
+owner's slot and sums them: that is SparseReduceScatter.
 
 On GPU/TPU a ``ragged_all_to_all`` over the non-empty rows would move only
 the planned bytes; XLA:CPU does not implement it, so the fixed-slot form is
@@ -26,8 +27,8 @@ def sparse_all_gather(pool: jax.Array, send_slot: jax.Array, axis: str) -> jax.A
     """Materialises the planned replicas on every device (call in shard_map).
 
     Args:
-      pool: (S, P) this device's owned chunks.
-      send_slot: (D, m) int32, pool slot to send to (dst, k) or -1.
+      pool: (K, P) this device's owned chunks of the layer.
+      send_slot: (D, m) int32, local slot to send to (dst, k) or -1.
       axis: mesh axis over the D devices.
 
     Returns:
@@ -40,7 +41,7 @@ def sparse_all_gather(pool: jax.Array, send_slot: jax.Array, axis: str) -> jax.A
 
 
 def all_gather_pools(pool: jax.Array, axis: str) -> jax.Array:
-    """FSDP gather: every device gets every pool, ``(S, P) -> (D S, P)``.
+    """FSDP gather: every device gets every device's ``(K, P) -> (D K, P)``.
 
     Its transpose is ``psum_scatter`` (the FSDP gradient reduce-scatter).
     """

@@ -90,7 +90,8 @@ def token_traffic(
 
     Args:
       counts: (D_src, E) token-expert pairs.
-      route_dev: (D_src, E) destination devices.
+      route_dev: (D_src, E, R) chosen replica devices (-1 padded); each
+        source splits its tokens of an expert evenly over them.
       row_bytes: bytes of one token row.
 
     Returns:
@@ -100,15 +101,16 @@ def token_traffic(
     sent = np.zeros((devices, 2))
     recv = np.zeros((devices, 2))
     tokens = np.zeros(devices)
-    for src in range(devices):
-        for e in range(counts.shape[1]):
-            dst = int(route_dev[src, e])
-            n = counts[src, e]
-            tokens[dst] += n
-            if dst != src:
-                cross = int(topo.node(src) != topo.node(dst))
-                sent[src, cross] += n * row_bytes
-                recv[dst, cross] += n * row_bytes
+    share = plans_lib.split_counts(counts, route_dev)
+    src, e, r = np.nonzero(route_dev >= 0)
+    dst = route_dev[src, e, r]
+    n = share[src, e, r]
+    np.add.at(tokens, dst, n)
+    away = dst != src
+    src, dst, n = src[away], dst[away], n[away] * row_bytes
+    cross = (src // topo.per_node != dst // topo.per_node).astype(np.int64)
+    np.add.at(sent, (src, cross), n)
+    np.add.at(recv, (dst, cross), n)
     return sent, recv, tokens
 
 
@@ -147,7 +149,7 @@ def layer_time(
     Args:
       strategy: ``ep``, ``fsdp``, ``fastermoe`` or ``fssdp``.
       counts: (D_src, E) token-expert pairs (see :meth:`CostModel.scale_counts`).
-      pool_expert: (D, S) sharding.
+      pool_expert: (D, K) the layer's experts in each device's local slots.
       mat: (D, m) replicas (FasterMoE / FSSDP), else None.
       remat: gather again in the backward pass.
 

@@ -10,9 +10,13 @@
 3. **Model** the step time on 2 nodes x 4 devices by replaying each skew's
    load trace through every strategy's planner and the cost model of
    :mod:`jaxsuite.moe.cost`.
+4. **Sweep** the number of experts per layer (``expert_sweep``): FSSDP is
+   trained with each count at ``train_skew`` to record its loads, and every
+   strategy is modelled on them (FSDP's gathers grow with the count).
 
-Runs resume per phase: a finished training run's trace is kept in
-``workdir/traces`` and not recomputed.
+Runs resume: a finished training run's trace is kept in ``workdir/traces``
+and not recomputed, and a run cut off mid-training continues from its last
+Orbax checkpoint in ``workdir/checkpoints``.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ from jax.sharding import NamedSharding
 
 from jaxsuite.core import devices
 from jaxsuite.core import train as train_lib
-from jaxsuite.moe import data, gating, measure, model, plans, report, strategies
-from jaxsuite.moe.replay import cost_model, overlap_degree, planner
+from jaxsuite.moe import data, gating, measure, model, report, sharding, strategies
+from jaxsuite.moe.replay import layer_slots, overlap_degree, planner, with_experts
 
 AXIS = "x"
 
@@ -47,11 +51,20 @@ def _spec(config: Any, strategy: str, remat: bool = False) -> strategies.Spec:
             m.batch_per_device * m.seq_len, m.experts, m.capacity_factor
         ),
         slots=config.fssdp.slots,
+        layer_slots=layer_slots(config, strategy),
         mat_slots=config.fssdp.mat_slots,
         aux_weight=m.aux_weight,
         remat=remat,
         axis=AXIS,
+        exchange=exchange_kind(config.fssdp.exchange),
     )
+
+
+def exchange_kind(name: str) -> str:
+    """``auto``: ``ragged_all_to_all`` on GPU/TPU, fixed slots on CPU."""
+    if name != "auto":
+        return name
+    return "slots" if jax.default_backend() == "cpu" else "ragged"
 
 
 class _Setup:
@@ -72,8 +85,8 @@ class _Setup:
         )
         self.compiled: dict[tuple[str, bool], Any] = {}
 
-    def state(self, pool_expert: np.ndarray) -> dict[str, Any]:
-        pools = strategies.experts_to_pools(self.experts, pool_expert)
+    def state(self, pool_id: np.ndarray) -> dict[str, Any]:
+        pools = sharding.experts_to_pools(self.experts, pool_id)
         state = {"dense": self.dense, "pools": pools}
         state["opt"] = self.tx.init(state)
         return strategies.put_state(self.mesh, state, AXIS)
@@ -103,39 +116,84 @@ class _Setup:
         return self.compiled[key]
 
 
-def train(setup: _Setup, strategy: str, skew: float, overlap: int) -> dict[str, Any]:
-    """Trains one strategy at one skew; returns its per-step trace."""
+def train(
+    setup: _Setup,
+    strategy: str,
+    skew: float,
+    overlap: int,
+    *,
+    workdir: str,
+    name: str,
+    hooks: tuple = (),
+) -> dict[str, Any]:
+    """Trains one strategy at one skew, resumably; returns its per-step trace.
+
+    A :func:`jaxsuite.core.train.train_loop` under ``workdir/checkpoints/
+    <name>``: its Orbax checkpoints hold the model state, the sharding in
+    force (``pool_id``) and the trace so far, from which the planner (load
+    window, iteration count) is rebuilt each step, so an interrupted run
+    resumes to the same parameters and plans.
+
+    Returns:
+      ``loss (N,)``, ``dropped (N,)``, ``load (N, L, D, E)``, ``wall (N,)``,
+      ``moved (N,)`` (experts moved by re-sharding, -1 where none) and the
+      final ``state``.
+    """
     config = setup.config
-    topo = cost_model(config).topo
     plnr = planner(config, strategy, overlap)
-    state = setup.state(plnr.pool_expert)
-    reshard = None
-    trace: dict[str, list] = {"loss": [], "dropped": [], "load": [], "wall": []}
-    trace["moved"] = []
-    for step in range(config.steps):
-        old = plnr.pool_expert
+    n, m = config.steps, config.model
+    shape = (n, m.layers, jax.device_count(), m.experts)
+    init = {
+        "model": setup.state(plnr.pool_id),
+        "pool_id": plnr.pool_id.copy(),
+        "trace": {
+            "loss": np.zeros(n, np.float32),
+            "dropped": np.zeros(n, np.float32),
+            "load": np.zeros(shape, np.float32),
+            "wall": np.zeros(n, np.float32),
+            "moved": -np.ones(n, np.int32),
+        },
+    }
+    cache: dict[str, Any] = {}
+
+    def step_fn(state, step):
+        i = step - 1
+        trace = {k: np.array(v) for k, v in state["trace"].items()}
+        plnr.restore(np.asarray(state["pool_id"]), trace["load"][:i])
+        model_state, old = state["model"], plnr.pool_id
         new = plnr.maybe_reshard()
         if new is not None:
-            reshard = reshard or strategies.make_reshard(state)
-            state = reshard(state, plans.reshard_index(old, new))
-            trace["moved"].append(plans.moved_experts(old, new))
-        mat = plnr.materialise()
+            if "reshard" not in cache:
+                cache["reshard"] = strategies.make_reshard(model_state)
+            index = sharding.reshard_index(old, new)
+            model_state = cache["reshard"](model_state, index)
+            trace["moved"][i] = sharding.moved_experts(old, new)
         plan = strategies.put_plan(
-            setup.mesh, plans.plan_arrays(plnr.pool_expert, mat, topo), AXIS
+            setup.mesh, plnr.plan_arrays(plnr.materialise()), AXIS
         )
-        tokens = setup.tokens(step, skew)
-        compiled = setup.step(strategy, state, tokens, plan)
+        tokens = setup.tokens(i, skew)
+        compiled = setup.step(strategy, model_state, tokens, plan)
         t0 = time.perf_counter()
         with jax.set_mesh(setup.mesh):
-            state, scalars = compiled(state, tokens, plan)
-        load = np.asarray(devices.to_host(scalars["load"]))
-        trace["wall"].append(time.perf_counter() - t0)
-        trace["loss"].append(float(scalars["loss"]))
-        trace["dropped"].append(float(np.sum(devices.to_host(scalars["dropped"]))))
-        trace["load"].append(load)
-        plnr.observe(load)
-    out = {k: np.asarray(v) for k, v in trace.items()}
-    out["state"] = state
+            model_state, scalars = compiled(model_state, tokens, plan)
+        trace["load"][i] = np.asarray(devices.to_host(scalars["load"]))
+        trace["wall"][i] = time.perf_counter() - t0
+        trace["loss"][i] = float(scalars["loss"])
+        trace["dropped"][i] = float(np.sum(devices.to_host(scalars["dropped"])))
+        new_state = {"model": model_state, "pool_id": plnr.pool_id.copy()}
+        return {**new_state, "trace": trace}, {"loss": trace["loss"][i]}
+
+    state = train_lib.train_loop(
+        init,
+        step_fn,
+        num_steps=n,
+        workdir=workdir,
+        checkpoint_every=config.checkpoint_every,
+        name=name,
+        hooks=hooks,
+    )
+    out = {k: np.asarray(v) for k, v in state["trace"].items()}
+    out["state"] = state["model"]
     return out
 
 
@@ -155,7 +213,8 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
         path = os.path.join(trace_dir, f"{strategy}_skew{skew:g}.npz")
         fresh = not os.path.exists(path)
         if fresh:
-            tr = train(setup, strategy, skew, overlap)
+            name = f"{strategy}_skew{skew:g}"
+            tr = train(setup, strategy, skew, overlap, workdir=workdir, name=name)
             tr.pop("state")
             if jax.process_index() == 0:
                 np.savez(path, **tr)
@@ -173,7 +232,36 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
                 with open(mpath) as f:
                     measured[strategy] = json.load(f)
         print(f"[hecate] {strategy} skew={skew:g}: final loss {tr['loss'][-1]:.4f}")
-    return report.write_report(config, workdir, traces, measured, overlap, t_start)
+    sweep = _expert_sweep(config, traces, workdir, trace_dir)
+    return report.write_report(
+        config, workdir, traces, measured, overlap, t_start, sweep
+    )
+
+
+def _expert_sweep(
+    config: Any, traces, workdir: str, trace_dir: str
+) -> dict[int, np.ndarray]:
+    """FSSDP load traces ``(N, L, D, E)`` per expert count at ``train_skew``."""
+    skew = float(config.train_skew)
+    out = {}
+    for experts in (int(e) for e in config.expert_sweep):
+        if experts == config.model.experts:
+            out[experts] = traces[("fssdp", skew)]["load"]
+            continue
+        path = os.path.join(trace_dir, f"fssdp_skew{skew:g}_experts{experts}.npz")
+        if os.path.exists(path):
+            out[experts] = np.load(path)["load"]
+            continue
+        sub = with_experts(config, experts)
+        name = f"fssdp_skew{skew:g}_experts{experts}"
+        tr = train(
+            _Setup(sub), "fssdp", skew, overlap_degree(sub), workdir=workdir, name=name
+        )
+        if jax.process_index() == 0:
+            np.savez(path, load=tr["load"], loss=tr["loss"])
+        out[experts] = tr["load"]
+        print(f"[hecate] fssdp experts={experts}: final loss {tr['loss'][-1]:.4f}")
+    return out
 
 
 def _measure(setup: _Setup, strategy: str, skew: float, overlap: int):
@@ -182,13 +270,8 @@ def _measure(setup: _Setup, strategy: str, skew: float, overlap: int):
     FSSDP and FSDP are also measured with re-materialisation.
     """
     plnr = planner(setup.config, strategy, overlap)
-    topo = cost_model(setup.config).topo
-    state = setup.state(plnr.pool_expert)
-    plan = strategies.put_plan(
-        setup.mesh,
-        plans.plan_arrays(plnr.pool_expert, plnr.materialise(), topo),
-        AXIS,
-    )
+    state = setup.state(plnr.pool_id)
+    plan = strategies.put_plan(setup.mesh, plnr.plan_arrays(plnr.materialise()), AXIS)
     tokens = setup.tokens(0, skew)
     out = {}
     gathers = strategy in ("fssdp", "fsdp") and setup.config.measure_remat

@@ -6,15 +6,17 @@ a new plan never recompiles.
 
 Vocabulary (per MoE layer, ``D`` devices, ``E`` experts):
 
-* *pool*: each device owns ``S`` expert slots (params + optimizer state);
-  ``pool_expert[d, s]`` is the expert in slot ``s`` of device ``d`` or -1.
+* *local slots*: each device reads ``K`` of its pool slots for the layer
+  (see :mod:`jaxsuite.moe.sharding`, where one pool spans all layers);
+  ``pool_expert[d, k]`` is the layer's expert in local slot ``k`` or -1.
   Every expert has exactly one owner (one optimizer copy system-wide).
 * *materialisation*: ``m`` extra slots per device; ``mat[d, k]`` is the
   expert replicated there this iteration (-1 = empty). SparseAllGather fills
   them from the owners.
-* *compute slots*: device ``d`` computes with ``S + m`` slots: its pool, then
-  its materialised replicas. ``route[src, e] = (dst, slot)`` says where
-  device ``src`` sends its tokens for expert ``e``.
+* *compute slots*: device ``d`` computes with ``K + m`` slots: its local
+  slots, then its materialised replicas. ``route[src, e]`` lists the
+  replicas ``(dst, slot)`` over which device ``src`` splits its tokens for
+  expert ``e`` evenly.
 """
 
 from __future__ import annotations
@@ -46,30 +48,19 @@ class PlanArrays(NamedTuple):
     """The integer arrays a compiled step takes (L layers, D devices).
 
     Attributes:
-      route_dev: (L, D, E) destination device of src's tokens for expert e.
-      route_slot: (L, D, E) compute slot on that device.
-      send_slot: (L, D, D, m) on src: pool slot sent to (dst, k), or -1.
-      gather_slot: (L, E) ``owner_dev * S + owner_slot`` (for FSDP).
+      local_slot: (L, D, K) pool slot of each local compute slot, or -1.
+      route_dev: (L, D, E, R) chosen replica devices of src's tokens for
+        expert e (-1 padded); the tokens are split evenly over them.
+      route_slot: (L, D, E, R) compute slots on those devices.
+      send_slot: (L, D, D, m) on src: local slot sent to (dst, k), or -1.
+      gather_slot: (L, E) ``owner_dev * K + owner_local_slot`` (for FSDP).
     """
 
+    local_slot: np.ndarray
     route_dev: np.ndarray
     route_slot: np.ndarray
     send_slot: np.ndarray
     gather_slot: np.ndarray
-
-
-def even_sharding(layers: int, experts: int, devices: int, slots: int) -> np.ndarray:
-    """Contiguous even sharding: expert e on device e // (E/D).
-
-    Returns:
-      pool_expert (L, D, S); slots past E/D are empty (-1).
-    """
-    per = experts // devices
-    if per * devices != experts or slots < per:
-        raise ValueError(f"E={experts} must split over D={devices} into <= {slots}")
-    pool = -np.ones((layers, devices, slots), np.int32)
-    pool[:, :, :per] = np.arange(experts).reshape(devices, per)
-    return pool
 
 
 def owners(pool_expert: np.ndarray, experts: int) -> tuple[np.ndarray, np.ndarray]:
@@ -238,86 +229,72 @@ def fastermoe_shadows(
     return best
 
 
-def heterogeneous_sharding(
-    load: np.ndarray, t: int, slots: int, topo: Topology
-) -> np.ndarray:
-    """Algorithm 2 for one layer: re-shard cold experts by load.
+def route(
+    pool_expert: np.ndarray,
+    mat: np.ndarray,
+    topo: Topology,
+    max_replicas: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token dispatch of one layer (the paper's section 4.4).
 
-    The experts outside the top-t (cold, never materialised) go first in
-    descending load, each to the least-loaded node, then its least-loaded
-    device with a free slot (ties: fewer free slots). Hot experts fill the
-    remaining slots in order. A device may own 0..S experts of the layer.
+    For each source device and expert the chosen replicas are the ones on
+    the source itself if any; otherwise the ones on its node; otherwise all
+    of them (cross-node). A source's tokens of that expert are split evenly
+    over its chosen replicas: queue position ``p`` goes to chosen replica
+    ``p mod n`` (see :func:`split_counts`).
 
     Args:
-      load: (E,) expected loads.
-      t: overlap degree (the hot set size).
-      slots: pool slots per device (``D S >= E``).
-      topo: node layout.
+      pool_expert: (D, K) expert ids of the layer's local compute slots.
+      mat: (D, m) materialised replicas (-1 empty).
+      max_replicas: R, chosen replicas kept per (source, expert); default D.
 
     Returns:
-      pool_expert (D, S) int32.
-    """
-    experts, devices = len(load), topo.devices
-    if devices * slots < experts:
-        raise ValueError("not enough slots")
-    order = np.argsort(-np.asarray(load), kind="stable")
-    hot, cold = order[: min(t, experts)], order[min(t, experts) :]
-    pool = -np.ones((devices, slots), np.int32)
-    free = np.full(devices, slots)
-    dev_load = np.zeros(devices)
-    node_load = np.zeros(topo.nodes)
-    for e in cold:
-        open_nodes = {topo.node(d) for d in range(devices) if free[d] > 0}
-        node = min(open_nodes, key=lambda n: (node_load[n], n))
-        devs = [d for d in range(devices) if topo.node(d) == node and free[d] > 0]
-        d = min(devs, key=lambda d: (dev_load[d], free[d], d))
-        pool[d, slots - free[d]] = e
-        free[d] -= 1
-        dev_load[d] += load[e]
-        node_load[node] += load[e]
-    for e in hot:
-        d = int(np.argmax(free))
-        pool[d, slots - free[d]] = e
-        free[d] -= 1
-    return pool
-
-
-def route(
-    pool_expert: np.ndarray, mat: np.ndarray, topo: Topology
-) -> tuple[np.ndarray, np.ndarray]:
-    """Local-replica-first token routing for one layer.
-
-    A source device keeps tokens of an expert it holds; otherwise it uses a
-    replica on its own node; otherwise any replica. Sources sharing the same
-    candidate list are spread over it round-robin (tokens split by source).
-
-    Returns:
-      (route_dev (D, E), route_slot (D, E)) int32; slot indexes the
-      ``S + m`` compute slots of the destination.
+      ``(route_dev (D, E, R), route_slot (D, E, R))`` int32, -1 padded;
+      slot indexes the ``K + m`` compute slots of the destination.
     """
     devices, slots = pool_expert.shape
+    r_max = devices if max_replicas is None else max_replicas
     experts = max(int(pool_expert.max()), int(mat.max(initial=-1))) + 1
     holders: list[list[tuple[int, int]]] = [[] for _ in range(experts)]
     for d, s in zip(*np.nonzero(pool_expert >= 0)):
         holders[pool_expert[d, s]].append((int(d), int(s)))
     for d, k in zip(*np.nonzero(mat >= 0)):
         holders[mat[d, k]].append((int(d), slots + int(k)))
-    r_dev = np.zeros((devices, experts), np.int32)
-    r_slot = np.zeros((devices, experts), np.int32)
+    r_dev = -np.ones((devices, experts, r_max), np.int32)
+    r_slot = -np.ones((devices, experts, r_max), np.int32)
     for e in range(experts):
-        turn: collections.Counter = collections.Counter()
         for src in range(devices):
             local = [h for h in holders[e] if h[0] == src]
             near = [h for h in holders[e] if topo.node(h[0]) == topo.node(src)]
-            cands = tuple(local or near or holders[e])
-            pick = cands[turn[cands] % len(cands)]
-            turn[cands] += 1
-            r_dev[src, e], r_slot[src, e] = pick
+            chosen = (local or near or holders[e])[:r_max]
+            for r, (d, s) in enumerate(chosen):
+                r_dev[src, e, r], r_slot[src, e, r] = d, s
     return r_dev, r_slot
 
 
+def split_counts(counts: np.ndarray, route_dev: np.ndarray) -> np.ndarray:
+    """Tokens each chosen replica receives under the even split.
+
+    Args:
+      counts: (D_src, E) tokens per source and expert (queue lengths).
+      route_dev: (D_src, E, R) chosen replicas, -1 padded.
+
+    Returns:
+      (D_src, E, R): for integer counts the ``ceil`` or ``floor`` of
+      ``count / n`` per replica (queue position p goes to replica
+      ``p mod n``); fractional counts spread the remainder the same way.
+      Zero on padding; sums over R equal ``counts``.
+    """
+    n = np.maximum((route_dev >= 0).sum(-1, keepdims=True), 1)
+    r = np.arange(route_dev.shape[-1])
+    c = np.asarray(counts, np.float64)[..., None]
+    base = np.floor(c / n)
+    extra = np.clip(c - base * n - r, 0.0, 1.0)
+    return np.where(route_dev >= 0, base + extra, 0.0)
+
+
 def send_slots(pool_expert: np.ndarray, mat: np.ndarray) -> np.ndarray:
-    """SparseAllGather plan of one layer: (D_src, D_dst, m) pool slot or -1."""
+    """SparseAllGather plan of one layer: (D_src, D_dst, m) local slot or -1."""
     devices, m = mat.shape
     experts = int(pool_expert.max()) + 1
     owner_dev, owner_slot = owners(pool_expert, experts)
@@ -328,58 +305,38 @@ def send_slots(pool_expert: np.ndarray, mat: np.ndarray) -> np.ndarray:
     return send
 
 
-def plan_arrays(pool_expert: np.ndarray, mat: np.ndarray, topo: Topology) -> PlanArrays:
-    """Integer arrays of a whole plan: ``pool_expert (L, D, S)``, ``mat (L, D, m)``."""
-    layers, _, slots = pool_expert.shape
-    rd, rs, ss, gs = [], [], [], []
-    for layer in range(layers):
-        d, s = route(pool_expert[layer], mat[layer], topo)
-        rd.append(d)
-        rs.append(s)
-        ss.append(send_slots(pool_expert[layer], mat[layer]))
-        od, os_ = owners(pool_expert[layer], d.shape[1])
-        gs.append(od * slots + os_)
-    return PlanArrays(*(np.stack(a).astype(np.int32) for a in (rd, rs, ss, gs)))
-
-
-def reshard_index(old: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Where each new pool slot's expert lives in the old pools.
+def plan_arrays(
+    layer_pool: np.ndarray,
+    local_slot: np.ndarray,
+    mat: np.ndarray,
+    topo: Topology,
+    max_replicas: int | None = None,
+) -> PlanArrays:
+    """Integer arrays of a whole plan.
 
     Args:
-      old, new: pool_expert (L, D, S).
-
-    Returns:
-      (L, D, S) int32 flat index ``old_dev * S + old_slot`` into the old
-      layer pool, or -1 for an empty new slot.
+      layer_pool: (L, D, K) expert ids of each layer's local compute slots.
+      local_slot: (L, D, K) their slots in the device pools (-1 empty).
+      mat: (L, D, m) materialised replicas.
     """
-    layers, devices, slots = old.shape
-    out = -np.ones_like(new)
+    layers, _, slots = layer_pool.shape
+    rd, rs, ss, gs = [], [], [], []
     for layer in range(layers):
-        flat = old[layer].reshape(-1)
-        where = {int(e): i for i, e in enumerate(flat) if e >= 0}
-        for d in range(devices):
-            for s in range(slots):
-                e = new[layer, d, s]
-                if e >= 0:
-                    out[layer, d, s] = where[int(e)]
-    return out
-
-
-def moved_experts(old: np.ndarray, new: np.ndarray) -> int:
-    """Experts (over all layers) whose owning device changes."""
-    n = 0
-    for layer in range(old.shape[0]):
-        experts = int(old[layer].max()) + 1
-        n += int(
-            np.sum(owners(old[layer], experts)[0] != owners(new[layer], experts)[0])
-        )
-    return n
+        d, s = route(layer_pool[layer], mat[layer], topo, max_replicas)
+        rd.append(d)
+        rs.append(s)
+        ss.append(send_slots(layer_pool[layer], mat[layer]))
+        od, os_ = owners(layer_pool[layer], d.shape[1])
+        gs.append(od * slots + os_)
+    arrays = (local_slot, *(np.stack(a) for a in (rd, rs, ss, gs)))
+    return PlanArrays(*(np.asarray(a, np.int32) for a in arrays))
 
 
 class LoadTracker:
     """Mean expert load over the last ``window`` iterations (Algorithm 1's F)."""
 
     def __init__(self, window: int = 5):
+        self.window = window
         self._loads: collections.deque = collections.deque(maxlen=window)
 
     def update(self, load: np.ndarray) -> None:

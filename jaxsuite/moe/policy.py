@@ -8,7 +8,8 @@ and returns the sharding and materialisation for the next one:
   every device (scored with the cost model), at most ``m`` shadows.
 * ``fssdp``: Algorithm 1 from the load averaged over the last ``window``
   iterations, and every ``reshard_every`` iterations Algorithm 2
-  (heterogeneous sharding) re-shards the cold experts.
+  (heterogeneous sharding) re-shards all layers' experts into the per-device
+  pools, cold experts first.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from jaxsuite.moe import cost as cost_lib
 from jaxsuite.moe import plans as plans_lib
+from jaxsuite.moe import sharding as sharding_lib
 
 
 class Planner:
@@ -24,7 +26,9 @@ class Planner:
 
     Args:
       strategy: ``ep``, ``fsdp``, ``fastermoe`` or ``fssdp``.
-      layers, experts, slots, mat_slots: the step's shapes.
+      layers, experts, mat_slots: the step's shapes.
+      slots: S pool slots per device over all layers.
+      layer_slots: K local compute slots per layer and device.
       topo: device/node layout.
       overlap: Algorithm 1's overlap degree t.
       model: cost model (FasterMoE's policy scores candidates with it).
@@ -39,6 +43,7 @@ class Planner:
         layers: int,
         experts: int,
         slots: int,
+        layer_slots: int,
         mat_slots: int,
         topo: plans_lib.Topology,
         overlap: int,
@@ -48,12 +53,36 @@ class Planner:
     ):
         self.strategy = strategy
         self.layers, self.experts = layers, experts
-        self.slots, self.mat_slots = slots, mat_slots
+        self.slots, self.layer_slots, self.mat_slots = slots, layer_slots, mat_slots
         self.topo, self.overlap, self.model = topo, overlap, model
         self.reshard_every = reshard_every
-        self.pool_expert = plans_lib.even_sharding(layers, experts, topo.devices, slots)
+        self.pool_id = sharding_lib.even_sharding(layers, experts, topo.devices, slots)
+        self.pool_expert, self.local_slot = self._views()
         self.tracker = plans_lib.LoadTracker(window)
         self.iteration = 0
+
+    def _views(self) -> tuple[np.ndarray, np.ndarray]:
+        return sharding_lib.layer_views(
+            self.pool_id, self.layers, self.experts, self.layer_slots
+        )
+
+    def plan_arrays(self, mat: np.ndarray) -> plans_lib.PlanArrays:
+        """The step's int32 plan for the current sharding and ``mat (L, D, m)``."""
+        return plans_lib.plan_arrays(self.pool_expert, self.local_slot, mat, self.topo)
+
+    def restore(self, pool_id: np.ndarray, loads: np.ndarray) -> None:
+        """Sets the planner to where it stood after the iterations ``loads``.
+
+        Args:
+          pool_id: (D, S) the sharding in force.
+          loads: (N, L, D_src, E) every past iteration's loads, in order.
+        """
+        self.pool_id = np.asarray(pool_id, np.int32)
+        self.pool_expert, self.local_slot = self._views()
+        self.tracker = plans_lib.LoadTracker(self.tracker.window)
+        for load in loads[-self.tracker.window :] if len(loads) else ():
+            self.tracker.update(load)
+        self.iteration = len(loads)
 
     def observe(self, load: np.ndarray) -> None:
         """Records one iteration's loads ``(L, D_src, E)``."""
@@ -66,7 +95,10 @@ class Planner:
         return self.tracker.mean(uniform)
 
     def maybe_reshard(self) -> np.ndarray | None:
-        """Algorithm 2 when due: returns the new ``pool_expert`` or None."""
+        """Algorithm 2 when due: returns the new ``pool_id (D, S)`` or None.
+
+        ``pool_expert (L, D, K)`` and ``local_slot (L, D, K)`` follow it.
+        """
         due = (
             self.strategy == "fssdp"
             and self.reshard_every > 0
@@ -75,16 +107,15 @@ class Planner:
         )
         if not due:
             return None
-        per_expert = self.expected().sum(1)
-        new = np.stack(
-            [
-                plans_lib.heterogeneous_sharding(
-                    per_expert[i], self.overlap, self.slots, self.topo
-                )
-                for i in range(self.layers)
-            ]
+        new = sharding_lib.heterogeneous_sharding(
+            self.expected().sum(1),
+            self.overlap,
+            self.slots,
+            self.layer_slots,
+            self.topo,
         )
-        self.pool_expert = new
+        self.pool_id = new
+        self.pool_expert, self.local_slot = self._views()
         return new
 
     def materialise(self) -> np.ndarray:

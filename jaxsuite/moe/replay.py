@@ -8,6 +8,7 @@ measured load trace ``(N, L, D, E)`` into modelled per-step times
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import jax
@@ -54,6 +55,30 @@ def small_cost_model(config: Any) -> cost_lib.CostModel:
     )
 
 
+def with_experts(config: Any, experts: int) -> Any:
+    """``config`` with ``experts`` per layer at equal memory per expert count.
+
+    Pools hold exactly the model (``S = L E / D``) and ``K`` scales with E;
+    ``m`` (materialisation slots) stays as it is.
+    """
+    out = copy.deepcopy(config)
+    devices = jax.device_count()
+    scale = experts / config.model.experts
+    out.model.experts = int(experts)
+    out.fssdp.slots = config.model.layers * int(experts) // devices
+    out.fssdp.layer_slots = max(
+        int(experts) // devices, int(round(config.fssdp.layer_slots * scale))
+    )
+    return out
+
+
+def layer_slots(config: Any, strategy: str) -> int:
+    """K: ``E / D`` for the evenly sharded EP and FSDP, else the config's."""
+    if strategy in ("ep", "fsdp"):
+        return config.model.experts // jax.device_count()
+    return int(config.fssdp.layer_slots)
+
+
 def planner(
     config: Any, strategy: str, overlap: int, cluster: str = "B"
 ) -> policy.Planner:
@@ -64,6 +89,7 @@ def planner(
         layers=config.model.layers,
         experts=config.model.experts,
         slots=config.fssdp.slots,
+        layer_slots=layer_slots(config, strategy),
         mat_slots=config.fssdp.mat_slots,
         topo=cm.topo,
         overlap=overlap,
@@ -123,6 +149,22 @@ def plan_bytes(config: Any, strategy: str, loads: np.ndarray, overlap: int) -> f
         total.append(step_bytes)
         plnr.observe(load)
     return float(np.mean(total)) / small.devices
+
+
+def layer_spread(config: Any, loads: np.ndarray, overlap: int) -> tuple[int, int]:
+    """Fewest and most experts of one layer on one device under FSSDP's shardings.
+
+    Replays the FSSDP planner (Algorithm 2 every ``reshard_every`` steps) on
+    a load trace ``(N, L, D, E)``; even sharding gives ``E / D`` each.
+    """
+    plnr = planner(config, "fssdp", overlap)
+    low, high = config.model.experts, 0
+    for load in loads:
+        plnr.maybe_reshard()
+        owned = (plnr.pool_expert >= 0).sum(-1)  # (L, D)
+        low, high = min(low, int(owned.min())), max(high, int(owned.max()))
+        plnr.observe(load)
+    return low, high
 
 
 def imbalance(loads: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from typing import Any
@@ -14,9 +15,11 @@ from jaxsuite.moe import model
 from jaxsuite.moe.replay import (
     cost_model,
     imbalance,
+    layer_spread,
     overlap_degree,
     plan_bytes,
     replay,
+    with_experts,
 )
 
 CLAIM = (
@@ -57,8 +60,62 @@ def _remat_rows(config, measured) -> tuple[list[dict[str, Any]], float]:
     return rows, saving
 
 
-def write_report(config, workdir, traces, measured, overlap, t_start) -> dict[str, Any]:
-    """Builds tables and figures from the traces; writes ``results.json``."""
+def _expert_rows(config, sweep, overlap) -> list[dict[str, Any]]:
+    """Modelled strategies on FSSDP's loads per expert count, both clusters."""
+    rows = []
+    for (experts, loads), cluster in itertools.product(
+        sorted(sweep.items()), ("B", "A")
+    ):
+        sub = with_experts(config, experts)
+        t = overlap if cluster == "B" else overlap_degree(config, "A")
+        names = ("ep", "fsdp", "fastermoe", "fssdp")
+        times = {s: replay(sub, s, loads, t, cluster=cluster) for s in names}
+        mean = {s: float(np.mean(r["total"])) for s, r in times.items()}
+        fsdp_param = float(np.mean(times["fsdp"]["param_bytes"]))
+        fewest, most = layer_spread(sub, loads, t)
+        for s in names:
+            rows.append(
+                {
+                    "cluster": cluster,
+                    "experts": experts,
+                    "strategy": s,
+                    "modelled_ms_per_step": 1e3 * mean[s],
+                    "speedup_vs_ep": mean["ep"] / mean[s],
+                    "speedup_vs_fsdp": mean["fsdp"] / mean[s],
+                    "param_MB_per_step": float(np.mean(times[s]["param_bytes"])) / 1e6,
+                    "param_bytes_vs_fsdp": float(np.mean(times[s]["param_bytes"]))
+                    / fsdp_param,
+                    "a2a_ms_per_step": 1e3 * float(np.mean(times[s]["a2a"])),
+                    "param_ms_per_step": 1e3 * float(np.mean(times[s]["param"])),
+                    "load_max_over_mean": float(np.mean(imbalance(loads))),
+                    "fssdp_experts_of_a_layer_per_device": [fewest, most],
+                }
+            )
+    return rows
+
+
+def _sweep_text(expert_rows) -> str:
+    """Per expert count on cluster B: who is modelled fastest."""
+    parts = []
+    expert_rows = [r for r in expert_rows if r["cluster"] == "B"]
+    for experts in sorted({r["experts"] for r in expert_rows}):
+        rows = [r for r in expert_rows if r["experts"] == experts]
+        best = min(rows, key=lambda r: r["modelled_ms_per_step"])["strategy"]
+        fssdp = [r for r in rows if r["strategy"] == "fssdp"][0]
+        parts.append(
+            f"{experts} experts: fastest {best}, FSSDP vs FSDP "
+            f"{fssdp['speedup_vs_fsdp']:.2f}x"
+        )
+    return "; ".join(parts)
+
+
+def write_report(
+    config, workdir, traces, measured, overlap, t_start, sweep
+) -> dict[str, Any]:
+    """Builds tables and figures from the traces; writes ``results.json``.
+
+    ``sweep`` maps an expert count to FSSDP's load trace ``(N, L, D, E)``.
+    """
     train_skew = float(config.train_skew)
     skews = [float(k) for k in config.skews]
     cm = cost_model(config)
@@ -94,9 +151,13 @@ def write_report(config, workdir, traces, measured, overlap, t_start) -> dict[st
         for k in skews:
             model_rows += _modelled(config, traces, k, cluster, t_cluster, cm, speed)
     remat_rows, remat_saving = _remat_rows(config, measured)
+    expert_rows = _expert_rows(config, sweep, overlap)
+    spread = layer_spread(config, traces[("fssdp", train_skew)]["load"], overlap)
+    even = config.model.experts // cm.devices
+    big = max(expert_rows, key=lambda r: r["experts"])
 
     rows_b = [r for r in model_rows if r["cluster"] == "B"]
-    _figures(workdir, config, traces, rows_b, strat_rows, skews)
+    _figures(workdir, config, traces, rows_b, strat_rows, skews, expert_rows)
     lam = [
         r["param_bytes_vs_fsdp"]
         for r in model_rows
@@ -123,9 +184,25 @@ def write_report(config, workdir, traces, measured, overlap, t_start) -> dict[st
             ),
             "lambda_fssdp_param_bytes_vs_fsdp": metrics_lib.metric(lam, "fraction"),
             "overlap_degree_t": metrics_lib.metric(overlap, "experts"),
+            "fssdp_fewest_experts_of_a_layer_per_device": metrics_lib.metric(
+                spread[0], f"experts (even sharding: {even})"
+            ),
+            "fssdp_most_experts_of_a_layer_per_device": metrics_lib.metric(
+                spread[1], f"experts (even sharding: {even})"
+            ),
             "max_loss_diff_between_strategies": metrics_lib.metric(
                 max(r["max_loss_diff_vs_ep"] for r in strat_rows), "nats"
             ),
+        }
+    )
+    metrics.update(
+        {
+            f"speedup_fssdp_vs_fsdp_experts{r['experts']}"
+            + ("" if r["cluster"] == "B" else "_clusterA"): metrics_lib.metric(
+                r["speedup_vs_fsdp"], f"x (modelled, cluster {r['cluster']})"
+            )
+            for r in expert_rows
+            if r["strategy"] == "fssdp"
         }
     )
     if np.isfinite(remat_saving):
@@ -141,25 +218,37 @@ def write_report(config, workdir, traces, measured, overlap, t_start) -> dict[st
         + ", ".join(f"{v:.2f}x" for v in sp)
         + " (the lead grows with skew); FasterMoE-style shadowing gets "
         f"{speed[('fastermoe', max(skews), 'B')]:.2f}x. FSSDP's sparse "
-        f"collectives carry {lam:.2f} of FSDP's parameter bytes. With only "
-        f"{config.model.experts} experts per layer FSDP's gathers hide behind "
-        f"attention, so it is modelled fastest ({fsdp_b[0]['speedup_vs_ep']:.2f}x) "
-        f"while holding {mem_ratio:.1f}x "
-        "EP's parameter memory. Step times come from a cost model (2 nodes x 4 "
-        "devices, the paper's cluster bandwidths, GPT-MoE-S experts) fed with "
-        "expert loads measured on 8 CPU devices: no multi-node time was "
-        "measured. Exactness against the dense reference, bytes in the compiled "
-        "HLO, memory_analysis and backward residuals were measured on CPU; the "
-        "fixed-slot CPU collectives move every slot, so HLO bytes exceed plan "
-        "bytes, and XLA:CPU's peak memory does not drop with re-materialisation "
-        "although the residuals kept for the backward pass do."
+        f"collectives carry {lam:.2f} of FSDP's parameter bytes. Algorithm 2, "
+        "re-sharding all layers' experts within equal-memory pools, gives a "
+        f"device {spread[0]} to {spread[1]} experts of one layer (even "
+        f"sharding: {even}; with {big['experts']} experts: "
+        f"{big['fssdp_experts_of_a_layer_per_device'][0]} to "
+        f"{big['fssdp_experts_of_a_layer_per_device'][1]}, even "
+        f"{big['experts'] // cm.devices}). With "
+        f"{config.model.experts} experts per layer FSDP is modelled at "
+        f"{fsdp_b[0]['speedup_vs_ep']:.2f}x EP while holding {mem_ratio:.1f}x "
+        "EP's parameter memory; FSDP's gathers grow with the number of experts "
+        f"(at skew {train_skew:g}: {_sweep_text(expert_rows)}). Step times "
+        "come from a cost model (2 nodes x 4 devices, the paper's cluster "
+        "bandwidths, GPT-MoE-S experts) fed with expert loads measured on 8 "
+        "CPU devices: no multi-node time was measured. Exactness against the "
+        "dense reference, bytes in the compiled HLO, memory_analysis and "
+        "backward residuals were measured on CPU; the fixed-slot CPU "
+        "collectives move every slot, so HLO bytes exceed plan bytes, and "
+        "XLA:CPU's peak memory does not drop with re-materialisation although "
+        "the residuals kept for the backward pass do."
     )
     path = metrics_lib.write_results(
         workdir,
         paper="hecate",
         config=config,
         metrics=metrics,
-        tables={"strategies": strat_rows, "modelled": model_rows, "remat": remat_rows},
+        tables={
+            "strategies": strat_rows,
+            "modelled": model_rows,
+            "remat": remat_rows,
+            "experts": expert_rows,
+        },
         claim=CLAIM,
         verdict=verdict,
         wall_seconds=time.time() - t_start,
@@ -176,19 +265,19 @@ def _modelled(config, traces, skew, cluster, overlap, cm, speed) -> list[dict]:
         config, "fssdp", loads, overlap, remat=True, cluster=cluster
     )
     fsdp_param = float(np.mean(times["fsdp"]["param_bytes"]))
-    held = {  # expert slots whose parameters a device holds per layer
-        "ep": config.fssdp.slots,
-        "fsdp": config.fssdp.slots + config.model.experts,
-        "fastermoe": config.fssdp.slots + config.fssdp.mat_slots,
-        "fssdp": config.fssdp.slots + config.fssdp.mat_slots,
-        "fssdp_rm": config.fssdp.slots,
+    pool, mat = config.fssdp.slots, config.fssdp.mat_slots
+    layers = config.model.layers
+    held = {  # expert chunks whose parameters a device holds at the peak
+        "ep": pool,
+        "fsdp": pool + layers * config.model.experts,
+        "fastermoe": pool + layers * mat,
+        "fssdp": pool + layers * mat,
+        "fssdp_rm": pool + mat,
     }
     rows = []
     for s, r in times.items():
         t = float(np.mean(r["total"]))
         speed[(s, skew, cluster)] = float(np.mean(times["ep"]["total"])) / t
-        layers = config.model.layers
-        rm_extra = config.fssdp.mat_slots if s == "fssdp_rm" else 0
         rows.append(
             {
                 "cluster": cluster,
@@ -203,15 +292,15 @@ def _modelled(config, traces, skew, cluster, overlap, cm, speed) -> list[dict]:
                 "device_tokens_max_over_mean": float(
                     np.mean(r["max_over_mean_tokens"])
                 ),
-                "param_memory_MB": (layers * held[s] + rm_extra)
-                * cm.expert_bytes
-                / 1e6,
+                "param_memory_MB": held[s] * cm.expert_bytes / 1e6,
             }
         )
     return rows
 
 
-def _figures(workdir, config, traces, model_rows, strat_rows, skews) -> None:
+def _figures(
+    workdir, config, traces, model_rows, strat_rows, skews, expert_rows
+) -> None:
     steps = np.arange(config.steps)
     figures.plot_curves(
         os.path.join(workdir, "load_imbalance.png"),
@@ -253,4 +342,18 @@ def _figures(workdir, config, traces, model_rows, strat_rows, skews) -> None:
         },
         xlabel="data skew",
         ylabel="modelled speedup vs EP",
+    )
+    sweep_b = [r for r in expert_rows if r["cluster"] == "B"]
+    figures.plot_curves(
+        os.path.join(workdir, "step_time_vs_experts.png"),
+        {
+            s: (
+                [r["experts"] for r in sweep_b if r["strategy"] == s],
+                [r["modelled_ms_per_step"] for r in sweep_b if r["strategy"] == s],
+            )
+            for s in ("ep", "fsdp", "fastermoe", "fssdp")
+        },
+        xlabel="experts per layer",
+        ylabel="modelled step time (ms)",
+        title=f"Cluster B, skew {config.train_skew:g}",
     )

@@ -1,17 +1,26 @@
 """EP, FSDP, FasterMoE-style and FSSDP MoE training steps in ``jax.shard_map``.
 
 All strategies keep expert parameters and their optimizer state sharded by
-expert: ``pools (L, D, S, P)`` sharded over the device axis, one owner per
-expert. They differ only in how a layer's experts meet its tokens:
+expert in one pool per device that spans all layers: ``pools (D, S, P)``
+sharded over the device axis, one owner per (layer, expert) (see
+:mod:`jaxsuite.moe.sharding`). A layer reads its ``K`` local compute slots
+from the pool through an int32 table, so a device may own 0..K experts of
+one layer. The strategies differ only in how a layer's experts meet its
+tokens:
 
 * ``ep``: tokens go to the owner (``all_to_all``); parameters never move.
 * ``fsdp``: every device gathers every expert (``all_gather``, transpose =
   reduce-scatter) and computes its own tokens.
 * ``fastermoe`` and ``fssdp``: ``m`` replica slots per device are filled by
   SparseAllGather from a host plan (hot experts on every device for
-  FasterMoE; Algorithm 1 for FSSDP); tokens go to a local replica first,
-  then a same-node one, then any; the transpose sums replica gradients onto
-  the owners (SparseReduceScatter).
+  FasterMoE; Algorithm 1 for FSSDP); a device splits its tokens of an
+  expert evenly over its local replicas, else its node's, else all of them
+  (section 4.4); the transpose sums replica gradients onto the owners
+  (SparseReduceScatter).
+
+Tokens move by a fixed-slot ``all_to_all`` (every slot, full or not) or,
+with ``exchange="ragged"``, by ``ragged_all_to_all`` of the kept rows only
+(:mod:`jaxsuite.moe.ragged`; GPU/TPU, as XLA:CPU lacks it).
 
 With ``remat`` the gather and the expert FFN run under ``jax.checkpoint``
 saving only the FFN's hidden activations, so materialised parameters are
@@ -30,7 +39,7 @@ import optax
 from jax.ad_checkpoint import checkpoint_name
 from jax.sharding import Mesh, NamedSharding
 
-from jaxsuite.moe import collectives, model
+from jaxsuite.moe import collectives, model, ragged
 from jaxsuite.moe import gating as gating_lib
 from jaxsuite.moe import plans as plans_lib
 
@@ -49,18 +58,21 @@ class Spec:
     experts: int
     cap: int
     slots: int
+    layer_slots: int
     mat_slots: int
     aux_weight: float = 0.01
     remat: bool = False
     axis: str = "x"
+    exchange: str = "slots"  # "slots", "ragged" (GPU/TPU) or "ragged_emulated"
 
 
 def pool_specs(axis: str = "x") -> dict[str, jax.P]:
     """Partition specs of the step's arguments."""
     return {
         "dense": jax.P(),
-        "pools": jax.P(None, axis),
+        "pools": jax.P(axis),
         "tokens": jax.P(axis),
+        "local": jax.P(None, axis),
         "route": jax.P(None, axis),
         "send": jax.P(None, axis),
         "gather": jax.P(),
@@ -77,12 +89,25 @@ def _ffn(w: jax.Array, x: jax.Array, spec: Spec) -> jax.Array:
     return jnp.einsum("nsf,nfh->nsh", jax.nn.gelu(pre), w2)
 
 
+def _local_weights(pool: jax.Array, local: jax.Array) -> jax.Array:
+    """A layer's local compute slots ``(K, P)`` read from the pool ``(S, P)``.
+
+    ``local (K,)`` holds pool slots or -1 (a zero row). The transpose adds
+    each slot's gradient back into its pool slot.
+    """
+    return jnp.where((local >= 0)[:, None], pool[jnp.maximum(local, 0)], 0.0)
+
+
 def _exchange(q, r_dev, r_slot, n_slots, fn, axis):
     """Sends expert queues to their compute slots, applies ``fn``, returns.
 
+    Queue position ``p`` of expert ``e`` goes to its chosen replica
+    ``p mod n_e`` (``n_e`` = chosen replicas): an even split of the kept
+    tokens, which fill positions ``0 .. count - 1``.
+
     Args:
       q: (E, cap, h) this device's expert queues.
-      r_dev, r_slot: (E,) destination of each queue.
+      r_dev, r_slot: (E, R) chosen replicas of each queue, -1 padded.
       n_slots: compute slots per device.
       fn: (n_slots, D cap, h) -> same, the slot-wise expert compute.
 
@@ -91,63 +116,104 @@ def _exchange(q, r_dev, r_slot, n_slots, fn, axis):
     """
     num_devices = jax.lax.axis_size(axis)
     _, cap, h = q.shape
-    idx = r_dev * n_slots + r_slot
-    send = jnp.zeros((num_devices * n_slots, cap, h), q.dtype).at[idx].set(q)
+    n = jnp.maximum(jnp.sum(r_dev >= 0, axis=1, keepdims=True), 1)  # (E, 1)
+    pos = jnp.arange(cap)[None, :]
+    pick = pos % n  # (E, cap)
+    idx = jnp.take_along_axis(r_dev, pick, 1) * n_slots
+    idx = idx + jnp.take_along_axis(r_slot, pick, 1)  # (E, cap)
+    send = jnp.zeros((num_devices * n_slots, cap, h), q.dtype).at[idx, pos].set(q)
     send = send.reshape(num_devices, n_slots, cap, h)
     recv = jax.lax.all_to_all(send, axis, 0, 0, tiled=True)  # (D_src, n, cap, h)
     rows = recv.transpose(1, 0, 2, 3).reshape(n_slots, num_devices * cap, h)
     out = fn(rows).reshape(n_slots, num_devices, cap, h).transpose(1, 0, 2, 3)
     back = jax.lax.all_to_all(out, axis, 0, 0, tiled=True)  # (D_dst, n, cap, h)
-    return back.reshape(num_devices * n_slots, cap, h)[idx]
+    return back.reshape(num_devices * n_slots, cap, h)[idx, pos]
+
+
+_A2A = {
+    "ragged": jax.lax.ragged_all_to_all,
+    "ragged_emulated": ragged.emulated_ragged_all_to_all,
+}
+
+
+def _kept(g: gating_lib.Gating, num_experts: int) -> jax.Array:
+    """(E,) kept assignments per expert: they fill queue positions 0 .. c - 1."""
+    return jnp.zeros(num_experts, jnp.int32).at[g.expert].add(g.keep.astype(jnp.int32))
 
 
 def make_loss_fn(mesh: Mesh, spec: Spec):
     """The strategy's loss ``(dense, pools, tokens, plan) -> (loss, stats)``.
 
-    ``plan`` is ``(route_dev, route_slot, send_slot, gather_slot)`` as in
-    :class:`plans.PlanArrays`. ``stats`` holds ``load (L, D, E)`` (tokens per
-    expert and source device before capacity) and ``dropped (L, D)``.
+    ``plan`` is ``(local_slot, route_dev, route_slot, send_slot,
+    gather_slot)`` as in :class:`plans.PlanArrays`. ``stats`` holds
+    ``load (L, D, E)`` (tokens per expert and source device before
+    capacity) and ``dropped (L, D)``.
     """
     if spec.strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {spec.strategy!r}; one of {STRATEGIES}")
+    if spec.exchange not in ("slots", *_A2A):
+        raise ValueError(f"unknown exchange {spec.exchange!r}")
     axis = spec.axis
     ps = pool_specs(axis)
 
-    def body(dense, pools, tokens, r_dev, r_slot, send_slot, gather_slot):
-        def compute(pool, send_l, rows):
-            if spec.strategy == "ep":
-                w = pool
-            else:
-                mat = collectives.sparse_all_gather(pool, send_l, axis)
-                w = jnp.concatenate([pool, mat], axis=0)
-            return _ffn(w, rows, spec)
+    def body(dense, pools, tokens, local, r_dev, r_slot, send_slot, gather_slot):
+        def weights(pool, loc, send_l):
+            w = _local_weights(pool, loc)
+            if spec.strategy != "ep":
+                mat = collectives.sparse_all_gather(w, send_l, axis)
+                w = jnp.concatenate([w, mat], axis=0)
+            return w
 
-        def fsdp_compute(pool, gslot, q):
-            w = collectives.all_gather_pools(pool, axis)[gslot]
+        def compute(pool, loc, send_l, rows):
+            return _ffn(weights(pool, loc, send_l), rows, spec)
+
+        def compute_ragged(pool, loc, send_l, rows, slot):
+            w = weights(pool, loc, send_l)
+            return ragged.ragged_ffn(w, rows, slot, spec.hidden, spec.ffn)
+
+        def fsdp_compute(pool, loc, gslot, q):
+            w = _local_weights(pool, loc)
+            w = collectives.all_gather_pools(w, axis)[gslot]
             return _ffn(w, q, spec)
 
         policy = jax.checkpoint_policies.save_only_these_names(HIDDEN_NAME)
         if spec.remat:
             compute = jax.checkpoint(compute, policy=policy)
+            compute_ragged = jax.checkpoint(compute_ragged, policy=policy)
             fsdp_compute = jax.checkpoint(fsdp_compute, policy=policy)
 
         def moe_fn(layer, x):
             g = gating_lib.top2_gating(x @ dense["router"][layer], spec.cap)
             q = model.dispatch(x, g, spec.experts, spec.cap)
-            pool = pools[layer, 0]
+            pool, loc = pools[0], local[layer, 0]
             if spec.strategy == "fsdp":
-                out = fsdp_compute(pool, gather_slot[layer], q)
+                out = fsdp_compute(pool, loc, gather_slot[layer], q)
             else:
-                n_slots = spec.slots + (0 if spec.strategy == "ep" else spec.mat_slots)
+                n_slots = spec.layer_slots
+                n_slots += 0 if spec.strategy == "ep" else spec.mat_slots
                 send_l = send_slot[layer, 0]
-                out = _exchange(
-                    q,
-                    r_dev[layer, 0],
-                    r_slot[layer, 0],
-                    n_slots,
-                    lambda rows, p=pool, s=send_l: compute(p, s, rows),
-                    axis,
-                )
+                if spec.exchange == "slots":
+                    out = _exchange(
+                        q,
+                        r_dev[layer, 0],
+                        r_slot[layer, 0],
+                        n_slots,
+                        lambda rows, p=pool, c=loc, s=send_l: compute(p, c, s, rows),
+                        axis,
+                    )
+                else:
+                    out = ragged.ragged_exchange(
+                        q,
+                        _kept(g, spec.experts),
+                        r_dev[layer, 0],
+                        r_slot[layer, 0],
+                        n_slots,
+                        lambda rows, slot, p=pool, c=loc, s=send_l: compute_ragged(
+                            p, c, s, rows, slot
+                        ),
+                        axis,
+                        _A2A[spec.exchange],
+                    )
             return model.combine(g, out, spec.cap), g
 
         ce, count, aux, gatings = model.forward(dense, tokens, moe_fn, heads=spec.heads)
@@ -166,6 +232,7 @@ def make_loss_fn(mesh: Mesh, spec: Spec):
             ps["dense"],
             ps["pools"],
             ps["tokens"],
+            ps["local"],
             ps["route"],
             ps["route"],
             ps["send"],
@@ -213,50 +280,30 @@ def make_train_step(mesh: Mesh, spec: Spec, tx: optax.GradientTransformation):
 def put_plan(mesh: Mesh, plan: plans_lib.PlanArrays, axis: str = "x") -> tuple:
     """Device-puts a plan with the shardings the step expects."""
     ps = pool_specs(axis)
-    specs = (ps["route"], ps["route"], ps["send"], ps["gather"])
+    specs = (ps["local"], ps["route"], ps["route"], ps["send"], ps["gather"])
     return tuple(
         jax.device_put(np.asarray(a, np.int32), NamedSharding(mesh, s))
         for a, s in zip(plan, specs)
     )
 
 
-def experts_to_pools(experts: np.ndarray, pool_expert: np.ndarray) -> np.ndarray:
-    """Lays out ``(L, E, ...)`` expert-ordered arrays as pools ``(L, D, S, ...)``."""
-    experts = np.asarray(experts)
-    out = np.zeros((*pool_expert.shape, *experts.shape[2:]), experts.dtype)
-    for (layer, d, s), e in np.ndenumerate(pool_expert):
-        if e >= 0:
-            out[layer, d, s] = experts[layer, e]
-    return out
-
-
-def pools_to_experts(pools: np.ndarray, pool_expert: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`experts_to_pools`: ``(L, D, S, ...) -> (L, E, ...)``."""
-    pools = np.asarray(pools)
-    layers = pool_expert.shape[0]
-    experts = int(pool_expert.max()) + 1
-    out = np.zeros((layers, experts, *pools.shape[3:]), pools.dtype)
-    for (layer, d, s), e in np.ndenumerate(pool_expert):
-        if e >= 0:
-            out[layer, e] = pools[layer, d, s]
-    return out
+def _is_pool(path) -> bool:
+    """Whether a state leaf's tree path runs through a ``"pools"`` entry."""
+    return any(getattr(k, "key", None) == "pools" for k in path)
 
 
 def put_state(mesh: Mesh, state: dict[str, Any], axis: str = "x") -> dict[str, Any]:
-    """Copies ``{"dense", "pools", "opt"}`` to the mesh; pool-shaped leaves sharded."""
-    pool_ndim = np.ndim(state["pools"])
-    pool_shape = np.shape(state["pools"])
+    """Copies ``{"dense", "pools", "opt"}`` to the mesh; pool leaves sharded.
 
-    def put(x):
-        x = np.asarray(x)
-        spec = (
-            jax.P(None, axis)
-            if np.shape(x) == pool_shape and pool_ndim == 4
-            else jax.P()
-        )
-        return jax.device_put(x, NamedSharding(mesh, spec))
+    Leaves under a ``"pools"`` key (the pools and their optimizer state,
+    ``(D, S, P)``) are sharded over the devices; the rest is replicated.
+    """
 
-    return jax.tree.map(put, state)
+    def put(path, x):
+        spec = jax.P(axis) if _is_pool(path) else jax.P()
+        return jax.device_put(np.asarray(x), NamedSharding(mesh, spec))
+
+    return jax.tree_util.tree_map_with_path(put, state)
 
 
 def reshard_state(state: dict[str, Any], index: jax.Array) -> dict[str, Any]:
@@ -264,25 +311,21 @@ def reshard_state(state: dict[str, Any], index: jax.Array) -> dict[str, Any]:
 
     Args:
       state: ``{"dense", "pools", "opt"}``.
-      index: (L, D, S) int32 from :func:`plans.reshard_index`.
+      index: (D, S) int32 from :func:`sharding.reshard_index`.
 
     Returns:
-      The state with every pool-shaped leaf permuted; empty slots are zero.
+      The state with every pool leaf permuted; empty slots are zero.
     """
-    pool_shape = state["pools"].shape
-    layers, devices, slots, _ = pool_shape
 
-    def move(x):
-        if x.shape != pool_shape:
+    def move(path, x):
+        if not _is_pool(path):
             return x
-        flat = x.reshape(layers, devices * slots, -1)
-        picked = jnp.take_along_axis(
-            flat, jnp.maximum(index, 0).reshape(layers, -1, 1), axis=1
-        )
-        picked = jnp.where(index.reshape(layers, -1, 1) >= 0, picked, 0.0)
-        return picked.reshape(pool_shape)
+        devices, slots = x.shape[:2]
+        flat = x.reshape(devices * slots, *x.shape[2:])
+        valid = (index >= 0).reshape(devices, slots, *([1] * (x.ndim - 2)))
+        return jnp.where(valid, flat[jnp.maximum(index, 0)], 0.0)
 
-    return jax.tree.map(move, state)
+    return jax.tree_util.tree_map_with_path(move, state)
 
 
 def make_reshard(state: dict[str, Any]):

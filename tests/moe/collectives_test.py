@@ -15,10 +15,10 @@ P_SIZE = 6
 
 def _setup(seed):
     rng = np.random.default_rng(seed)
-    pool = h.random_sharding(rng)[0]  # (D, S)
+    pool = h.layer_pool(h.random_sharding(rng))[0]  # (D, K) of layer 0
     mat = h.random_mat(rng, h.random_sharding(rng))[0]
     mat[3, 1] = pool[3][pool[3] >= 0][0] if (pool[3] >= 0).any() else -1
-    pools = rng.normal(size=(h.D, h.S, P_SIZE)).astype(np.float32)
+    pools = rng.normal(size=(h.D, h.K, P_SIZE)).astype(np.float32)
     pools[pool < 0] = 0.0
     return pool, mat, pools, rng
 

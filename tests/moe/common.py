@@ -8,9 +8,9 @@ import numpy as np
 import optax
 
 from jaxsuite.core import devices
-from jaxsuite.moe import gating, model, plans, strategies
+from jaxsuite.moe import gating, model, plans, sharding, strategies
 
-D, L, E, S, M = 8, 2, 16, 3, 2
+D, L, E, S, K, M = 8, 2, 16, 5, 5, 2
 H, F, HEADS, V = 16, 32, 2, 64
 B_LOCAL, T = 2, 8
 CAP = gating.capacity(B_LOCAL * T, E, 2.0)
@@ -22,7 +22,9 @@ def mesh():
     return devices.make_mesh((D,), ("x",))
 
 
-def spec(strategy: str, remat: bool = False) -> strategies.Spec:
+def spec(
+    strategy: str, remat: bool = False, exchange: str = "slots"
+) -> strategies.Spec:
     return strategies.Spec(
         strategy=strategy,
         hidden=H,
@@ -31,8 +33,10 @@ def spec(strategy: str, remat: bool = False) -> strategies.Spec:
         experts=E,
         cap=CAP,
         slots=S,
+        layer_slots=K,
         mat_slots=M,
         remat=remat,
+        exchange=exchange,
     )
 
 
@@ -49,19 +53,38 @@ def tokens(seed: int) -> np.ndarray:
 
 
 def random_sharding(rng: np.random.Generator) -> np.ndarray:
-    """(L, D, S): each expert in a random slot; devices may own 0..S experts."""
-    out = -np.ones((L, D, S), np.int32)
-    for layer in range(L):
-        slots = rng.permutation(D * S)[:E]
-        out[layer].reshape(-1)[slots] = np.arange(E)
-    return out
+    """pool_id (D, S) over all layers, devices owning 0..K experts of a layer.
+
+    Device 0 owns S experts of layer 0 and none of layer 1; device 1 owns
+    S - 1 experts of layer 1 and none of layer 0; the rest lie in random
+    slots of the other devices (some empty).
+    """
+    ids = rng.permutation(L * E)
+    first = [g for g in ids if g < E][:S]
+    second = [g for g in ids if g >= E][: S - 1]
+    pool = -np.ones((D, S), np.int32)
+    pool[0], pool[1, : S - 1] = first, second
+    rest = np.array([g for g in ids if g not in set(first) | set(second)])
+    slots = rng.permutation((D - 2) * S)[: len(rest)]
+    pool[2:].reshape(-1)[slots] = rest
+    return pool
 
 
-def random_mat(rng: np.random.Generator, pool: np.ndarray) -> np.ndarray:
+def layer_pool(pool_id: np.ndarray) -> np.ndarray:
+    """(L, D, K) expert ids of each layer's local compute slots."""
+    return sharding.layer_views(pool_id, L, E, K)[0]
+
+
+def plan(pool_id: np.ndarray, mat: np.ndarray) -> plans.PlanArrays:
+    return sharding.plan_arrays(pool_id, mat, TOPO, experts=E, layer_slots=K)
+
+
+def random_mat(rng: np.random.Generator, pool_id: np.ndarray) -> np.ndarray:
     """(L, D, M): random replicas, some empty, one owner-local per layer."""
+    views = layer_pool(pool_id)
     mat = rng.integers(-1, E, size=(L, D, M)).astype(np.int32)
     for layer in range(L):
-        owned = pool[layer, 3][pool[layer, 3] >= 0]
+        owned = views[layer, 3][views[layer, 3] >= 0]
         if owned.size:
             mat[layer, 3, 0] = owned[0]  # a replica of an expert its owner holds
         mat[layer, 5, :] = -1  # a device with no replicas

@@ -1,4 +1,4 @@
-"""The launcher's smoke preset runs end to end and its results hold together."""
+"""The smoke preset runs end to end, its results hold together, runs resume."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import json
 import os
 import pathlib
 
+import jax
+import numpy as np
 import pytest
 
-from jaxsuite.moe import experiment
+from jaxsuite.moe import experiment, replay
 
 _CONFIG = pathlib.Path(__file__).parents[2] / "configs" / "hecate.py"
 
@@ -41,9 +43,64 @@ def test_smoke_run_writes_consistent_results(tmp_path):
             assert row["param_MB_per_step"] == 0.0
         if row["strategy"] == "fsdp":
             assert row["param_bytes_vs_fsdp"] == pytest.approx(1.0)
+    # Algorithm 2's per-layer ownership brackets even sharding's E / D = 2.
+    lo = results["metrics"]["fssdp_fewest_experts_of_a_layer_per_device"]["value"]
+    hi = results["metrics"]["fssdp_most_experts_of_a_layer_per_device"]["value"]
+    assert 0 <= lo <= 2 <= hi <= 4
     # Skew shows up in the measured loads.
     imb = {r["skew"]: r["load_max_over_mean"] for r in modelled}
     assert imb[3.0] > imb[0.0]
+    # The expert sweep: FSDP's gathered bytes grow in proportion to the
+    # number of experts; FSSDP's are a shrinking fraction of them.
+    sweep = [r for r in results["tables"]["experts"] if r["cluster"] == "B"]
+    mb = {(r["strategy"], r["experts"]): r["param_MB_per_step"] for r in sweep}
+    assert mb[("fsdp", 32)] == pytest.approx(2 * mb[("fsdp", 16)])
+    frac = {
+        r["experts"]: r["param_bytes_vs_fsdp"]
+        for r in sweep
+        if r["strategy"] == "fssdp"
+    }
+    assert frac[32] < frac[16]
     # Resuming a finished run reuses its traces and reproduces the numbers.
     again = experiment.run(config, workdir)
     assert json.dumps(again["tables"]["modelled"]) == json.dumps(modelled)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_at(stop):
+    def hook(step, state):
+        del state
+        if step == stop:
+            raise _Stop
+
+    return hook
+
+
+def test_interrupted_training_resumes_to_the_same_state(tmp_path):
+    config = _get_config("smoke,checkpoint_every=2")
+    setup = experiment._Setup(config)
+    t = replay.overlap_degree(config)
+
+    def train(workdir, hooks=()):
+        return experiment.train(
+            setup, "fssdp", 3.0, t, workdir=str(workdir), name="fssdp", hooks=hooks
+        )
+
+    straight = train(tmp_path / "a")
+    # Cut off after step 5, past the checkpoint at step 4 and the re-sharding
+    # (every 4 iterations), then run again on the same workdir.
+    with pytest.raises(_Stop):
+        train(tmp_path / "b", hooks=(_stop_at(5),))
+    seen = []
+    resumed = train(tmp_path / "b", hooks=(lambda step, state: seen.append(step),))
+    assert seen == [5, 6]
+    assert (straight["moved"] >= 0).sum() == 1
+    for key in ("loss", "dropped", "load", "moved"):
+        np.testing.assert_array_equal(resumed[key], straight[key], err_msg=key)
+    for a, b in zip(
+        jax.tree.leaves(resumed["state"]), jax.tree.leaves(straight["state"])
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -25,7 +25,7 @@ from jax.sharding import NamedSharding
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from jaxsuite.core import devices  # noqa: E402
-from jaxsuite.moe import plans, strategies  # noqa: E402
+from jaxsuite.moe import sharding, strategies  # noqa: E402
 from tests.moe import common as h  # noqa: E402
 
 NAMES = ("loss", "pools", "load")
@@ -37,15 +37,13 @@ def compute(mesh) -> dict[str, np.ndarray]:
     dense, experts = h.init()
     pool = h.random_sharding(rng)
     tx = h.tx()
-    state = {"dense": dense, "pools": strategies.experts_to_pools(experts, pool)}
+    state = {"dense": dense, "pools": sharding.experts_to_pools(experts, pool)}
     state["opt"] = tx.init(state)
     state = strategies.put_state(mesh, state)
     step = strategies.make_train_step(mesh, h.spec("fssdp"), tx)
     losses = []
     for i in range(2):
-        plan = strategies.put_plan(
-            mesh, plans.plan_arrays(pool, h.random_mat(rng, pool), h.TOPO)
-        )
+        plan = strategies.put_plan(mesh, h.plan(pool, h.random_mat(rng, pool)))
         toks = jax.device_put(h.tokens(50 + i), NamedSharding(mesh, jax.P("x")))
         state, scalars = step(state, toks, plan)
         losses.append(float(devices.to_host(scalars["loss"])))

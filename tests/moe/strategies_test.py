@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding
 
-from jaxsuite.moe import measure, plans, strategies
+from jaxsuite.moe import measure, sharding, strategies
 from tests.moe import common as h
 
 STEPS = 3
@@ -25,7 +25,7 @@ def _adam(opt):
 
 
 def _compare(state, ref_state, pool):
-    to_e = lambda x: strategies.pools_to_experts(np.asarray(x), pool)
+    to_e = lambda x: sharding.pools_to_experts(np.asarray(x), pool, h.L)
     h.assert_close(to_e(state["pools"]), ref_state["experts"], err_msg="experts")
     for k in state["dense"]:
         h.assert_close(state["dense"][k], ref_state["dense"][k], err_msg=k)
@@ -36,8 +36,20 @@ def _compare(state, ref_state, pool):
         h.assert_close(a.mu["dense"][k], r.mu["dense"][k], atol=1e-7, err_msg=k)
 
 
-def run_against_reference(strategy, plan_fn, *, remat=False, reshard_at=None):
-    """Trains STEPS steps under ``strategy`` and the reference side by side."""
+def run_against_reference(
+    strategy,
+    plan_fn,
+    *,
+    remat=False,
+    reshard_at=None,
+    new_sharding=None,
+    exchange="slots",
+):
+    """Trains STEPS steps under ``strategy`` and the reference side by side.
+
+    At step ``reshard_at`` the pools and optimizer state move to
+    ``new_sharding(rng)`` (default: another random sharding).
+    """
     mesh = h.mesh()
     rng = np.random.default_rng(7)
     dense, experts = h.init()
@@ -46,23 +58,21 @@ def run_against_reference(strategy, plan_fn, *, remat=False, reshard_at=None):
     ref = h.reference_step(tx)
     rstate = {"dense": dense, "experts": experts}
     rstate["opt"] = tx.init(rstate)
-    state = {"dense": dense, "pools": strategies.experts_to_pools(experts, pool)}
+    state = {"dense": dense, "pools": sharding.experts_to_pools(experts, pool)}
     state["opt"] = tx.init(state)
     state = strategies.put_state(mesh, state)
-    step = strategies.make_train_step(mesh, h.spec(strategy, remat), tx)
+    step = strategies.make_train_step(mesh, h.spec(strategy, remat, exchange), tx)
     reshard = strategies.make_reshard(state)
     with measure.CompileCounter() as compiles:
         for i in range(STEPS):
             if i == reshard_at:
-                new_pool = h.random_sharding(rng)
-                index = plans.reshard_index(pool, new_pool)
+                new_pool = (new_sharding or h.random_sharding)(rng)
+                index = sharding.reshard_index(pool, new_pool)
                 state, pool = reshard(state, index), new_pool
             if i == 1:
                 first = compiles.count
             toks = h.tokens(100 + i)
-            plan = strategies.put_plan(
-                mesh, plans.plan_arrays(pool, plan_fn(rng, pool), h.TOPO)
-            )
+            plan = strategies.put_plan(mesh, h.plan(pool, plan_fn(rng, pool)))
             sharded = jax.device_put(toks, NamedSharding(mesh, jax.P("x")))
             state, scalars = step(state, sharded, plan)
             rstate, rloss, rstats, _ = ref(rstate, toks)
