@@ -172,3 +172,60 @@ def blur_transforms(
         scales[None] * ds,
         rotations[None] * dr,
     )
+
+
+def delta_stats(
+    params: Params,
+    means: jax.Array,
+    scales: jax.Array,
+    rotations: jax.Array,
+    cam_centers: jax.Array,
+    *,
+    lambda_s: float,
+    lambda_p: float,
+    max_clamp: float,
+) -> dict[str, jax.Array]:
+    """How much the MLP changes the Gaussians, over ``V`` camera centres.
+
+    Args:
+      params: MLP parameters.
+      means, scales, rotations: ``(N, 3)``, ``(N, 3)``, ``(N, 4)``.
+      cam_centers: ``(V, 3)``.
+      lambda_s, lambda_p, max_clamp: as in :func:`blur_transforms`.
+
+    Returns:
+      Scalars: ``scale_factor_mean`` and ``scale_factor_max`` (of ``delta_s``),
+      ``scale_active_fraction`` (share of scale factors above 1, where the
+      clamp's lower bound is not active and the head gets a gradient), the
+      same three for the rotation factors ``delta_r``, and ``offset_mean``
+      (mean ``|lambda_p p|`` over the shifted renders; 0 for defocus).
+    """
+
+    def one(c):
+        s_out, r_out, p_out = apply(params, means, scales, rotations, c)
+        ds = clamp_delta(s_out, lambda_s, max_clamp)
+        dr = clamp_delta(r_out, lambda_s, max_clamp)
+        if p_out is None:
+            offset = jnp.zeros(())
+        else:
+            shift = (lambda_p * p_out).reshape(means.shape[0], 3, -1)
+            offset = jnp.mean(jnp.linalg.norm(shift, axis=1))
+        return (
+            jnp.mean(ds),
+            jnp.max(ds),
+            jnp.mean(ds > 1.0),
+            jnp.mean(dr),
+            jnp.max(dr),
+            jnp.mean(dr > 1.0),
+            offset,
+        )
+
+    out = jax.vmap(one)(cam_centers)
+    names = ("scale_factor", "rotation_factor")
+    stats = {}
+    for i, name in enumerate(names):
+        stats[f"{name}_mean"] = jnp.mean(out[3 * i])
+        stats[f"{name}_max"] = jnp.max(out[3 * i + 1])
+        stats[f"{name.split('_')[0]}_active_fraction"] = jnp.mean(out[3 * i + 2])
+    stats["offset_mean"] = jnp.mean(out[6])
+    return stats

@@ -14,15 +14,23 @@ Gaussians, to fill regions that blurry inputs left without SfM points:
 
 Shapes are static: the function returns ``max_points`` candidates and a
 validity mask (index below ``N`` and a neighbour within ``t_d``). The code
-then re-initialises every Gaussian (scales from the 3 nearest neighbours,
-identity rotations, opacity 0.1) keeping only positions and SH; a caller does
-that with ``gaussians.init_from_points`` on the union.
+then grows the model by the valid points and re-initialises every Gaussian
+(scales from the 3 nearest neighbours, identity rotations, opacity 0.1),
+keeping only positions and SH. :func:`compensate` is the fixed-capacity
+version used in training: the valid points take the slots of the least opaque
+Gaussians (at most ``max_points`` of them) and only those slots are
+initialised that way; the other Gaussians keep their state.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from jaxsuite.splat import train as splat_train
 
 
 def sample_points(
@@ -64,3 +72,61 @@ def sample_points(
     colors = jnp.einsum("pk,pkcd->pcd", weights, sh[idx])
     valid = (jnp.arange(max_points) < count) & (dist[:, 0] <= max_distance)
     return points, colors, valid
+
+
+def compensate(
+    params: dict[str, Any],
+    opt_state: Any,
+    key: jax.Array,
+    *,
+    max_points: int,
+    max_distance: float = 2.0,
+    voxel: float = 1.1,
+    init_opacity: float = 0.1,
+) -> tuple[dict[str, Any], Any, jax.Array]:
+    """Moves valid compensation points into the least opaque Gaussians' slots.
+
+    Args:
+      params: training parameters (``jaxsuite.splat.train``), ``N`` Gaussians.
+      opt_state: their optimiser state; moments of replaced slots are zeroed.
+      key: PRNG key.
+      max_points: candidates drawn, hence the most slots replaced (``<= N``).
+      max_distance, voxel: as in :func:`sample_points`.
+      init_opacity: opacity of the new Gaussians.
+
+    Returns:
+      ``(params, opt_state, num_added)``. New Gaussians get the candidates'
+      positions and SH, scales ``sqrt(mean d^2)`` over their 3 nearest current
+      Gaussians, identity rotations and ``init_opacity``.
+    """
+    means = params["means"]
+    n = means.shape[0]
+    if max_points > n:
+        raise ValueError(f"max_points={max_points} exceeds the {n} Gaussians")
+    sh = jnp.concatenate([params["sh_dc"], params["sh_rest"]], axis=1)
+    points, colors, valid = sample_points(
+        key, means, sh, max_points=max_points, voxel=voxel, max_distance=max_distance
+    )
+    order = jnp.argsort(~valid, stable=True)  # valid candidates first
+    points, colors, valid = points[order], colors[order], valid[order]
+    slots = jnp.argsort(params["opacity_logits"], stable=True)[:max_points]
+    slots = jnp.where(valid, slots, n)  # n: dropped by the scatter below
+    d2 = jnp.sum(jnp.square(points[:, None] - means[None]), axis=-1)
+    nearest = -jax.lax.top_k(-d2, 3)[0]
+    log_scale = 0.5 * jnp.log(jnp.maximum(jnp.mean(nearest, axis=-1), 1e-7))
+    logit = float(np.log(init_opacity / (1.0 - init_opacity)))
+    new = {
+        "means": points,
+        "log_scales": jnp.repeat(log_scale[:, None], 3, axis=1),
+        "quats": jnp.zeros((max_points, 4)).at[:, 0].set(1.0),
+        "opacity_logits": jnp.full((max_points,), logit),
+        "sh_dc": colors[:, :1],
+        "sh_rest": colors[:, 1:],
+    }
+    out = dict(params)
+    for name, value in new.items():
+        out[name] = (
+            params[name].at[slots].set(value.astype(params[name].dtype), mode="drop")
+        )
+    touched = jnp.zeros((n,), bool).at[slots].set(True, mode="drop")
+    return out, splat_train.reset_moments(opt_state, touched), jnp.sum(valid)

@@ -204,6 +204,13 @@ def relocate(
     if "mlp" in params:
         out["mlp"] = params["mlp"]
 
+    return out, reset_moments(opt_state, touched), jnp.sum(dead)
+
+
+def reset_moments(opt_state: Any, touched: jax.Array) -> Any:
+    """Zeroes the Adam moments of the Gaussians where ``touched`` (``(N,)``)."""
+    n = touched.shape[0]
+
     def reset(x):
         if x.ndim >= 1 and x.shape[0] == n:
             mask = touched.reshape((n,) + (1,) * (x.ndim - 1))
@@ -214,4 +221,4 @@ def relocate(
         k: (v if k == "mlp" else jax.tree.map(reset, v))
         for k, v in opt_state.inner_states.items()
     }
-    return out, opt_state._replace(inner_states=inner), jnp.sum(dead)
+    return opt_state._replace(inner_states=inner)

@@ -96,3 +96,34 @@ def test_mlp_inputs_carry_no_gradient():
     # Only the direct product s * delta carries a gradient to the scales.
     _, s, _ = blur_mlp.blur_transforms(params, means, scales, rots, jnp.ones(3))
     np.testing.assert_allclose(g_scales, s[0] / scales, rtol=1e-5)
+
+
+def test_delta_stats_closed_forms():
+    n = 30
+    key = jax.random.PRNGKey(0)
+    means = jax.random.normal(key, (n, 3))
+    scales = jnp.full((n, 3), 0.1)
+    quats = jnp.zeros((n, 4)).at[:, 0].set(1.0)
+    centres = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
+    params = blur_mlp.init(key, motion=True, num_moments=2)
+    kw = dict(lambda_s=0.01, lambda_p=0.01, max_clamp=1.1)
+    # With zero weights every head outputs its bias.
+    for head in ("s", "r", "p"):
+        params[head]["w"] = jnp.zeros_like(params[head]["w"])
+    off = blur_mlp.delta_stats(params, means, scales, quats, centres, **kw)
+    for name in ("scale", "rotation"):
+        np.testing.assert_allclose(off[f"{name}_factor_mean"], 1.0)
+        assert float(off[f"{name}_active_fraction"]) == 0.0
+    assert float(off["offset_mean"]) == 0.0
+    # s bias 6 -> delta_s = 1.05; r bias 40 -> 1.39, clamped to 1.1; p bias 3
+    # -> offsets (0.03, 0.03, 0.03) on each of the M shifted renders.
+    params["s"]["b"] = jnp.full_like(params["s"]["b"], 6.0)
+    params["r"]["b"] = jnp.full_like(params["r"]["b"], 40.0)
+    params["p"]["b"] = jnp.full_like(params["p"]["b"], 3.0)
+    on = blur_mlp.delta_stats(params, means, scales, quats, centres, **kw)
+    np.testing.assert_allclose(on["scale_factor_mean"], 1.05, rtol=1e-6)
+    np.testing.assert_allclose(on["scale_factor_max"], 1.05, rtol=1e-6)
+    np.testing.assert_allclose(on["rotation_factor_mean"], 1.1, rtol=1e-5)
+    assert float(on["scale_active_fraction"]) == 1.0
+    assert float(on["rotation_active_fraction"]) == 1.0
+    np.testing.assert_allclose(on["offset_mean"], 0.03 * np.sqrt(3), rtol=1e-5)

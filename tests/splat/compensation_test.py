@@ -1,10 +1,14 @@
 """Sparse-point compensation: box, count, neighbour colours and dropping."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from jaxsuite.splat import compensation
+from configs import deblur3dgs as deblur_config
+from jaxsuite.splat import compensation, gaussians, train
 
 
 def test_points_fill_the_quantile_box_with_distance_weighted_colours():
@@ -40,3 +44,49 @@ def test_far_points_are_dropped():
         axis=1,
     )
     np.testing.assert_array_equal(np.asarray(valid), near <= 2.0)
+
+
+def test_compensate_fills_the_least_opaque_slots_and_resets_their_moments():
+    n, k = 60, 8
+    key = jax.random.PRNGKey(4)
+    g = gaussians.init_from_points(
+        key, jax.random.uniform(key, (n, 3)) * 8.0, jnp.full((n, 3), 0.5), sh_degree=1
+    )
+    params = train.init_params(g)
+    logits = jax.random.normal(jax.random.PRNGKey(5), (n,))
+    params["opacity_logits"] = logits
+    config = deblur_config.get_config("smoke")
+    state = train.make_optimizer(config, 1.0).init(params)
+    state = jax.tree.map(lambda x: x + 1.0 if x.dtype == jnp.float32 else x, state)
+    compensate = functools.partial(
+        compensation.compensate, max_points=k, max_distance=1.0
+    )
+    new, new_state, added = jax.jit(compensate)(params, state, jax.random.PRNGKey(6))
+
+    sh = jnp.concatenate([params["sh_dc"], params["sh_rest"]], axis=1)
+    pts, _, valid = compensation.sample_points(
+        jax.random.PRNGKey(6), params["means"], sh, max_points=k, max_distance=1.0
+    )
+    num = int(np.sum(valid))
+    assert int(added) == num and 0 < num < k
+    slots = np.argsort(np.asarray(logits), kind="stable")[:num]
+    moved = np.any(np.asarray(new["means"]) != np.asarray(params["means"]), axis=-1)
+    assert sorted(np.flatnonzero(moved)) == sorted(slots)
+    np.testing.assert_allclose(
+        np.sort(np.asarray(new["means"])[slots], 0),
+        np.sort(np.asarray(pts)[np.asarray(valid)], 0),
+    )
+    opacity = jax.nn.sigmoid(new["opacity_logits"][slots])
+    np.testing.assert_allclose(opacity, 0.1, rtol=1e-5)
+    keep = np.setdiff1d(np.arange(n), slots)
+    moments = [
+        np.asarray(x)
+        for x in jax.tree.leaves(new_state.inner_states["means"])
+        if x.shape == (n, 3)
+    ]
+    assert len(moments) == 2  # Adam's mu and nu
+    for m in moments:
+        assert np.all(m[slots] == 0.0) and np.all(m[keep] == 1.0)
+    np.testing.assert_array_equal(new["quats"][keep], params["quats"][keep])
+    with pytest.raises(ValueError, match="exceeds"):
+        compensation.compensate(params, state, key, max_points=n + 1)
