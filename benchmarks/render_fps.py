@@ -1,0 +1,127 @@
+"""Test-time render rate of the whole 3DGS pipeline (no blur MLP).
+
+Times ``jaxsuite.splat.render.render`` (projection, SH colours to degree 3,
+tile binning and sorting, rasterisation) on random scenes: ``N`` Gaussians
+spread through the view frustum between depths 2 and 6, with standard
+deviations of 1 to 4 pixels on screen. This is what Deblurring-3DGS renders at
+test time, since the MLP is dropped there. The rasteriser is Pallas on a GPU
+and the tiled XLA path elsewhere.
+
+    python benchmarks/render_fps.py --sizes=400,800 --gaussians=100000,500000
+
+Writes ``benchmarks/results/render_fps_<backend>.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+import bench_util
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsuite.core import cameras
+from jaxsuite.splat import render as render_lib
+
+
+def random_scene(key: jax.Array, n: int, focal: float, fov_deg: float) -> dict:
+    """``n`` Gaussians in front of an identity (OpenGL, -z) camera."""
+    k = jax.random.split(key, 6)
+    depth = jax.random.uniform(k[0], (n,), minval=2.0, maxval=6.0)
+    half = np.tan(np.deg2rad(fov_deg) / 2)
+    xy = jax.random.uniform(k[1], (n, 2), minval=-half, maxval=half) * depth[:, None]
+    means = jnp.concatenate([xy, -depth[:, None]], axis=-1)
+    pixels = jax.random.uniform(k[2], (n, 3), minval=1.0, maxval=4.0)
+    quats = jax.random.normal(k[3], (n, 4))
+    return dict(
+        means=means,
+        scales=pixels * depth[:, None] / focal,
+        quats=quats / jnp.linalg.norm(quats, axis=-1, keepdims=True),
+        opacities=jax.random.uniform(k[4], (n,), minval=0.05, maxval=0.9),
+        sh=0.3 * jax.random.normal(k[5], (n, 16, 3)),
+    )
+
+
+def bench(sizes, gaussians, repeats, fov_deg, per_tile) -> list[dict]:
+    gpu = jax.default_backend() == "gpu"
+    impl, tile = ("pallas", 16) if gpu else ("xla", 16)
+    rows = []
+    for size in sizes:
+        K = cameras.intrinsics(size, size, fov_x_deg=fov_deg)
+        focal = float(K[0, 0])
+        for n in gaussians:
+            scene = random_scene(jax.random.key(0), n, focal, fov_deg)
+            capacity = 1 << max(12, int(np.ceil(np.log2(16 * n))))
+
+            @jax.jit
+            def frame(s, K=K, size=size, capacity=capacity):
+                out = render_lib.render(
+                    s["means"],
+                    s["scales"],
+                    s["quats"],
+                    s["opacities"],
+                    s["sh"],
+                    jnp.eye(4),
+                    K,
+                    width=size,
+                    height=size,
+                    sh_degree=3,
+                    background=jnp.ones(3),
+                    capacity=capacity,
+                    max_per_tile=per_tile,
+                    tile=tile,
+                    implementation=impl,
+                )
+                return out.image, out.num_intersections, out.overflow
+
+            first, median = bench_util.time_fn(frame, (scene,), repeats)
+            _, count, overflow = frame(scene)
+            rows.append(
+                {
+                    "size": size,
+                    "gaussians": n,
+                    "implementation": impl,
+                    "median_ms": round(1e3 * median, 3),
+                    "frames_per_s": round(1.0 / median, 1),
+                    "compile_s": round(first, 2),
+                    "intersections": int(count),
+                    "capacity": capacity,
+                    "overflow": bool(overflow),
+                }
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="64,128")
+    parser.add_argument("--gaussians", default="1000,10000")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--fov_deg", type=float, default=50.0)
+    parser.add_argument("--max_per_tile", type=int, default=512)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    rows = bench(
+        [int(s) for s in args.sizes.split(",")],
+        [int(n) for n in args.gaussians.split(",")],
+        args.repeats,
+        args.fov_deg,
+        args.max_per_tile,
+    )
+    backend = jax.default_backend()
+    out = pathlib.Path(args.out or pathlib.Path(__file__).parent / "results")
+    if out.suffix != ".json":
+        out = out / f"render_fps_{backend}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"env": bench_util.bench_env(), "rows": rows}, indent=2))
+    columns = ["size", "gaussians", "implementation", "median_ms", "frames_per_s"]
+    print(bench_util.markdown_table(rows, columns + ["intersections", "overflow"]))
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()
