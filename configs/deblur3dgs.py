@@ -84,6 +84,12 @@ def _base() -> ml_collections.ConfigDict:
     c.num_moments = 4
     c.motion_lambda_s = 0.01
     c.motion_lambda_p = 0.01
+    # Departures from the code, off by default: initial head biases (the code's
+    # 0 leaves the scale factors at the clamp's flat lower bound) and whether
+    # the rotation factors scale the raw quaternions.
+    c.mlp_scale_bias = 0.0
+    c.mlp_rotation_bias = 0.0
+    c.mlp_rotation_factors = True
     # Fixed-capacity densification and pruning.
     c.densify_every = 100
     c.densify_from = 200
@@ -94,6 +100,10 @@ def _base() -> ml_collections.ConfigDict:
     # The known-blur control renders this many of a view's true blur
     # sub-cameras per step (of blur_samples) and averages them.
     c.known_blur_samples = 4
+    # Methods, all trained from the same points: the comparison (vanilla,
+    # deblur) and two controls, known_blur and thin_lens (defocus only: the
+    # defocus MLP's transform with the exact circle-of-confusion factors).
+    c.methods = ("vanilla", "deblur", "known_blur", "thin_lens")
     # Sparse-point compensation (Deblurring-3DGS only; the code's step 2,500 of
     # 20,000): at this step (0 = never) up to compensate_points new points
     # replace the least opaque Gaussians.

@@ -67,8 +67,16 @@ def init(
     num_hidden: int = 3,
     pos_freqs: int = 3,
     view_freqs: int = 10,
+    scale_bias: float = 0.0,
+    rotation_bias: float = 0.0,
 ) -> Params:
-    """Parameters of the MLP (``motion`` picks the camera-motion heads)."""
+    """Parameters of the MLP (``motion`` picks the camera-motion heads).
+
+    ``scale_bias`` and ``rotation_bias`` initialise the ``s`` and ``r`` head
+    biases (the code: 0). Near 0, ``lambda_s * out + 1 - lambda_s`` starts
+    below the clamp's lower bound of 1, where the factor has no gradient; a
+    bias with ``lambda_s * bias > lambda_s`` starts the factors just above it.
+    """
     keys = jax.random.split(key, num_hidden + 3)
     dims = [input_dim(pos_freqs, view_freqs)] + [width] * num_hidden
     params = {
@@ -78,6 +86,8 @@ def init(
     m = num_moments + 1 if motion else 1
     params["s"] = _xavier(keys[-3], width, 3 * m)
     params["r"] = _xavier(keys[-2], width, 4 * m)
+    params["s"]["b"] = params["s"]["b"] + scale_bias
+    params["r"]["b"] = params["r"]["b"] + rotation_bias
     if motion:
         params["p"] = _xavier(keys[-1], width, 3 * num_moments)
     return params
@@ -139,6 +149,7 @@ def blur_transforms(
     lambda_s: float = 0.01,
     lambda_p: float = 0.01,
     max_clamp: float = 1.1,
+    rotation_factors: bool = True,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Per-render means, scales and raw quaternions for the blurry renders.
 
@@ -147,6 +158,8 @@ def blur_transforms(
       means, scales, rotations: ``(N, 3)``, ``(N, 3)``, ``(N, 4)`` (normalised).
       cam_center: ``(3,)`` camera centre of the view.
       lambda_s, lambda_p, max_clamp: the code's hyper-parameters.
+      rotation_factors: apply ``delta_r`` (the code); False keeps the
+        quaternions, so the MLP changes only scales (and positions).
 
     Returns:
       ``(means_r, scales_r, quats_r)`` of shapes ``(R, N, 3)``, ``(R, N, 3)``,
@@ -157,6 +170,8 @@ def blur_transforms(
     n = means.shape[0]
     ds = clamp_delta(s_out, lambda_s, max_clamp)
     dr = clamp_delta(r_out, lambda_s, max_clamp)
+    if not rotation_factors:
+        dr = jnp.ones_like(dr)
     if p_out is None:
         return means[None], (scales * ds)[None], (rotations * dr)[None]
     m = p_out.shape[-1] // 3

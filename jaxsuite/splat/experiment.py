@@ -37,122 +37,21 @@ from jaxsuite.core import image as image_lib
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.core import train as train_lib
 from jaxsuite.splat import blur_mlp, compensation, scenes
-from jaxsuite.splat import gaussians as gl
 from jaxsuite.splat import render as render_lib
 from jaxsuite.splat import train as splat_train
+from jaxsuite.splat.data import initial_gaussians, make_data, raster_kwargs
 
 CLAIM = (
     "Deblurring-3DGS reconstructs sharp scenes from blurry images better than "
     "plain 3DGS while rendering in real time (no MLP at test time)."
 )
-METHODS = ("vanilla", "deblur", "known_blur")
-TITLES = {"vanilla": "3DGS", "deblur": "Deblurring-3DGS", "known_blur": "known blur"}
-
-
-def _raster_kwargs(config: Any) -> dict:
-    return dict(
-        capacity=config.capacity,
-        max_per_tile=config.max_per_tile,
-        tile=config.tile,
-        implementation=config.implementation or None,
-    )
-
-
-def make_data(config: Any) -> dict[str, Any]:
-    """Ground truth, cameras, sharp images and blurry images per blur type."""
-    gt = scenes.make_scene(config.scene_detail)
-    views = scenes.make_views(config.num_views, config.image_size, config.fov_deg)
-    train_ids, test_ids = scenes.split(config.num_views, config.test_every)
-    size = config.image_size
-    kw = _raster_kwargs(config)
-
-    @jax.jit
-    def render_batch(poses, ks):
-        fn = lambda p, k: scenes.render_sharp(gt, p, k, size, size, **kw)
-        return jax.lax.map(lambda pk: fn(*pk), (poses, ks))
-
-    nsub, nv = config.blur_samples, config.num_views
-    key = jax.random.PRNGKey(config.seed + 1)
-    poses, ks = jax.jit(lambda k: _blur_cameras(config, views, k))(key)
-    images = render_batch(poses, ks)
-    sharp = images[:nv]
-    blurry, blur_cameras = {}, {}
-    for i, blur in enumerate(config.blur_types):
-        part = slice(nv + i * nv * nsub, nv + (i + 1) * nv * nsub)
-        sub = images[part].reshape(nv, nsub, size, size, 3)
-        blurry[blur] = jax.vmap(scenes.blur_average)(sub)
-        blur_cameras[blur] = (
-            poses[part].reshape(nv, nsub, 4, 4),
-            ks[part].reshape(nv, nsub, 3, 3),
-        )
-    centres = np.asarray(views.c2w[:, :3, 3])
-    extent = 1.1 * float(np.max(np.linalg.norm(centres - centres.mean(0), axis=-1)))
-    return dict(
-        gt=gt,
-        views=views,
-        train_ids=train_ids,
-        test_ids=test_ids,
-        sharp=sharp,
-        blurry=blurry,
-        blur_cameras=blur_cameras,
-        extent=max(extent, 1e-3),
-    )
-
-
-def _blur_cameras(config, views, key):
-    """Sharp cameras, then per blur type ``blur_samples`` sub-cameras per view.
-
-    Returns ``(poses (V (1 + B S), 4, 4), intrinsics (V (1 + B S), 3, 3))`` for
-    ``V`` views, ``B`` blur types and ``S`` samples.
-    """
-    nsub, nv = config.blur_samples, config.num_views
-    poses = [views.c2w]
-    ks = [jnp.broadcast_to(views.K, (nv, 3, 3))]
-    for blur in config.blur_types:
-        if blur == "defocus":
-            focus = jax.random.uniform(
-                jax.random.fold_in(key, 1),
-                (nv,),
-                minval=config.focus_min,
-                maxval=config.focus_max,
-            )
-            p, k = jax.vmap(
-                lambda c, f: scenes.defocus_cameras(
-                    c, views.K, config.aperture, f, nsub
-                )
-            )(views.c2w, focus)
-        elif blur == "motion":
-            p = jax.vmap(
-                lambda k, c: scenes.motion_cameras(
-                    k, c, config.motion_angle_deg, config.motion_shift, nsub
-                )
-            )(jax.random.split(key, nv), views.c2w)
-            k = jnp.broadcast_to(views.K, (nv, nsub, 3, 3))
-        else:
-            raise ValueError(f"Unknown blur type {blur!r}.")
-        poses.append(p.reshape(-1, 4, 4))
-        ks.append(k.reshape(-1, 3, 3))
-    return jnp.concatenate(poses), jnp.concatenate(ks)
-
-
-def initial_gaussians(config: Any, gt: gl.Gaussians) -> gl.Gaussians:
-    """A noisy, sparse "SfM" point cloud drawn from the ground-truth surfaces."""
-    key = jax.random.PRNGKey(config.seed)
-    k1, k2, k3 = jax.random.split(key, 3)
-    if config.num_gaussians > gt.num:
-        raise ValueError(
-            f"num_gaussians={config.num_gaussians} exceeds the {gt.num} points of "
-            f"the scene at scene_detail={config.scene_detail}; lower it or raise "
-            "scene_detail."
-        )
-    idx = jax.random.choice(k1, gt.num, (config.num_gaussians,), replace=False)
-    pts = gt.means[idx] + config.init_noise * jax.random.normal(k2, (len(idx), 3))
-    rgb = gl.sh_to_rgb(gt.sh[idx, 0]) + 0.1 * jax.random.normal(k3, (len(idx), 3))
-    # At least one SH band is stored (checkpoints cannot hold empty arrays);
-    # the active degree never exceeds config.sh_degree.
-    return gl.init_from_points(
-        key, pts, jnp.clip(rgb, 0.0, 1.0), sh_degree=max(1, config.sh_degree)
-    )
+METHODS = ("vanilla", "deblur", "known_blur", "thin_lens")
+TITLES = {
+    "vanilla": "3DGS",
+    "deblur": "Deblurring-3DGS",
+    "known_blur": "known blur",
+    "thin_lens": "exact factors",
+}
 
 
 def _blur_hparams(config: Any, blur: str) -> dict[str, float]:
@@ -187,6 +86,8 @@ def train_method(config, data, blur, method, workdir, writer):
             jax.random.fold_in(key, 1),
             motion=blur == "motion",
             num_moments=config.num_moments,
+            scale_bias=config.mlp_scale_bias,
+            rotation_bias=config.mlp_rotation_bias,
         )
     params = splat_train.init_params(initial_gaussians(config, data["gt"]), mlp)
     opt = splat_train.make_optimizer(config, data["extent"])
@@ -231,6 +132,15 @@ def train_method(config, data, blur, method, workdir, writer):
                 )
                 image = scenes.blur_average(subs)
                 count, overflow = jnp.max(counts), jnp.any(flows)
+            elif method == "thin_lens":
+                # The defocus model's exact factors: each Gaussian grown by
+                # the view's circle of confusion at its depth, no MLP.
+                g = splat_train.to_gaussians(p)
+                grown = scenes.defocus_enlarged_scales(
+                    g.means, g.scales, views.c2w[v], config.aperture, data["focus"][v]
+                )
+                p = dict(p, log_scales=jnp.log(grown))
+                image, count, overflow = render(p, views.c2w[v], views.K)
             else:
                 image, count, overflow = render(p, views.c2w[v], views.K)
             return splat_train.photometric_loss(image, images[v]), (count, overflow)
@@ -370,7 +280,7 @@ def _mlp_stats(config, data, blur, params) -> dict[str, float]:
 
 
 def _test_renderer(config, views):
-    kw = _raster_kwargs(config)
+    kw = raster_kwargs(config)
 
     @jax.jit
     def render(g, c2w):
@@ -389,9 +299,22 @@ def _test_renderer(config, views):
     return render
 
 
+def methods_for(config: Any, blur: str) -> tuple[str, ...]:
+    """The configured methods that apply to ``blur`` (``thin_lens``: defocus)."""
+    unknown = sorted(set(config.methods) - set(METHODS))
+    if unknown or not {"vanilla", "deblur"} <= set(config.methods):
+        raise ValueError(
+            f"methods={tuple(config.methods)}: each must be one of {METHODS}, and "
+            "'vanilla' and 'deblur' are required (the comparison)."
+        )
+    return tuple(m for m in config.methods if m != "thin_lens" or blur == "defocus")
+
+
 def run(config: Any, workdir: str) -> dict[str, Any]:
-    """Trains both methods per blur type, evaluates, writes ``results.json``."""
+    """Trains the methods per blur type, evaluates, writes ``results.json``."""
     t0 = time.time()
+    for blur in config.blur_types:
+        methods_for(config, blur)
     train_lib.prepare_workdir(workdir, config)
     data = make_data(config)
     metrics, rows = {}, []
@@ -401,7 +324,8 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
             test_v = int(data["test_ids"][0])
             panels = [np.asarray(data["blurry"][blur][test_v])]
             scores = {}
-            for method in METHODS:
+            methods = methods_for(config, blur)
+            for method in methods:
                 params, overflows = train_method(
                     config, data, blur, method, workdir, writer
                 )
@@ -424,8 +348,12 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
                     metrics[f"{blur}/{method}/{name}"] = metrics_lib.metric(value, unit)
             gain = scores["deblur"]["psnr"] - scores["vanilla"]["psnr"]
             metrics[f"{blur}/psnr_gain"] = metrics_lib.metric(gain, "dB")
-            known = scores["known_blur"]["psnr"] - scores["vanilla"]["psnr"]
-            metrics[f"{blur}/known_blur_psnr_gain"] = metrics_lib.metric(known, "dB")
+            for control in ("known_blur", "thin_lens"):
+                if control in scores:
+                    diff = scores[control]["psnr"] - scores["vanilla"]["psnr"]
+                    metrics[f"{blur}/{control}_psnr_gain"] = metrics_lib.metric(
+                        diff, "dB"
+                    )
             blurry_psnr = float(
                 np.mean(
                     image_lib.psnr(
@@ -439,7 +367,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
             figures.image_grid(
                 os.path.join(workdir, f"{blur}.png"),
                 panels,
-                [f"blurry ({blur})", *(TITLES[m] for m in METHODS), "ground truth"],
+                [f"blurry ({blur})", *(TITLES[m] for m in methods), "ground truth"],
             )
     gains = {b: metrics[f"{b}/psnr_gain"]["value"] for b in config.blur_types}
     verdict = _verdict(gains, metrics, config)

@@ -173,6 +173,34 @@ def defocus_cameras(
     return poses, ks
 
 
+def defocus_enlarged_scales(
+    means: jax.Array,
+    scales: jax.Array,
+    c2w: jax.Array,
+    aperture: float,
+    focus_depth: jax.Array,
+) -> jax.Array:
+    """Scales grown by the thin-lens blur at each Gaussian's depth.
+
+    The exact per-view factors that Deblurring-3DGS's defocus MLP must learn,
+    for a control that knows the blur: a point at depth ``z`` spreads over a
+    disk of radius ``A |z - d_f| / d_f`` (world units, at depth ``z``; see
+    :func:`defocus_cameras`), whose per-axis standard deviation is half of
+    that, and the variances add: ``s' = sqrt(s^2 + (A |z - d_f| / (2 d_f))^2)``.
+
+    Args:
+      means: ``(N, 3)`` Gaussian centres; scales: ``(N, 3)``.
+      c2w: ``(4, 4)`` camera looking along its ``-z`` axis.
+      aperture: aperture radius ``A``; focus_depth: ``d_f``.
+
+    Returns:
+      ``(N, 3)`` enlarged scales.
+    """
+    depth = (means - c2w[None, :3, 3]) @ (-c2w[:3, 2])
+    extra = aperture * jnp.abs(depth - focus_depth) / (2.0 * focus_depth)
+    return jnp.sqrt(scales**2 + extra[:, None] ** 2)
+
+
 def _axis_angle_matrix(axis_angle: jax.Array) -> jax.Array:
     theta = jnp.linalg.norm(axis_angle)
     k = axis_angle / jnp.maximum(theta, 1e-12)

@@ -131,6 +131,7 @@ def render_views(
         lambda_s=config.lambda_s,
         lambda_p=config.lambda_p,
         max_clamp=config.max_clamp,
+        rotation_factors=config.mlp_rotation_factors,
     )
     outs = jax.vmap(
         lambda m, s, q: render_lib.render(m, s, q, g.opacities, g.sh, c2w, K, **kw)

@@ -127,3 +127,43 @@ def test_delta_stats_closed_forms():
     assert float(on["scale_active_fraction"]) == 1.0
     assert float(on["rotation_active_fraction"]) == 1.0
     np.testing.assert_allclose(on["offset_mean"], 0.03 * np.sqrt(3), rtol=1e-5)
+
+
+def test_scale_bias_lifts_the_factors_out_of_the_clamps_flat_zone():
+    means, scales, rots = _gaussians()
+    kw = dict(lambda_s=0.01, max_clamp=1.1)
+
+    def head_grad(params):
+        def f(p):
+            _, s, _ = blur_mlp.blur_transforms(
+                p, means, scales, rots, jnp.ones(3), **kw
+            )
+            return jnp.sum(s)
+
+        return jax.grad(f)(params)["s"]["w"]
+
+    # The code's init: outputs near 0 give 0.99 < 1, clamped, no gradient.
+    code = blur_mlp.init(jax.random.PRNGKey(6))
+    assert float(jnp.abs(head_grad(code)).max()) == 0.0
+    lifted = blur_mlp.init(jax.random.PRNGKey(6), scale_bias=3.0)
+    np.testing.assert_array_equal(lifted["s"]["w"], code["s"]["w"])
+    np.testing.assert_array_equal(lifted["r"]["b"], code["r"]["b"])
+    assert float(jnp.abs(head_grad(lifted)).max()) > 0.0
+    _, s, _ = blur_mlp.blur_transforms(lifted, means, scales, rots, jnp.ones(3), **kw)
+    np.testing.assert_allclose(s[0] / scales, 1.02, atol=5e-3)
+
+
+def test_rotation_factors_off_keeps_quaternions_and_scale_factors():
+    means, scales, rots = _gaussians()
+    params = blur_mlp.init(
+        jax.random.PRNGKey(7), motion=True, num_moments=2, rotation_bias=3.0
+    )
+    kw = dict(lambda_s=0.1, lambda_p=0.01, max_clamp=2.0)
+    on = blur_mlp.blur_transforms(params, means, scales, rots, jnp.ones(3), **kw)
+    off = blur_mlp.blur_transforms(
+        params, means, scales, rots, jnp.ones(3), rotation_factors=False, **kw
+    )
+    assert float(jnp.abs(on[2] - rots[None]).max()) > 0.0
+    np.testing.assert_array_equal(off[2], jnp.broadcast_to(rots, off[2].shape))
+    np.testing.assert_array_equal(off[0], on[0])
+    np.testing.assert_array_equal(off[1], on[1])

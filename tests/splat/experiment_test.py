@@ -24,7 +24,7 @@ def test_smoke_run_writes_results_and_resumes(tmp_path):
     assert results["paper"] == "deblur3dgs" and results["preset"] == "smoke"
     m = results["metrics"]
     for blur in config.blur_types:
-        for method in experiment.METHODS:
+        for method in experiment.methods_for(config, blur):
             psnr = m[f"{blur}/{method}/psnr"]
             assert psnr["unit"] == "dB" and 5.0 < psnr["value"] < 60.0
             assert 0.0 < m[f"{blur}/{method}/ssim"]["value"] <= 1.0
@@ -33,7 +33,9 @@ def test_smoke_run_writes_results_and_resumes(tmp_path):
         assert abs(gain - m[f"{blur}/psnr_gain"]["value"]) < 1e-9
         assert os.path.exists(os.path.join(workdir, f"{blur}.png"))
     rows = results["tables"]["test_views"]
-    assert len(rows) == len(experiment.METHODS) * len(config.blur_types)
+    counts = [len(experiment.methods_for(config, b)) for b in config.blur_types]
+    assert len(rows) == sum(counts)
+    assert "defocus/thin_lens_psnr_gain" in m and "motion/thin_lens/psnr" not in m
     # A second run on the same workdir resumes from the final checkpoints and
     # reproduces the same test-view quality without training again.
     again = experiment.run(config, workdir)
@@ -43,3 +45,18 @@ def test_smoke_run_writes_results_and_resumes(tmp_path):
     with open(os.path.join(workdir, "results.json")) as f:
         assert json.load(f)["claim"] == experiment.CLAIM
     assert metrics_lib.read_metrics(workdir)
+
+
+def test_methods_are_checked_and_thin_lens_is_defocus_only():
+    config = _config("smoke")
+    assert "thin_lens" in experiment.methods_for(config, "defocus")
+    assert "thin_lens" not in experiment.methods_for(config, "motion")
+    for bad in [("vanilla", "deblur", "sharpen"), ("vanilla", "known_blur")]:
+        with config.unlocked():
+            config.methods = bad
+        try:
+            experiment.methods_for(config, "defocus")
+        except ValueError as e:
+            assert "vanilla" in str(e) and "thin_lens" in str(e)
+        else:
+            raise AssertionError(f"methods={bad} was accepted")

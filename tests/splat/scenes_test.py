@@ -31,6 +31,36 @@ def test_defocus_keeps_focal_plane_and_spreads_by_the_circle_of_confusion():
     np.testing.assert_allclose(radius, coc, rtol=0.05)
 
 
+def test_defocus_enlargement_matches_the_spread_of_the_sub_cameras():
+    # The per-axis spread of a point's projections over the aperture, taken
+    # back to world units at its depth, is the scale the control adds.
+    views = scenes.make_views(4, 64)
+    c2w, K = views.c2w[2], views.K
+    rng = np.random.default_rng(0)
+    aperture, focus = float(rng.uniform(0.05, 0.3)), float(rng.uniform(1.5, 4.0))
+    poses, ks = scenes.defocus_cameras(c2w, K, aperture, focus, 4096)
+    c2w_np = np.asarray(c2w)
+    forward = -c2w_np[:3, 2]
+    depths = rng.uniform(1.0, 6.0, 5)
+    offsets = rng.normal(size=(5, 2)) * 0.1
+    points = (
+        c2w_np[:3, 3]
+        + depths[:, None] * forward
+        + offsets[:, :1] * c2w_np[:3, 0]
+        + offsets[:, 1:] * c2w_np[:3, 1]
+    )
+    uv = np.stack(
+        [np.asarray(cameras.project_points(points, p, k)[0]) for p, k in zip(poses, ks)]
+    )
+    spread = np.std(uv, axis=0).mean(-1) * depths / float(K[0, 0])
+    scales = jnp.asarray(rng.uniform(0.0, 0.05, (5, 3)), jnp.float32)
+    grown = scenes.defocus_enlarged_scales(
+        jnp.asarray(points, jnp.float32), scales, c2w, aperture, focus
+    )
+    expected = np.sqrt(np.asarray(scales) ** 2 + spread[:, None] ** 2)
+    np.testing.assert_allclose(grown, expected, rtol=0.02, atol=1e-5)
+
+
 def test_motion_path_is_centred_and_rigid():
     views = scenes.make_views(4, 64)
     poses = scenes.motion_cameras(jax.random.PRNGKey(0), views.c2w[2], 3.0, 0.1, 9)

@@ -35,6 +35,7 @@ def _config(**kw):
             lambda_s=0.01,
             lambda_p=0.01,
             max_clamp=1.1,
+            mlp_rotation_factors=True,
         )
     )
     c.update(kw)
