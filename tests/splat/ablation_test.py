@@ -1,0 +1,26 @@
+"""The Deblurring-3DGS ablation script on the smoke preset."""
+
+import importlib.util
+import json
+import os
+import pathlib
+
+
+def _ablation():
+    path = pathlib.Path(__file__).parents[2] / "benchmarks" / "deblur_ablation.py"
+    spec = importlib.util.spec_from_file_location("deblur_ablation", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_setting_runs_with_its_overrides(tmp_path):
+    ablation = _ablation()
+    rows = ablation.run_setting("motion_tuned", "smoke", str(tmp_path))
+    assert [r["method"] for r in rows] == ["vanilla", "deblur"]
+    assert rows[0]["gain_over_3dgs"] == 0.0
+    assert abs(rows[1]["gain_over_3dgs"] - (rows[1]["psnr"] - rows[0]["psnr"])) < 2e-3
+    with open(os.path.join(tmp_path, "motion_tuned", "results.json")) as f:
+        config = json.load(f)["config"]
+    for key, value in ablation.SETTINGS["motion_tuned"].items():
+        assert config[key] == (list(value) if isinstance(value, tuple) else value)
