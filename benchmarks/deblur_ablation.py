@@ -116,6 +116,9 @@ def main():
         "--out", default=str(ROOT / "benchmarks/results/deblur3dgs_ablation.json")
     )
     args = parser.parse_args()
+    from absl import logging
+
+    logging.set_verbosity(logging.INFO)  # the training loop's progress lines
     names = [s for s in args.settings.split(",") if s]
     unknown = sorted(set(names) - set(SETTINGS))
     if unknown:

@@ -199,6 +199,7 @@ def delta_stats(
     lambda_s: float,
     lambda_p: float,
     max_clamp: float,
+    rotation_factors: bool = True,
 ) -> dict[str, jax.Array]:
     """How much the MLP changes the Gaussians, over ``V`` camera centres.
 
@@ -206,7 +207,8 @@ def delta_stats(
       params: MLP parameters.
       means, scales, rotations: ``(N, 3)``, ``(N, 3)``, ``(N, 4)``.
       cam_centers: ``(V, 3)``.
-      lambda_s, lambda_p, max_clamp: as in :func:`blur_transforms`.
+      lambda_s, lambda_p, max_clamp, rotation_factors: as in
+        :func:`blur_transforms` (rotation factors that are off count as 1).
 
     Returns:
       Scalars: ``scale_factor_mean`` and ``scale_factor_max`` (of ``delta_s``),
@@ -220,6 +222,8 @@ def delta_stats(
         s_out, r_out, p_out = apply(params, means, scales, rotations, c)
         ds = clamp_delta(s_out, lambda_s, max_clamp)
         dr = clamp_delta(r_out, lambda_s, max_clamp)
+        if not rotation_factors:
+            dr = jnp.ones_like(dr)
         if p_out is None:
             offset = jnp.zeros(())
         else:

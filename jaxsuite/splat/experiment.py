@@ -279,6 +279,7 @@ def _mlp_stats(config, data, blur, params) -> dict[str, float]:
         lambda_s=hp["lambda_s"],
         lambda_p=hp["lambda_p"],
         max_clamp=config.max_clamp,
+        rotation_factors=config.mlp_rotation_factors,
     )
     return {f"mlp_{k}": float(v) for k, v in stats.items()}
 

@@ -127,6 +127,13 @@ def test_delta_stats_closed_forms():
     assert float(on["scale_active_fraction"]) == 1.0
     assert float(on["rotation_active_fraction"]) == 1.0
     np.testing.assert_allclose(on["offset_mean"], 0.03 * np.sqrt(3), rtol=1e-5)
+    # Rotation factors that are not applied count as 1.
+    unused = blur_mlp.delta_stats(
+        params, means, scales, quats, centres, rotation_factors=False, **kw
+    )
+    np.testing.assert_allclose(unused["rotation_factor_max"], 1.0)
+    assert float(unused["rotation_active_fraction"]) == 0.0
+    np.testing.assert_allclose(unused["scale_factor_mean"], 1.05, rtol=1e-6)
 
 
 def test_scale_bias_lifts_the_factors_out_of_the_clamps_flat_zone():
