@@ -42,6 +42,9 @@ PRESETS = {
         "max_per_tile": 1024,
         "tile": 16,
         "checkpoint_every": 1000,
+        # The controls multiply the cost at this scale; add them back with
+        # methods=("vanilla", "deblur", "known_blur", "thin_lens").
+        "methods": ("vanilla", "deblur"),
     },
 }
 
