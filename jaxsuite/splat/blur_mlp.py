@@ -139,6 +139,49 @@ def clamp_delta(out: jax.Array, lambda_s: float, max_clamp: float) -> jax.Array:
     return jnp.clip(lambda_s * out + (1.0 - lambda_s), 1.0, max_clamp)
 
 
+def factors(
+    params: Params,
+    means: jax.Array,
+    scales: jax.Array,
+    rotations: jax.Array,
+    cam_center: jax.Array,
+    *,
+    lambda_s: float,
+    max_clamp: float,
+    rotation_factors: bool = True,
+    reference_centers: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Clamped factors and raw position outputs at one camera centre.
+
+    Args:
+      params, means, scales, rotations, cam_center: as in :func:`apply`.
+      lambda_s, max_clamp, rotation_factors: as in :func:`blur_transforms`.
+      reference_centers: ``(V, 3)`` or None (the code). Given, each factor is
+        divided by its smallest value over these camera centres (which should
+        include ``cam_center``), so every Gaussian is unblurred in at least one
+        of those views and a growth shared by all views, which the renders
+        cannot tell from larger Gaussians, is not available to the MLP.
+
+    Returns:
+      ``(delta_s (N, 3 m), delta_r (N, 4 m), p (N, 3 M) or None)``.
+    """
+
+    def clamped(c):
+        s_out, r_out, p_out = apply(params, means, scales, rotations, c)
+        ds = clamp_delta(s_out, lambda_s, max_clamp)
+        dr = clamp_delta(r_out, lambda_s, max_clamp)
+        if not rotation_factors:
+            dr = jnp.ones_like(dr)
+        return ds, dr, p_out
+
+    ds, dr, p_out = clamped(cam_center)
+    if reference_centers is not None:
+        ref_s, ref_r, _ = jax.vmap(clamped)(reference_centers)
+        ds = ds / jnp.min(ref_s, axis=0)
+        dr = dr / jnp.min(ref_r, axis=0)
+    return ds, dr, p_out
+
+
 def blur_transforms(
     params: Params,
     means: jax.Array,
@@ -150,6 +193,8 @@ def blur_transforms(
     lambda_p: float = 0.01,
     max_clamp: float = 1.1,
     rotation_factors: bool = True,
+    center_offsets: bool = False,
+    reference_centers: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Per-render means, scales and raw quaternions for the blurry renders.
 
@@ -160,18 +205,32 @@ def blur_transforms(
       lambda_s, lambda_p, max_clamp: the code's hyper-parameters.
       rotation_factors: apply ``delta_r`` (the code); False keeps the
         quaternions, so the MLP changes only scales (and positions).
+      center_offsets: camera motion only; subtract the mean position of the
+        ``M + 1`` renders (the code: False, render 0 sits at the plain
+        Gaussians and the others anywhere). True puts the plain Gaussians at
+        the centroid of each blur path, so a shift shared by all renders, which
+        the average cannot tell from a displaced scene, is not available to
+        the MLP.
+      reference_centers: ``(V, 3)`` training camera centres for relative
+        factors (see :func:`factors`); None: the code's absolute factors.
 
     Returns:
       ``(means_r, scales_r, quats_r)`` of shapes ``(R, N, 3)``, ``(R, N, 3)``,
       ``(R, N, 4)``; ``R = 1`` (defocus) or ``M + 1`` (motion, render 0
       unshifted). Average the ``R`` renders.
     """
-    s_out, r_out, p_out = apply(params, means, scales, rotations, cam_center)
+    ds, dr, p_out = factors(
+        params,
+        means,
+        scales,
+        rotations,
+        cam_center,
+        lambda_s=lambda_s,
+        max_clamp=max_clamp,
+        rotation_factors=rotation_factors,
+        reference_centers=reference_centers,
+    )
     n = means.shape[0]
-    ds = clamp_delta(s_out, lambda_s, max_clamp)
-    dr = clamp_delta(r_out, lambda_s, max_clamp)
-    if not rotation_factors:
-        dr = jnp.ones_like(dr)
     if p_out is None:
         return means[None], (scales * ds)[None], (rotations * dr)[None]
     m = p_out.shape[-1] // 3
@@ -182,6 +241,8 @@ def blur_transforms(
     ds = jnp.moveaxis(ds[..., order], -1, 0)
     dr = jnp.moveaxis(dr[..., order], -1, 0)
     shift = jnp.concatenate([jnp.zeros((1, n, 3)), jnp.moveaxis(offsets, -1, 0)], 0)
+    if center_offsets:
+        shift = shift - jnp.mean(shift, axis=0, keepdims=True)
     return (
         means[None] + shift,
         scales[None] * ds,
@@ -200,6 +261,8 @@ def delta_stats(
     lambda_p: float,
     max_clamp: float,
     rotation_factors: bool = True,
+    center_offsets: bool = False,
+    relative_factors: bool = False,
 ) -> dict[str, jax.Array]:
     """How much the MLP changes the Gaussians, over ``V`` camera centres.
 
@@ -207,27 +270,40 @@ def delta_stats(
       params: MLP parameters.
       means, scales, rotations: ``(N, 3)``, ``(N, 3)``, ``(N, 4)``.
       cam_centers: ``(V, 3)``.
-      lambda_s, lambda_p, max_clamp, rotation_factors: as in
+      lambda_s, lambda_p, max_clamp, rotation_factors, center_offsets: as in
         :func:`blur_transforms` (rotation factors that are off count as 1).
+      relative_factors: factors relative to their smallest over
+        ``cam_centers`` (``reference_centers`` of :func:`factors`).
 
     Returns:
       Scalars: ``scale_factor_mean`` and ``scale_factor_max`` (of ``delta_s``),
       ``scale_active_fraction`` (share of scale factors above 1, where the
       clamp's lower bound is not active and the head gets a gradient), the
       same three for the rotation factors ``delta_r``, and ``offset_mean``
-      (mean ``|lambda_p p|`` over the shifted renders; 0 for defocus).
+      (mean ``|lambda_p p|`` over the shifted renders, or over all renders
+      when centred; 0 for defocus).
     """
 
     def one(c):
-        s_out, r_out, p_out = apply(params, means, scales, rotations, c)
-        ds = clamp_delta(s_out, lambda_s, max_clamp)
-        dr = clamp_delta(r_out, lambda_s, max_clamp)
-        if not rotation_factors:
-            dr = jnp.ones_like(dr)
+        ds, dr, p_out = factors(
+            params,
+            means,
+            scales,
+            rotations,
+            c,
+            lambda_s=lambda_s,
+            max_clamp=max_clamp,
+            rotation_factors=rotation_factors,
+            reference_centers=cam_centers if relative_factors else None,
+        )
         if p_out is None:
             offset = jnp.zeros(())
         else:
             shift = (lambda_p * p_out).reshape(means.shape[0], 3, -1)
+            if center_offsets:
+                zero = jnp.zeros_like(shift[..., :1])
+                shift = jnp.concatenate([zero, shift], axis=-1)
+                shift = shift - jnp.mean(shift, axis=-1, keepdims=True)
             offset = jnp.mean(jnp.linalg.norm(shift, axis=1))
         return (
             jnp.mean(ds),

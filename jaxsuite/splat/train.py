@@ -100,8 +100,12 @@ def render_views(
     background: jax.Array,
     deblur: bool,
     config: Any,
+    reference_centers: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Training render of one view.
+
+    ``reference_centers`` ``(V, 3)``: the training camera centres, used when
+    ``config.mlp_relative_factors`` (see ``blur_mlp.factors``).
 
     Returns:
       ``(image, num_intersections, overflow)``: the ``(H, W, 3)`` image (the
@@ -122,6 +126,8 @@ def render_views(
     if not deblur:
         out = render_lib.render_gaussians(g, c2w, K, **kw)
         return out.image, out.num_intersections, out.overflow
+    if config.mlp_relative_factors and reference_centers is None:
+        raise ValueError("mlp_relative_factors needs the reference_centers.")
     means_r, scales_r, quats_r = blur_mlp.blur_transforms(
         params["mlp"],
         g.means,
@@ -132,6 +138,8 @@ def render_views(
         lambda_p=config.lambda_p,
         max_clamp=config.max_clamp,
         rotation_factors=config.mlp_rotation_factors,
+        center_offsets=config.mlp_center_offsets,
+        reference_centers=(reference_centers if config.mlp_relative_factors else None),
     )
     outs = jax.vmap(
         lambda m, s, q: render_lib.render(m, s, q, g.opacities, g.sh, c2w, K, **kw)

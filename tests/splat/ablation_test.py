@@ -24,3 +24,16 @@ def test_setting_runs_with_its_overrides(tmp_path):
         config = json.load(f)["config"]
     for key, value in ablation.SETTINGS["motion_tuned"].items():
         assert config[key] == (list(value) if isinstance(value, tuple) else value)
+
+
+def test_rerun_keeps_other_settings_of_the_same_preset():
+    ablation = _ablation()
+    previous = {
+        "preset": "small",
+        "seconds": {"a": 1.0, "b": 2.0},
+        "rows": [{"setting": "a", "psnr": 1}, {"setting": "b", "psnr": 2}],
+    }
+    seconds, rows = ablation.kept_results(previous, "small", ["b", "c"])
+    assert seconds == {"a": 1.0} and rows == [{"setting": "a", "psnr": 1}]
+    assert ablation.kept_results(previous, "smoke", ["b"]) == ({}, [])
+    assert ablation.kept_results(None, "small", ["b"]) == ({}, [])

@@ -83,6 +83,62 @@ def test_motion_layout_render_zero_unshifted():
     np.testing.assert_allclose(s[2], scales * ds[..., 1], rtol=1e-6)
 
 
+def test_centred_offsets_keep_the_plain_gaussians_at_the_path_centroid():
+    means, scales, rots = _gaussians()
+    params = blur_mlp.init(jax.random.PRNGKey(6), motion=True, num_moments=3)
+    params["p"]["b"] = jax.random.normal(jax.random.PRNGKey(7), (9,)) * 5
+    kw = dict(lambda_p=0.1)
+    free, s_free, q_free = blur_mlp.blur_transforms(
+        params, means, scales, rots, jnp.ones(3), **kw
+    )
+    centred, s_c, q_c = blur_mlp.blur_transforms(
+        params, means, scales, rots, jnp.ones(3), center_offsets=True, **kw
+    )
+    np.testing.assert_allclose(jnp.mean(centred, 0), means, atol=1e-5)
+    # The same renders up to one shared per-Gaussian shift.
+    shared = jnp.mean(free, 0) - means
+    assert float(jnp.abs(shared).max()) > 1e-2
+    np.testing.assert_allclose(centred, free - shared[None], atol=1e-5)
+    np.testing.assert_array_equal(s_c, s_free)
+    np.testing.assert_array_equal(q_c, q_free)
+
+
+def test_relative_factors_are_one_in_some_view_and_keep_ratios():
+    means, scales, rots = _gaussians()
+    params = blur_mlp.init(jax.random.PRNGKey(8), scale_bias=1.2)
+    # Large trunk weights make the factors differ strongly between views.
+    params["s"]["w"] = params["s"]["w"] * 300
+    centres = jax.random.normal(jax.random.PRNGKey(9), (5, 3))
+    kw = dict(lambda_s=0.1, max_clamp=2.0)
+    absolute = jnp.stack(
+        [blur_mlp.factors(params, means, scales, rots, c, **kw)[0] for c in centres]
+    )
+    relative = jnp.stack(
+        [
+            blur_mlp.factors(
+                params, means, scales, rots, c, reference_centers=centres, **kw
+            )[0]
+            for c in centres
+        ]
+    )
+    assert float(jnp.std(absolute)) > 0.05
+    np.testing.assert_allclose(jnp.min(relative, 0), 1.0, rtol=1e-6)
+    assert float(relative.min()) >= 1.0
+    np.testing.assert_allclose(
+        relative[0] / relative[1], absolute[0] / absolute[1], rtol=1e-5
+    )
+    _, s, _ = blur_mlp.blur_transforms(
+        params, means, scales, rots, centres[2], reference_centers=centres, **kw
+    )
+    np.testing.assert_allclose(s[0], scales * relative[2], rtol=1e-6)
+    stats = blur_mlp.delta_stats(
+        params, means, scales, rots, centres, lambda_p=0.0, relative_factors=True, **kw
+    )
+    np.testing.assert_allclose(
+        stats["scale_factor_mean"], jnp.mean(relative), rtol=1e-5
+    )
+
+
 def test_mlp_inputs_carry_no_gradient():
     means, scales, rots = _gaussians()
     params = blur_mlp.init(jax.random.PRNGKey(5))
@@ -134,6 +190,11 @@ def test_delta_stats_closed_forms():
     np.testing.assert_allclose(unused["rotation_factor_max"], 1.0)
     assert float(unused["rotation_active_fraction"]) == 0.0
     np.testing.assert_allclose(unused["scale_factor_mean"], 1.05, rtol=1e-6)
+    # Centred: the shifts (0, .03, .03) per axis become (-.02, .01, .01).
+    centred = blur_mlp.delta_stats(
+        params, means, scales, quats, centres, center_offsets=True, **kw
+    )
+    np.testing.assert_allclose(centred["offset_mean"], 0.04 / 3 * np.sqrt(3), rtol=1e-5)
 
 
 def test_scale_bias_lifts_the_factors_out_of_the_clamps_flat_zone():

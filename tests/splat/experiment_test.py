@@ -43,7 +43,10 @@ def test_smoke_run_writes_results_and_resumes(tmp_path):
         if key.endswith(("psnr", "ssim")):
             assert abs(again["metrics"][key]["value"] - value["value"]) < 1e-4, key
     with open(os.path.join(workdir, "results.json")) as f:
-        assert json.load(f)["claim"] == experiment.CLAIM
+        written = json.load(f)
+    assert written["claim"] == experiment.CLAIM
+    for change in experiment.departures(config):
+        assert change in written["verdict"]
     assert metrics_lib.read_metrics(workdir)
 
 
@@ -60,3 +63,17 @@ def test_methods_are_checked_and_thin_lens_is_defocus_only():
             assert "vanilla" in str(e) and "thin_lens" in str(e)
         else:
             raise AssertionError(f"methods={bad} was accepted")
+
+
+def test_departures_from_the_code_are_named():
+    config = _config("paper")
+    assert experiment.departures(config) == []
+    with config.unlocked():
+        config.mlp_center_offsets = True
+        config.mlp_rotation_factors = False
+        config.mlp_scale_bias = 1.2
+    named = experiment.departures(config)
+    assert len(named) == 3 and "mlp_scale_bias 1.2" in named
+    with config.unlocked():
+        config.blur_types = ("defocus",)  # centring applies to motion only
+    assert len(experiment.departures(config)) == 2

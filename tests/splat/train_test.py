@@ -36,6 +36,8 @@ def _config(**kw):
             lambda_p=0.01,
             max_clamp=1.1,
             mlp_rotation_factors=True,
+            mlp_center_offsets=False,
+            mlp_relative_factors=False,
         )
     )
     c.update(kw)
