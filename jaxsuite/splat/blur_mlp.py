@@ -25,6 +25,11 @@ Follows the official code (``scene/blur_kernel.py``,
   image is the plain mean of the ``M + 1`` renders.
 
 At test time the MLP is not used: the plain Gaussians are rendered.
+
+Options that depart from the code, all off by default: initial head biases
+(:func:`init`), no rotation factors, camera-motion offsets centred on the
+plain Gaussians (:func:`blur_transforms`) and factors relative to their
+smallest over the training views (:func:`factors`).
 """
 
 from __future__ import annotations
