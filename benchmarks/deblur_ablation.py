@@ -6,6 +6,8 @@ preset with a few overrides each and collects sharp-test-view PSNR and SSIM:
 * ``defocus_a012``: defocus with a smaller aperture (0.12 instead of 0.2),
   the code's MLP settings, and the ``thin_lens`` control (the defocus
   transform with the exact circle-of-confusion factors instead of the MLP).
+* ``defocus_relative_tuned``: the tuned MLP (below) with factors relative to
+  their smallest over the training views.
 * ``motion_code``: camera motion with the code's uncentred position offsets
   (the ``small`` preset centres them).
 * ``defocus_a012_tuned``, ``defocus_tuned``, ``motion_tuned``: the MLP with
@@ -59,6 +61,12 @@ SETTINGS = {
     "defocus_tuned": {
         "blur_types": ("defocus",),
         "methods": ("vanilla", "deblur"),
+        **TUNED,
+    },
+    "defocus_relative_tuned": {
+        "blur_types": ("defocus",),
+        "methods": ("vanilla", "deblur"),
+        "mlp_relative_factors": True,
         **TUNED,
     },
     "motion_tuned": {
