@@ -187,6 +187,23 @@ def factors(
     return ds, dr, p_out
 
 
+def position_shifts(
+    p_out: jax.Array, lambda_p: float, center_offsets: bool
+) -> jax.Array:
+    """``(M + 1, N, 3)`` position shifts of the camera-motion renders.
+
+    Render 0 is unshifted and render ``i + 1`` moves by ``lambda_p`` times the
+    ``i``-th offset of ``p_out`` ``(N, 3 M)`` (laid out ``(N, 3, M)``);
+    ``center_offsets`` subtracts the mean shift over the ``M + 1`` renders.
+    """
+    n, m = p_out.shape[0], p_out.shape[-1] // 3
+    offsets = jnp.moveaxis((lambda_p * p_out).reshape(n, 3, m), -1, 0)
+    shift = jnp.concatenate([jnp.zeros((1, n, 3)), offsets], 0)
+    if center_offsets:
+        shift = shift - jnp.mean(shift, axis=0, keepdims=True)
+    return shift
+
+
 def blur_transforms(
     params: Params,
     means: jax.Array,
@@ -241,13 +258,10 @@ def blur_transforms(
     m = p_out.shape[-1] // 3
     ds = ds.reshape(n, 3, m + 1)
     dr = dr.reshape(n, 4, m + 1)
-    offsets = (lambda_p * p_out).reshape(n, 3, m)
     order = [m] + list(range(m))
     ds = jnp.moveaxis(ds[..., order], -1, 0)
     dr = jnp.moveaxis(dr[..., order], -1, 0)
-    shift = jnp.concatenate([jnp.zeros((1, n, 3)), jnp.moveaxis(offsets, -1, 0)], 0)
-    if center_offsets:
-        shift = shift - jnp.mean(shift, axis=0, keepdims=True)
+    shift = position_shifts(p_out, lambda_p, center_offsets)
     return (
         means[None] + shift,
         scales[None] * ds,
@@ -304,12 +318,9 @@ def delta_stats(
         if p_out is None:
             offset = jnp.zeros(())
         else:
-            shift = (lambda_p * p_out).reshape(means.shape[0], 3, -1)
-            if center_offsets:
-                zero = jnp.zeros_like(shift[..., :1])
-                shift = jnp.concatenate([zero, shift], axis=-1)
-                shift = shift - jnp.mean(shift, axis=-1, keepdims=True)
-            offset = jnp.mean(jnp.linalg.norm(shift, axis=1))
+            shift = position_shifts(p_out, lambda_p, center_offsets)
+            moved = shift if center_offsets else shift[1:]
+            offset = jnp.mean(jnp.linalg.norm(moved, axis=-1))
         return (
             jnp.mean(ds),
             jnp.max(ds),

@@ -70,14 +70,20 @@ def _plane(center, half, spacing, kind):
     return means, colors, scales
 
 
-def make_scene(detail: float = 1.0) -> gl.Gaussians:
+def make_scene(
+    detail: float = 1.0, wall_half: tuple[float, float] = (2.6, 2.4)
+) -> gl.Gaussians:
     """The ground-truth Gaussians (SH degree 0).
 
     Args:
-      detail: multiplies the Gaussian density (1.0: about 2,700 Gaussians).
+      detail: multiplies the Gaussian density (1.0: about 4,500 Gaussians).
+      wall_half: the back wall's half width and half height (world units, at
+        depth 4). The default fills every view of :func:`make_views`, as in
+        forward-facing captures; ``(2.0, 1.6)`` leaves white background above
+        and below it.
     """
     parts = [
-        _plane((0.0, 4.0, 0.0), (2.0, 1.6), 0.09 / detail, 0),
+        _plane((0.0, 4.0, 0.0), wall_half, 0.09 / detail, 0),
         _plane((-0.45, 2.5, 0.1), (0.55, 0.55), 0.04 / detail, 1),
         _plane((0.55, 1.6, -0.25), (0.3, 0.3), 0.025 / detail, 2),
     ]

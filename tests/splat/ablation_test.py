@@ -16,13 +16,13 @@ def _ablation():
 
 def test_setting_runs_with_its_overrides(tmp_path):
     ablation = _ablation()
-    rows = ablation.run_setting("motion_tuned", "smoke", str(tmp_path))
+    rows = ablation.run_setting("defocus_code", "smoke", str(tmp_path))
     assert [r["method"] for r in rows] == ["vanilla", "deblur"]
     assert rows[0]["gain_over_3dgs"] == 0.0
     assert abs(rows[1]["gain_over_3dgs"] - (rows[1]["psnr"] - rows[0]["psnr"])) < 2e-3
-    with open(os.path.join(tmp_path, "motion_tuned", "results.json")) as f:
+    with open(os.path.join(tmp_path, "defocus_code", "results.json")) as f:
         config = json.load(f)["config"]
-    for key, value in ablation.SETTINGS["motion_tuned"].items():
+    for key, value in ablation.SETTINGS["defocus_code"].items():
         assert config[key] == (list(value) if isinstance(value, tuple) else value)
 
 

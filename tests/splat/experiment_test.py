@@ -45,8 +45,9 @@ def test_smoke_run_writes_results_and_resumes(tmp_path):
     with open(os.path.join(workdir, "results.json")) as f:
         written = json.load(f)
     assert written["claim"] == experiment.CLAIM
-    for change in experiment.departures(config):
-        assert change in written["verdict"]
+    for blur in config.blur_types:
+        for change in experiment.departures(config, blur):
+            assert change in written["verdict"]
     assert metrics_lib.read_metrics(workdir)
 
 
@@ -67,13 +68,33 @@ def test_methods_are_checked_and_thin_lens_is_defocus_only():
 
 def test_departures_from_the_code_are_named():
     config = _config("paper")
-    assert experiment.departures(config) == []
+    assert experiment.departures(config, "defocus") == []
+    assert experiment.departures(config, "motion") == []
     with config.unlocked():
         config.mlp_center_offsets = True
         config.mlp_rotation_factors = False
         config.mlp_scale_bias = 1.2
-    named = experiment.departures(config)
+        config.max_clamp = 2.0
+    named = experiment.departures(config, "defocus")
+    # Centring applies to motion only; the unprefixed keys are defocus's.
     assert len(named) == 3 and "mlp_scale_bias 1.2" in named
+    assert "max_clamp 2.0 (code: 1.1)" in named
+    assert experiment.departures(config, "motion") == [
+        "camera-motion offsets centred on the plain Gaussians"
+    ]
+
+
+def test_blur_config_takes_the_motion_keys_for_motion():
+    config = _config("paper")
     with config.unlocked():
-        config.blur_types = ("defocus",)  # centring applies to motion only
-    assert len(experiment.departures(config)) == 2
+        config.max_clamp = 2.0
+        config.motion_max_clamp = 1.3
+        config.mlp_relative_factors = True
+    defocus = experiment.blur_config(config, "defocus")
+    motion = experiment.blur_config(config, "motion")
+    assert defocus.max_clamp == 2.0 and defocus.mlp_relative_factors
+    assert motion.max_clamp == 1.3 and not motion.mlp_relative_factors
+    for key in experiment.MOTION_KEYS:
+        assert motion[key] == config[f"motion_{key}"]
+        assert defocus[key] == config[key]
+    assert config.max_clamp == 2.0  # the input is not changed
