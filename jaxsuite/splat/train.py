@@ -104,6 +104,8 @@ def render_views(
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Training render of one view.
 
+    ``config`` holds one blur type's MLP settings (``lambda_s``, ``lambda_p``,
+    ``max_clamp``, ``mlp_*``; see ``experiment.blur_config``).
     ``reference_centers`` ``(V, 3)``: the training camera centres, used when
     ``config.mlp_relative_factors`` (see ``blur_mlp.factors``).
 
