@@ -17,10 +17,15 @@ setting undoes one of those, or changes the scene:
   transform with the exact circle-of-confusion factors instead of the MLP).
 * ``seed_1``: defocus on the small preset with another seed (focus depths,
   initial points and the MLP's initialisation), 3DGS and Deblurring-3DGS.
+* ``motion_seed_1``: camera motion with another seed (blur paths, initial
+  points and the MLP's initialisation).
+* ``known_blur``: the small preset with the known-blur control (training
+  through 4 of each view's true blur sub-cameras per step) on both blur
+  types; its 3DGS and Deblurring-3DGS rows repeat the small run's.
 
     python benchmarks/deblur_ablation.py --workdir=runs/deblur_ablation
 
-About 45 minutes on 2 CPU cores. Writes
+About 100 minutes on 2 CPU cores (``known_blur`` alone 35). Writes
 ``benchmarks/results/deblur3dgs_ablation.json`` (with ``--settings=a,b`` only
 those settings are rerun; the file keeps the other settings' rows from an
 earlier run of the same preset) and prints a table.
@@ -66,6 +71,15 @@ SETTINGS = {
         "blur_types": ("defocus",),
         "methods": ("vanilla", "deblur"),
         "seed": 1,
+    },
+    "motion_seed_1": {
+        "blur_types": ("motion",),
+        "methods": ("vanilla", "deblur"),
+        "seed": 1,
+    },
+    "known_blur": {
+        "blur_types": ("defocus", "motion"),
+        "methods": ("vanilla", "deblur", "known_blur"),
     },
 }
 
