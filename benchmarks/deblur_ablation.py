@@ -25,7 +25,7 @@ setting undoes one of those, or changes the scene:
 
     python benchmarks/deblur_ablation.py --workdir=runs/deblur_ablation
 
-About 100 minutes on 2 CPU cores (``known_blur`` alone 35). Writes
+About 100 minutes on 2 CPU cores (``known_blur`` alone 46). Writes
 ``benchmarks/results/deblur3dgs_ablation.json`` (with ``--settings=a,b`` only
 those settings are rerun; the file keeps the other settings' rows from an
 earlier run of the same preset) and prints a table.
