@@ -1,0 +1,1 @@
+"""S3T: exact machine unlearning with sequence-aware sharded sliced training."""
