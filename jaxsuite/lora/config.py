@@ -10,7 +10,7 @@ the adapter (initial values, MoS index sets, VeRA projections) is derived.
 * a plain name matches the whole path or its last components
   (``"q_proj"`` or ``"attn.q_proj"`` match ``layers.3.attn.q_proj``);
 * a pattern with ``*``, ``?`` or ``[`` is a shell glob on the whole path
-  (``"layers.[01].*"``);
+  or on its last components (``"layers.[01].*"``, ``"mlp.*_proj"``);
 * ``"re:<regex>"`` is a regular expression that must match the whole path.
 
 The scale multiplying ``B A x`` is ``alpha / rank`` (``alpha / sqrt(rank)``

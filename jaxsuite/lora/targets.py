@@ -43,7 +43,9 @@ def matches(name: str, pattern: str) -> bool:
     if pattern.startswith("re:"):
         return re.fullmatch(pattern[3:], name) is not None
     if any(c in pattern for c in "*?["):
-        return fnmatch.fnmatchcase(name, pattern)
+        return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(
+            name, "*." + pattern
+        )
     return name == pattern or name.endswith("." + pattern)
 
 

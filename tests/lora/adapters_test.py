@@ -56,6 +56,11 @@ def test_patterns_select_layers_by_suffix_glob_and_regex():
         )
         for p in ps
     )
+    assert names("mlp.*_proj") == tuple(
+        f"layers.{i}.mlp.{p}"
+        for i in range(3)
+        for p in ("down_proj", "gate_proj", "up_proj")
+    )
     # "proj" is not a suffix component of any name: no match.
     with pytest.raises(ValueError, match="layers.0.attn.k_proj"):
         names("proj")
