@@ -63,7 +63,8 @@ def _base() -> ml_collections.ConfigDict:
             "sparse_fractions": (0.01, 0.05, 0.10),
         }
     )
-    config.pyshqg_python = ""
+    # pyshqg venv (made by benchmarks/qg_model.py --make-venv); timed if present.
+    config.pyshqg_python = "runs/pyshqg-venv/bin/python"
     config.throughput_days = 4
     return config
 
@@ -92,6 +93,7 @@ PRESETS = {
         "explain.importance_samples": 8,
         "explain.shap_max_evals": 65,
         "explain.sparse_fractions": (0.05,),
+        "pyshqg_python": "",
     },
     "small": {},
     "paper": {
