@@ -124,20 +124,9 @@ def _eval_loss(graphdef, params, x, y):
     return _bce(nnx.merge(graphdef, params)(x), y)
 
 
-@functools.lru_cache(maxsize=16)
-def _optimizer(
-    lr: float, head_only: bool, labels_key: Any
-) -> optax.GradientTransformation:
-    del labels_key
-    if not head_only:
-        return optax.adam(lr)
-    return optax.multi_transform(
-        {"train": optax.adam(lr), "freeze": optax.set_to_zero()},
-        _HEAD_LABELS,
-    )
-
-
 def _head_labels(params):
+    """Labels every parameter under ``head`` "train" and the rest "freeze"."""
+
     def label(path, _):
         names = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
         return "train" if "head" in names else "freeze"
@@ -145,7 +134,14 @@ def _head_labels(params):
     return jax.tree_util.tree_map_with_path(label, params)
 
 
-_HEAD_LABELS = _head_labels
+@functools.lru_cache(maxsize=16)
+def _optimizer(lr: float, head_only: bool) -> optax.GradientTransformation:
+    """Adam, or Adam on the head only; cached so jit sees the same object."""
+    if not head_only:
+        return optax.adam(lr)
+    return optax.multi_transform(
+        {"train": optax.adam(lr), "freeze": optax.set_to_zero()}, _head_labels
+    )
 
 
 def train(
@@ -181,7 +177,7 @@ def train(
     if trainable not in ("all", "head"):
         raise ValueError(f"trainable must be 'all' or 'head', got {trainable!r}")
     graphdef, params = nnx.split(model)
-    tx = _optimizer(float(learning_rate), trainable == "head", None)
+    tx = _optimizer(float(learning_rate), trainable == "head")
     opt_state = tx.init(params)
     x = jnp.asarray(np.asarray(x, np.float32)[..., None])
     yj = jnp.asarray(y, jnp.float32)
