@@ -1,1 +1,1 @@
-"""DreamCraft3D: image-to-3D with score distillation and bootstrapped score distillation."""
+"""DreamCraft3D: image-to-3D with score and bootstrapped score distillation."""

@@ -1,1 +1,1 @@
-"""MoS (mixture of shards) and its peers as parameter-efficient adapters for Flax NNX."""
+"""MoS (mixture of shards) and its peers as adapters for Flax NNX models."""
