@@ -20,6 +20,7 @@ PRESETS = {
         "deletions": 8,
         "accuracy_at": (0, 2, 4, 8),
         "full_reference": False,
+        "devices": 1,
         "model.width": 16,
         "model.depth": 2,
         "pretrain.steps": 60,
@@ -31,6 +32,7 @@ PRESETS = {
     "paper": {
         "model.width": 256,
         "model.depth": 12,
+        "model.lora_rank": 16,
         "pretrain.steps": 5000,
         "train.epochs": 50,
         "deletions": 300,
@@ -61,8 +63,13 @@ def _base() -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict()
     config.model.width = 64
     config.model.depth = 8  # blocks; depth / L blocks per layer group
-    config.model.adapters = "dense"  # what a layer group tunes: dense | lora
-    config.model.lora_rank = 4
+    # What a layer group tunes: "lora" (jaxsuite.lora on each block's dense
+    # layer, rsLoRA with alpha = rank and dropout 0.1 as in the reference
+    # code) or "dense" (the dense layers themselves).
+    config.model.adapters = "lora"
+    config.model.lora_rank = 4  # r scales with the width (paper: r=16 at 768)
+    config.model.lora_alpha = 0.0  # 0 = rank
+    config.model.lora_dropout = 0.1
 
     config.pretrain = ml_collections.ConfigDict()
     config.pretrain.steps = 1500

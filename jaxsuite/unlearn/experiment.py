@@ -45,9 +45,14 @@ def _log(line: str) -> None:
 
 def make_adapters(config: Any) -> model_lib.Adapters:
     """The adapters a layer group tunes, by ``config.model.adapters``."""
-    if config.model.adapters == "dense":
+    m = config.model
+    if m.adapters == "lora":
+        return model_lib.LoRAAdapters(
+            m.lora_rank, m.lora_alpha or None, m.lora_dropout, use_rslora=True
+        )
+    if m.adapters == "dense":
         return model_lib.BlockDense()
-    raise ValueError(f"unknown adapters {config.model.adapters!r} (dense)")
+    raise ValueError(f"unknown adapters {m.adapters!r} (lora, dense)")
 
 
 def settings_for(config: Any, method: str) -> runs.TrainSettings:
@@ -113,6 +118,11 @@ class Evaluator:
         if not logits:
             return None
         return model_lib.accuracy(np.mean(np.stack(logits), axis=0), self.y)
+
+
+def deletion_rows(run_dir: str) -> list[dict[str, Any]]:
+    """Rows recorded so far by :func:`deletion_phase` for ``run_dir``."""
+    return _read_rows(os.path.join(run_dir, "curve.jsonl"))
 
 
 def _read_rows(path: str) -> list[dict[str, Any]]:
@@ -305,7 +315,8 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
                         lambda s=store: s.body,
                     )
             else:
-                setup.warm_up(spec["settings"], runner=single)
+                if len(deletion_rows(run_dir)) <= len(stream):
+                    setup.warm_up(spec["settings"], runner=single)
 
                 def delete_fn(sample, spec=spec):
                     effect = sisa.delete_and_retrain(

@@ -95,6 +95,55 @@ class BlockDense:
         )
 
 
+class LoRAAdapters:
+    """Low-rank adapters (``jaxsuite.lora``) on each block's dense layer.
+
+    Every ``blocks.<i>.dense`` becomes ``base(x) + s (dropout(x) A) B`` with
+    ``A`` Kaiming-uniform and ``B`` zero (the model starts as the pretrained
+    one); ``s = alpha / sqrt(rank)`` with rank-stabilised scaling, as in
+    S3T's reference code (``alpha = rank``, dropout 0.1, rsLoRA).
+
+    Args:
+      rank: r of each layer's update.
+      alpha: scaling numerator (default: ``rank``).
+      dropout: dropout rate on the adapter's input.
+      use_rslora: scale by ``alpha / sqrt(rank)`` instead of ``alpha / rank``.
+    """
+
+    name = "lora"
+
+    def __init__(
+        self,
+        rank: int,
+        alpha: float | None = None,
+        dropout: float = 0.0,
+        use_rslora: bool = True,
+    ):
+        self.rank, self.dropout, self.use_rslora = rank, dropout, use_rslora
+        self.alpha = float(rank if alpha is None else alpha)
+
+    def attach(self, model: Backbone, rngs: nnx.Rngs) -> None:
+        from jaxsuite import lora
+
+        seed = int(jax.random.randint(rngs.params(), (), 0, 2**31 - 1))
+        lora.wrap(
+            model,
+            lora.LoRAConfig(
+                target_modules=("dense",),
+                rank=self.rank,
+                alpha=self.alpha,
+                dropout=self.dropout,
+                use_rslora=self.use_rslora,
+                seed=seed,
+            ),
+        )
+
+    def filter(self) -> Filter:
+        from jaxsuite import lora
+
+        return lora.trainable
+
+
 def group_blocks(depth: int, num_groups: int, group: int) -> list[int]:
     """Blocks of ``group``, top-down: group 0 holds the top ``depth / G`` blocks.
 

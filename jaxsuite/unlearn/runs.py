@@ -98,24 +98,27 @@ class Setup:
     def node_data(
         self, shard: int, prefix: Sequence[int], removed: Iterable[int] = ()
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Images (n, d), labels (n,) and weights (n,) of the prefix's slices.
+        """Images (L n, d), labels (L n,) and weights (L n,) of the prefix's slices.
 
-        Removed samples keep their row (fixed shapes) with zeroed image,
-        label 0 and weight 0, so they contribute nothing.
+        The prefix's ``len(prefix) n`` rows come first; the rest is zero
+        padding with weight 0. Removed samples keep their row with zeroed
+        image, label 0 and weight 0, so they contribute nothing.
         """
         ids = self.layout[shard, list(prefix)].reshape(-1)
-        x, y = self.x[ids].copy(), self.y[ids].copy()
-        w = np.ones(len(ids), np.float32)
-        gone = np.isin(ids, np.fromiter(removed, np.int64))
-        x[gone], y[gone], w[gone] = 0.0, 0, 0.0
+        rows = self.layout.shape[1] * self.layout.shape[2]
+        x = np.zeros((rows, self.x.shape[1]), self.x.dtype)
+        y = np.zeros(rows, self.y.dtype)
+        w = np.zeros(rows, np.float32)
+        keep = ~np.isin(ids, np.fromiter(removed, np.int64))
+        x[: len(ids)][keep] = self.x[ids[keep]]
+        y[: len(ids)][keep] = self.y[ids[keep]]
+        w[: len(ids)][keep] = 1.0
         return x, y, w
 
-    def _stage_fn(self, settings: TrainSettings, stage: int):
+    def _stage_fn(self, settings: TrainSettings):
         spec = training.StageSpec(
-            groups=tuple(
-                ledger.stage_groups(settings.method, stage, self.frame.num_groups)
-            ),
-            num_samples=stage * self.layout.shape[2],
+            slice_rows=self.layout.shape[2],
+            num_slices=self.num_slices,
             epochs=settings.epochs,
             batch_size=settings.batch_size,
             learning_rate=settings.learning_rate,
@@ -146,13 +149,12 @@ class Setup:
         stage = len(jobs[0][1])
         if any(len(p) != stage for _, p in jobs):
             raise ValueError("all jobs of a round must be at the same stage")
-        spec, fn = self._stage_fn(settings, stage)
+        spec, fn = self._stage_fn(settings)
+        groups = ledger.stage_groups(settings.method, stage, self.frame.num_groups)
         removed = removed or {}
         data = [self.node_data(s, p, removed.get(s, ())) for s, p in jobs]
-        idxs = [
-            training.batch_schedule(training.stage_key(settings.seed, s, p), spec)
-            for s, p in jobs
-        ]
+        keys = [training.stage_key(settings.seed, s, p) for s, p in jobs]
+        steps = spec.steps(stage)
         # Setups whose models have one structure share compiled programs.
         program = (spec, self.frame.graphdef, self.frame.keys)
         flats, losses = (runner or self.runner).run(
@@ -163,8 +165,12 @@ class Setup:
             [d[0] for d in data],
             [d[1] for d in data],
             [d[2] for d in data],
-            idxs,
+            [training.batch_schedule(k, spec, stage) for k in keys],
+            [np.asarray(k) for k in keys],
+            [training.group_mask(self.frame, groups)] * len(jobs),
+            [steps] * len(jobs),
         )
+        losses = [loss[:steps] for loss in losses]
         for (s, p), loss in zip(jobs, losses):
             bad = np.flatnonzero(~np.isfinite(loss))
             if bad.size:
@@ -178,14 +184,13 @@ class Setup:
     def warm_up(
         self, settings: TrainSettings, runner: training.NodeRunner | None = None
     ) -> float:
-        """Compiles every stage's program (one throw-away round each); seconds.
+        """Compiles the stage program (one throw-away stage); returns seconds.
 
-        Timed training and retraining then measure running, not compiling.
+        Every stage and method shares the program, so timed training and
+        retraining then measure running, not compiling.
         """
         t0 = time.perf_counter()
-        for t in range(1, self.num_slices + 1):
-            job = (0, tuple(range(t)))
-            self.train_nodes(settings, [job], [self.init_flats[0]], runner=runner)
+        self.train_nodes(settings, [(0, (0,))], [self.init_flats[0]], runner=runner)
         return time.perf_counter() - t0
 
     def train_chain(

@@ -62,16 +62,20 @@ class Frame:
     """The frozen part of a downstream model and the layout of its tuned part.
 
     Attributes:
-      graphdef: NNX graph definition of the downstream model.
-      base: the frozen parameters (pretrained backbone), shared by all nodes.
+      graphdef: NNX graph definition of the model in training mode (adapter
+        dropout on).
+      eval_graphdef: the same model in evaluation mode (no dropout).
+      base: the frozen parameters (pretrained backbone) and adapter state,
+        shared by all nodes.
       keys: names of the tuned leaves (adapters and head), e.g.
-        ``"blocks.7.dense.kernel"``, in ``treedef`` leaf order.
+        ``"blocks.7.dense.lora_a"``, in ``treedef`` leaf order.
       treedef: tree structure of the tuned ``nnx.State``.
       groups: tuned leaf name -> ``"group{g}"`` or ``"head"``.
       num_groups: number of layer groups (= stages of a sequence).
     """
 
     graphdef: Any
+    eval_graphdef: Any
     base: Any
     keys: tuple[str, ...]
     treedef: Any
@@ -83,8 +87,30 @@ class Frame:
         return jax.tree.unflatten(self.treedef, [flat[k] for k in self.keys])
 
     def logits(self, flat: Flat, x: jax.Array, base: Any = None) -> jax.Array:
-        """Logits (N, C) of the model with tuned leaves ``flat`` on images (N, d)."""
+        """Evaluation-mode logits (N, C) of the model with tuned leaves ``flat``.
+
+        Args:
+          flat: tuned leaves; x: (N, d) images; base: frozen state (default
+            ``self.base``).
+        """
         base = self.base if base is None else base
+        return nnx.merge(self.eval_graphdef, self.to_state(flat), base)(x)
+
+    def train_logits(
+        self, flat: Flat, x: jax.Array, base: Any, key: jax.Array
+    ) -> jax.Array:
+        """Training-mode logits (N, C): adapter dropout draws from ``key``.
+
+        Every dropout key the adapters hold in ``base`` is replaced by
+        ``fold_in(key, i)`` (``i`` the leaf's index), so the masks are a pure
+        function of the step's key.
+        """
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(base)
+        values = [
+            jax.random.fold_in(key, i) if "dropout_key" in _path_tuple(path) else v
+            for i, (path, v) in enumerate(leaves)
+        ]
+        base = jax.tree.unflatten(treedef, values)
         return nnx.merge(self.graphdef, self.to_state(flat), base)(x)
 
     def keys_of(self, group_names: Sequence[str]) -> list[str]:
@@ -111,7 +137,11 @@ def make_frame(
         for g in range(num_groups)
         for b in model_lib.group_blocks(depth, num_groups, g)
     }
-    graphdef, tuned, base = nnx.split(model, model_lib.tuned_filter(adapters), ...)
+    tuned_filter = model_lib.tuned_filter(adapters)
+    model.eval()
+    eval_graphdef = nnx.split(model, tuned_filter, ...)[0]
+    model.train()
+    graphdef, tuned, base = nnx.split(model, tuned_filter, ...)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(tuned)
     keys, groups, flat = [], {}, {}
     for path, value in leaves:
@@ -121,7 +151,9 @@ def make_frame(
         groups[name] = "head" if block is None else f"group{block_group[block]}"
         keys.append(name)
         flat[name] = value
-    frame = Frame(graphdef, base, tuple(keys), treedef, groups, num_groups)
+    frame = Frame(
+        graphdef, eval_graphdef, base, tuple(keys), treedef, groups, num_groups
+    )
     return frame, flat
 
 
@@ -146,90 +178,116 @@ def init_key(seed: int, shard: int) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class StageSpec:
-    """Static settings of a stage's training.
+    """Static settings shared by every stage of a run (one compiled program).
+
+    A stage ``t`` trains on ``t * slice_rows`` rows for ``steps(t)`` Adam
+    steps; arrays are padded to the last stage's size, so every stage, and
+    every method, runs the same program with the stage's rows, step count
+    and trainable groups as inputs.
 
     Attributes:
-      groups: tuned groups (``"group{g}"``, ``"head"``).
-      num_samples: rows of the stage's data (cumulative slices).
-      epochs: passes over the data.
-      batch_size: rows per step (capped at ``num_samples``).
-      learning_rate: Adam's learning rate.
+      slice_rows: ``n``, rows of one slice.
+      num_slices: ``L``, the last stage.
+      epochs: passes over a stage's data.
+      batch_size: rows per step (capped at ``slice_rows``).
+      learning_rate: Adam's initial learning rate (decays linearly to 0).
     """
 
-    groups: tuple[str, ...]
-    num_samples: int
+    slice_rows: int
+    num_slices: int
     epochs: int
     batch_size: int
     learning_rate: float
 
     @property
     def batch(self) -> int:
-        return min(self.batch_size, self.num_samples)
+        return min(self.batch_size, self.slice_rows)
+
+    def steps(self, stage: int) -> int:
+        """Adam steps of stage ``stage``: ``epochs * ceil(stage n / batch)``."""
+        return self.epochs * math.ceil(stage * self.slice_rows / self.batch)
 
     @property
-    def steps_per_epoch(self) -> int:
-        return math.ceil(self.num_samples / self.batch)
+    def max_rows(self) -> int:
+        return self.num_slices * self.slice_rows
 
     @property
-    def steps(self) -> int:
-        return self.epochs * self.steps_per_epoch
+    def max_steps(self) -> int:
+        return self.steps(self.num_slices)
 
 
-def batch_schedule(key: jax.Array, spec: StageSpec) -> np.ndarray:
+def batch_schedule(key: jax.Array, spec: StageSpec, stage: int) -> np.ndarray:
     """Row indices of every minibatch of a stage, a pure function of its key.
 
-    Each epoch visits the rows in a fresh random order (wrapping around to
-    fill the last batch). The order is drawn on the host by numpy, seeded
-    with the key's bits, so the compiled stage holds no random-number code.
+    Each epoch visits the stage's ``stage * n`` rows in a fresh random order
+    (wrapping around to fill the last batch). The order is drawn on the host
+    by numpy, seeded with the key's bits, so the compiled program holds no
+    random-number code for it.
 
     Returns:
-      ``(steps, batch)`` int32 indices into the stage's rows.
+      ``(max_steps, batch)`` int32 indices; rows past ``spec.steps(stage)``
+      are padding (zeros) and never used.
     """
     seed = np.asarray(jax.random.key_data(key), np.uint32).tolist()
     rng = np.random.default_rng(seed)
-    n, batch, spe = spec.num_samples, spec.batch, spec.steps_per_epoch
-    rows = []
-    for _ in range(spec.epochs):
+    n, batch = stage * spec.slice_rows, spec.batch
+    spe = math.ceil(n / batch)
+    out = np.zeros((spec.max_steps, batch), np.int32)
+    for e in range(spec.epochs):
         perm = rng.permutation(n)
-        rows.append(np.concatenate([perm, perm])[: spe * batch].reshape(spe, batch))
-    return np.concatenate(rows).astype(np.int32)
+        block = np.concatenate([perm, perm])[: spe * batch].reshape(spe, batch)
+        out[e * spe : (e + 1) * spe] = block
+    return out
+
+
+def group_mask(frame: Frame, groups: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per tuned leaf, whether a stage that trains ``groups`` updates it."""
+    wanted = set(groups)
+    return {k: np.asarray(frame.groups[k] in wanted) for k in frame.keys}
 
 
 def make_stage_fn(frame: Frame, spec: StageSpec) -> Callable[..., tuple[Flat, Any]]:
-    """One node's stage as a pure function.
+    """One node's stage as a pure function (any stage, any trained groups).
+
+    Adam with a learning rate decaying linearly to 0 over the stage (a fresh
+    optimiser per stage, as each stage of the reference code is a new
+    training run), cross-entropy weighted by ``w``. Leaves outside the
+    stage's groups get zero updates, so they stay bit for bit as they were.
 
     Returns:
-      ``fn(base, flat, x, y, w, idx) -> (flat, losses)``: ``flat`` the node's
-      tuned leaves (only ``spec.groups`` change), ``x`` (n, d) images, ``y``
-      (n,) labels, ``w`` (n,) sample weights (0 for removed samples), ``idx``
-      (steps, batch) the minibatch rows from :func:`batch_schedule`;
-      ``losses`` (steps,) the minibatch losses.
+      ``fn(base, flat, x, y, w, idx, key, mask, steps) -> (flat, losses)``:
+      ``flat`` the node's tuned leaves, ``x`` (max_rows, d) images, ``y``
+      (max_rows,) labels, ``w`` (max_rows,) sample weights (0 for padding and
+      removed samples), ``idx`` (max_steps, batch) minibatch rows from
+      :func:`batch_schedule`, ``key`` the stage key (adapter dropout uses
+      ``fold_in(key, step)``), ``mask`` from :func:`group_mask`, ``steps``
+      the stage's step count; ``losses`` (max_steps,) minibatch losses (0
+      past ``steps``).
     """
-    train_keys = frame.keys_of(spec.groups)
-    tx = optax.adam(spec.learning_rate)
+    adam = optax.scale_by_adam()
+    lr = spec.learning_rate
 
-    def loss_fn(trained, fixed, base, xb, yb, wb):
-        logits = frame.logits({**fixed, **trained}, xb, base)
+    def loss_fn(flat, base, xb, yb, wb, key):
+        logits = frame.train_logits(flat, xb, base, key)
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, yb)
         return jnp.sum(wb * ce) / jnp.maximum(jnp.sum(wb), 1.0)
 
-    def fn(base, flat, x, y, w, idx):
-        trained = {k: flat[k] for k in train_keys}
-        fixed = {k: v for k, v in flat.items() if k not in trained}
-
+    def fn(base, flat, x, y, w, idx, key, mask, steps):
         def body(step, carry):
-            trained, opt, losses = carry
+            flat, opt, losses = carry
             rows = idx[step]
             loss, grads = jax.value_and_grad(loss_fn)(
-                trained, fixed, base, x[rows], y[rows], w[rows]
+                flat, base, x[rows], y[rows], w[rows], jax.random.fold_in(key, step)
             )
-            updates, opt = tx.update(grads, opt, trained)
-            trained = optax.apply_updates(trained, updates)
-            return trained, opt, losses.at[step].set(loss)
+            grads = jax.tree.map(lambda g, m: jnp.where(m, g, 0.0), grads, mask)
+            updates, opt = adam.update(grads, opt)
+            rate = lr * (1.0 - step / steps)
+            flat = jax.tree.map(lambda p, u: p - rate * u, flat, updates)
+            return flat, opt, losses.at[step].set(loss)
 
-        carry = (trained, tx.init(trained), jnp.zeros((spec.steps,), jnp.float32))
-        trained, _, losses = jax.lax.fori_loop(0, spec.steps, body, carry)
-        return {**fixed, **trained}, losses
+        carry = (flat, adam.init(flat), jnp.zeros((spec.max_steps,), jnp.float32))
+        flat, _, losses = jax.lax.fori_loop(0, steps, body, carry)
+        return flat, losses
 
     return fn
 
@@ -258,8 +316,8 @@ class NodeRunner:
     def _program(self, cache_key: Any, stage_fn: Callable[..., Any]):
         if cache_key not in self._compiled:
 
-            def per_device(base, flat, x, y, w, idx):
-                one = jax.tree.map(lambda a: a[0], (flat, x, y, w, idx))
+            def per_device(base, *node_args):
+                one = jax.tree.map(lambda a: a[0], node_args)
                 out = stage_fn(base, *one)
                 return jax.tree.map(lambda a: a[None], out)
 
@@ -268,7 +326,7 @@ class NodeRunner:
                 jax.shard_map(
                     per_device,
                     mesh=self.mesh,
-                    in_specs=(P(), node, node, node, node, node),
+                    in_specs=(P(), *(node,) * 8),
                     out_specs=(node, node),
                     check_vma=False,
                 )
@@ -285,6 +343,9 @@ class NodeRunner:
         ys: Sequence[np.ndarray],
         ws: Sequence[np.ndarray],
         idxs: Sequence[np.ndarray],
+        keys: Sequence[jax.Array],
+        masks: Sequence[dict[str, np.ndarray]],
+        steps: Sequence[int],
     ) -> tuple[list[Flat], list[np.ndarray]]:
         """Applies ``stage_fn`` to every node; returns their tuned leaves and losses.
 
@@ -297,7 +358,9 @@ class NodeRunner:
         out_flats: list[Flat] = []
         out_losses: list[np.ndarray] = []
         d = self.num_devices
-        jobs = list(zip(flats, xs, ys, ws, idxs))
+        jobs = list(
+            zip(flats, xs, ys, ws, idxs, keys, masks, np.asarray(steps, np.int32))
+        )
         for start in range(0, len(jobs), d):
             chunk = jobs[start : start + d]
             real = len(chunk)

@@ -34,7 +34,7 @@ def _setup(x, y, runner):
     pretrained = nnx.to_pure_dict(nnx.state(backbone, nnx.Param))
     return runs.make_setup(
         pretrained,
-        adapters=model_lib.BlockDense(),
+        adapters=model_lib.LoRAAdapters(rank=2, dropout=0.1),
         d_in=64,
         width=WIDTH,
         depth=DEPTH,
