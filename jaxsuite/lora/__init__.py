@@ -1,4 +1,4 @@
-"""MoS (mixture of shards) and its peers as parameter-efficient adapters for Flax NNX.
+"""MoS (mixture of shards) and its peers as adapters for Flax NNX models.
 
 Public API (re-exported here)::
 

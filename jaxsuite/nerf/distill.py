@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -80,10 +80,10 @@ class DistillConfig:
 
 
 class DistillState(NamedTuple):
-    """The student's parameters and optimiser state."""
+    """The student's parameters and its optax optimiser state."""
 
     params: fields.Params
-    opt_state: optax.OptState
+    opt_state: Any
 
 
 def inherit(
