@@ -43,7 +43,6 @@ from jaxsuite.lora import methods
 from jaxsuite.lora import targets as targets_lib
 from jaxsuite.lora.targets import Target
 
-
 Filter = Any  # an nnx filter: a Variable type, a predicate (path, value), a tuple...
 
 
