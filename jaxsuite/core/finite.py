@@ -74,21 +74,30 @@ def check_scalars(step: int, scalars: Mapping[str, Any], *, where: str = "") -> 
             )
 
 
-def _all_finite(x: Any) -> bool:
-    if isinstance(x, np.ndarray | np.generic | float):
-        return bool(np.all(np.isfinite(x)))
-    return bool(jax.device_get(jnp.all(jnp.isfinite(x))))
+@jax.jit
+def _finite_flags(leaves: list[jax.Array]) -> list[jax.Array]:
+    return [jnp.all(jnp.isfinite(x)) for x in leaves]
 
 
 def check_state(step: int, state: Any, *, where: str = "") -> None:
     """Raises :class:`NonFiniteError` naming the first non-finite leaf of ``state``.
 
-    Integer, boolean and key leaves are skipped; the check runs on the device
-    and brings back one boolean per leaf.
+    Integer, boolean and key leaves are skipped; device arrays are checked on
+    the device in one compiled call that brings back one boolean per leaf.
     """
     leaves, _ = jax.tree_util.tree_flatten_with_path(state)
-    for path, leaf in leaves:
-        if not _is_float(leaf) or _all_finite(leaf):
+    floats = [(path, leaf) for path, leaf in leaves if _is_float(leaf)]
+    # One call per set of devices (arrays on different meshes cannot share one).
+    groups: dict[Any, list[int]] = {}
+    for i, (_, leaf) in enumerate(floats):
+        if isinstance(leaf, jax.Array):
+            groups.setdefault(frozenset(leaf.sharding.device_set), []).append(i)
+    ok = {}
+    for members in groups.values():
+        flags = jax.device_get(_finite_flags([floats[i][1] for i in members]))
+        ok.update(zip(members, flags))
+    for i, (path, leaf) in enumerate(floats):
+        if bool(ok[i] if i in ok else np.all(np.isfinite(leaf))):
             continue
         name = "state" + jax.tree_util.keystr(path)
         prefix = f"{where}: " if where else ""

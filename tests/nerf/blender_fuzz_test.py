@@ -64,7 +64,7 @@ def test_written_split_loads():
     np.testing.assert_allclose(data.K[0, 0], focal, rtol=1e-6)
 
 
-@fuzz.examples(120)
+@fuzz.examples(300)
 @given(data=st.data())
 def test_fuzzed_transforms_fail_cleanly_or_read_what_was_written(tmp_path, data):
     base = str(tmp_path / "base")

@@ -136,7 +136,7 @@ def _model_dir(root, kind, name, data):
     return d
 
 
-@fuzz.examples(150)
+@fuzz.examples(800)
 @given(data=st.data())
 def test_fuzzed_colmap_files_fail_cleanly_or_read_what_was_written(tmp_path, data):
     name = data.draw(st.sampled_from(sorted(FILES)))

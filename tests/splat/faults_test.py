@@ -55,6 +55,7 @@ def test_evaluation_renders_report_overflow(smoke):
     assert bad["test_overflow_views"] == len(data["test_ids"])
 
 
+@pytest.mark.slow  # two compilations of the training step
 def test_overflow_steps_are_checkpointed(smoke, tmp_path):
     # Every training render overflows a 16-slot workspace. A run stopped
     # after 4 steps and resumed to 6 must report 6 overflowing steps (the

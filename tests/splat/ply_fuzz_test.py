@@ -73,7 +73,7 @@ def test_written_files_load_whatever_element_comes_first():
         np.testing.assert_array_equal(_rows(ply.load_ply(path)), _written_rows())
 
 
-@fuzz.examples(150)
+@fuzz.examples(600)
 @given(data=st.data())
 def test_fuzzed_ply_files_fail_cleanly_or_read_what_was_written(tmp_path, data):
     kind = data.draw(st.sampled_from(sorted(FILES)))
