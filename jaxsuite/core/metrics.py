@@ -36,6 +36,7 @@ from absl import logging
 from jaxsuite.core import atomic
 from jaxsuite.core import config as config_lib
 from jaxsuite.core import tensorboard as tb_events
+from jaxsuite.core import workdir as workdir_lib
 
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.jsonl"
@@ -256,6 +257,9 @@ def write_results(
       wall_seconds: wall time of the whole run.
       tables: name -> list of row dicts (same keys per row).
 
+    Writing the results ends the run: this process's lock on ``workdir``
+    (see ``jaxsuite.core.workdir``) is released.
+
     Raises:
       ValueError: a metric lacks its value or unit, or a value anywhere is
         NaN or infinite (naming where): results are strict JSON.
@@ -279,6 +283,7 @@ def write_results(
     text = atomic.dumps_json(results, indent=2, default=str)  # checks all ranks
     if jax.process_index() == 0:
         atomic.write_text(path, text + "\n")
+        workdir_lib.unlock(workdir)  # the run is over (a no-op if not held)
     return path
 
 

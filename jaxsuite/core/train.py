@@ -90,8 +90,8 @@ def prepare_workdir(workdir: str, config: Any) -> bool:
     """Locks ``workdir`` and creates it, or checks that it was made with ``config``.
 
     Call it before the run computes anything (the config is validated when it
-    is built). The lock is held until the process ends (or
-    ``jaxsuite.core.workdir.unlock``).
+    is built). The lock is held until the run writes ``results.json``
+    (``metrics.write_results``) or its process ends.
 
     Returns:
       True when ``workdir`` already held a run of this config (so the caller

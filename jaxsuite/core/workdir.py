@@ -6,7 +6,8 @@ operating system when the process ends, even on SIGKILL, so a lock is never
 stale) and writes its pid and host there. A second process asking for the
 same workdir gets :class:`WorkdirBusyError` naming that pid. Within one
 process the lock is re-entrant: running an experiment twice on one workdir
-(e.g. to check that it resumes) is allowed.
+(e.g. to check that it resumes) is allowed. ``metrics.write_results`` releases
+it, since writing ``results.json`` ends a run.
 
 :func:`has_run_state` tells a workdir that holds results of a run
 (checkpoints, ``results.json``, logged steps, saved phases) from one where a

@@ -324,3 +324,14 @@ def test_sigkill_then_resume_is_bitwise_equal_to_uninterrupted(tmp_path):
     b = np.load(wd / "final_params.npy")
     assert a.dtype == b.dtype == np.float32
     np.testing.assert_array_equal(a, b)
+
+
+def test_writing_results_releases_the_workdir(tmp_path):
+    wd = str(tmp_path)
+    cfg = ml_collections.ConfigDict({"lr": 0.1})
+    train_lib.prepare_workdir(wd, cfg)
+    assert workdir_lib.is_locked_here(wd)
+    metrics_lib.write_results(
+        wd, paper="x", config=cfg, metrics={}, claim="c", verdict="v", wall_seconds=0
+    )
+    assert not workdir_lib.is_locked_here(wd)
