@@ -4,9 +4,9 @@ import importlib.util
 import pathlib
 
 import pytest
+from jaxsuite.kernels.splatting import binning
 
 from jaxsuite.core import metrics as metrics_lib
-from jaxsuite.kernels.splatting import binning
 from jaxsuite.splat import experiment
 from jaxsuite.splat import train as splat_train
 from jaxsuite.splat.data import initial_gaussians, make_data
