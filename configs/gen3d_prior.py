@@ -19,7 +19,7 @@ from jaxsuite.core import config as config_lib
 PRESETS = {
     "smoke": {
         "size": 16,
-        "channels": (8, 16),
+        "channels": (8,),
         "n_objects": 6,
         "n_heldout": 2,
         "views": 4,

@@ -54,12 +54,15 @@ def anneal(step, start_step: float, start, end, end_step: float):
     return start + (end - start) * f
 
 
-def sample_t(
-    key: jax.Array, batch: int, t_range: tuple[float, float], num_steps: int
-) -> jax.Array:
-    """Integer timesteps uniform in ``[t_min T, t_max T]``, ``(batch,)``."""
-    lo = int(t_range[0] * num_steps)
-    hi = max(int(t_range[1] * num_steps), lo + 1)
+def sample_t(key: jax.Array, batch: int, t_range, num_steps: int) -> jax.Array:
+    """Integer timesteps uniform in ``[t_min T, t_max T]``, ``(batch,)``.
+
+    ``t_range`` may be a pair of Python floats or a traced ``(2,)`` array (so
+    annealed ranges do not recompile).
+    """
+    lo = jnp.floor(jnp.asarray(t_range[0], jnp.float32) * num_steps).astype(jnp.int32)
+    hi = jnp.floor(jnp.asarray(t_range[1], jnp.float32) * num_steps).astype(jnp.int32)
+    hi = jnp.maximum(hi, lo + 1)
     return jax.random.randint(key, (batch,), lo, hi + 1).clip(0, num_steps - 1)
 
 
