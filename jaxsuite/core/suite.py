@@ -1,4 +1,4 @@
-"""Runs every paper's launcher in turn and writes one markdown report.
+"""Runs every paper's launcher in turn and writes one report (markdown + HTML).
 
 Each paper runs in its own process (``python -m launch.<name>``) with its own
 workdir ``W/<name>`` and log ``W/<name>/log.txt``, so a crash, a hang past
@@ -6,12 +6,19 @@ the timeout or an exhausted memory in one paper cannot stop the others. A
 paper whose launcher does not exist yet is listed as not implemented; nothing
 is ever filled in for it. The registry of papers comes from the suite config,
 so this module knows no paper.
+
+The report is ``W/report.md`` and the same content as one self-contained page,
+``W/report.html`` (figures embedded), that a reader can open from the workdir
+or attach to a review.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import html
 import os
+import re
 import subprocess
 import sys
 import time
@@ -183,32 +190,92 @@ def _section(run: PaperRun, report_dir: str) -> str:
     return "\n".join(parts)
 
 
+def first_sentence(text: str, limit: int = 240) -> str:
+    """The first sentence of ``text`` (at most ``limit`` characters)."""
+    text = " ".join(str(text).split())
+    match = re.search(r"(?<=[.!?])\s", text)
+    out = text[: match.start()] if match else text
+    return out if len(out) <= limit else out[: limit - 1] + "\u2026"
+
+
 def write_report(runs: Sequence[PaperRun], path: str, preset: str) -> str:
-    """Writes the suite report (summary table, then one section per paper)."""
+    """Writes the suite report (summary table, then one section per paper).
+
+    ``path`` is the markdown file; an HTML page with the same content and the
+    figures embedded is written beside it (same name, ``.html``).
+    """
     report_dir = os.path.dirname(os.path.abspath(path))
     env = metrics_lib.env_info()
     lines = [
         "# jaxsuite report\n",
         f"Preset `{preset}` on {env['device_kind']} ({env['backend']}, "
         f"{env['device_count']} devices, {env['cpu_count']} CPU cores), "
-        f"jax {env['jax']}, host {env['host']}.\n",
+        f"jax {env['jax']}, Python {env['python']}, {env['platform']}, "
+        f"host {env['host']}. Total wall time "
+        f"{sum(r.seconds for r in runs):.1f} s.\n",
         markdown_table(
             [
                 {
                     "paper": r.name,
+                    "paper's claim": r.claim,
+                    "verdict here": first_sentence((r.results or {}).get("verdict", ""))
+                    or r.status,
                     "status": r.status,
                     "seconds": round(r.seconds, 1),
-                    "verdict": (r.results or {}).get("verdict", ""),
                 }
                 for r in runs
             ]
         ),
     ]
     lines.extend(_section(r, report_dir) for r in runs)
+    text = "\n".join(lines)
     os.makedirs(report_dir, exist_ok=True)
     with open(path, "w") as f:
-        f.write("\n".join(lines))
+        f.write(text)
+    html_path = os.path.splitext(path)[0] + ".html"
+    with open(html_path, "w") as f:
+        f.write(markdown_to_html(text, report_dir, title="jaxsuite report"))
     return path
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto;
+       padding: 0 1em; line-height: 1.45; color: #222; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; vertical-align: top; }
+th { background: #f3f3f3; }
+img { max-width: 100%; border: 1px solid #eee; }
+pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; }
+code { background: #f6f6f6; padding: 0 0.2em; }
+h2 { border-top: 2px solid #ddd; padding-top: 0.8em; }
+"""
+
+
+def _embed_image(match: re.Match, base_dir: str) -> str:
+    src = html.unescape(match.group(2))
+    path = os.path.join(base_dir, src)
+    if src.startswith(("data:", "http:", "https:")) or not os.path.isfile(path):
+        return match.group(0)
+    with open(path, "rb") as f:
+        data = base64.b64encode(f.read()).decode("ascii")
+    ext = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    mime = "image/svg+xml" if ext == "svg" else f"image/{ext}"
+    return f'{match.group(1)}"data:{mime};base64,{data}"'
+
+
+def markdown_to_html(text: str, base_dir: str, *, title: str) -> str:
+    """A standalone HTML page from markdown, images under ``base_dir`` inlined."""
+    import markdown
+
+    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
+    body = re.sub(
+        r'(<img[^>]*\ssrc=)"([^"]+)"', lambda m: _embed_image(m, base_dir), body
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n"
+        f"<body>\n{body}\n</body>\n</html>\n"
+    )
 
 
 def run(config: Any, workdir: str) -> list[PaperRun]:
@@ -229,5 +296,9 @@ def run(config: Any, workdir: str) -> list[PaperRun]:
             )
         )
         write_report(runs, os.path.join(workdir, "report.md"), config.paper_preset)
-    logging.info("Report: %s", os.path.join(workdir, "report.md"))
+    logging.info(
+        "Report: %s and %s",
+        os.path.join(workdir, "report.md"),
+        os.path.join(workdir, "report.html"),
+    )
     return runs

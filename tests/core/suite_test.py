@@ -1,5 +1,7 @@
 """Tests for the suite runner and its report."""
 
+import base64
+import html
 import pathlib
 import textwrap
 
@@ -89,26 +91,46 @@ def test_timeout_is_reported(tmp_path):
 
 
 def test_suite_smoke_lists_every_paper(tmp_path, monkeypatch):
-    """The real suite config: every paper appears, the example runner works."""
-    import importlib.util
+    """The real suite config: every paper and its claim appear in the report."""
+    from configs import suite as suite_config
 
-    spec = importlib.util.spec_from_file_location(
-        "suite_cfg", ROOT / "configs" / "suite.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("smoke")
+    config = suite_config.get_config("smoke")
     assert len(config.papers) == 8
-    # Run only papers that have no launcher yet, so this stays fast.
-    missing = [p for p in config.papers if not (ROOT / "launch" / f"{p}.py").exists()]
-    config.papers = tuple(missing)
-    monkeypatch.chdir(ROOT)
+    # From a root without launchers every paper is listed, none is run.
+    (tmp_path / "root" / "launch").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "root")
     runs = suite.run(config, str(tmp_path / "suite"))
     assert all(r.status == "not implemented" for r in runs)
     text = (tmp_path / "suite" / "report.md").read_text()
-    for entry in module.PAPERS:
-        if entry["name"] in missing:
-            assert entry["claim"] in text
+    page = (tmp_path / "suite" / "report.html").read_text()
+    for entry in suite_config.PAPERS:
+        assert entry["claim"] in text
+        assert html.escape(entry["claim"], quote=False) in page
+
+
+def test_html_report_has_the_tables_and_embeds_the_figures(tmp_path):
+    root = _fake_repo(tmp_path)
+    wd = tmp_path / "w" / "good"
+    run = suite.run_paper(_entry("good"), "smoke", str(wd), timeout=60, root=str(root))
+    png = bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+    )
+    (wd / "curve.png").write_bytes(png)
+    suite.write_report([run], str(tmp_path / "w" / "report.md"), "smoke")
+    page = (tmp_path / "w" / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<table>" in page and "<td>measured V</td>" in page
+    assert f"data:image/png;base64,{base64.b64encode(png).decode()}" in page
+    assert "curve.png" not in page.replace('alt="curve.png"', "")
+
+
+def test_first_sentence():
+    assert suite.first_sentence("Reproduced: 2.1x. Details follow.") == (
+        "Reproduced: 2.1x."
+    )
+    assert suite.first_sentence("no stop") == "no stop"
+    assert len(suite.first_sentence("x" * 500, limit=50)) == 50
 
 
 def test_markdown_table_union_of_columns():

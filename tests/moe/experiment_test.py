@@ -104,3 +104,26 @@ def test_interrupted_training_resumes_to_the_same_state(tmp_path):
         jax.tree.leaves(resumed["state"]), jax.tree.leaves(straight["state"])
     ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_diverging_run_stops_before_saving_nan(tmp_path):
+    # With learning_rate=1e6 the loss turns NaN: the run must stop with the
+    # step named instead of finishing and reporting NaN.
+    from jaxsuite.core import finite
+
+    config = _get_config("smoke,model.learning_rate=1e6")
+    setup = experiment._Setup(config)
+    with pytest.raises(
+        finite.NonFiniteError, match=r"'ep' stopped: loss is nan at"
+    ) as e:
+        experiment.train(
+            setup,
+            "ep",
+            3.0,
+            replay.overlap_degree(config),
+            workdir=str(tmp_path),
+            name="ep",
+        )
+    assert "last good checkpoint, step" in str(e.value)
+    saved = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints" / "ep"))
+    assert saved and max(saved) < e.value.step
