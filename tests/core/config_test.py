@@ -186,7 +186,12 @@ def test_paper_configs_refuse_bad_sizes(name):
     bad = {
         "example": ["steps=0", "batch_size=0", "hidden=(32,0)"],
         "lsmgnn": ["train.batch_per_device=0", "train.fanouts=(5,-1)", "train=3"],
-        "hecate": ["steps=0", "model.batch_per_device=0", "strategies=(ep,foo)"],
+        "hecate": [
+            "steps=0",
+            "model.batch_per_device=0",
+            "strategies=(ep,foo)",
+            "model=3",
+        ],
         "pvd": ["scene.size=0", "batch_rays=-64", "steps=1.5e0", "teachers=(nerf,)"],
         "deblur3dgs": ["steps=0", "image_size=0", "capacity=0", "methods=(vanilla,x)"],
     }[name]
