@@ -171,16 +171,13 @@ def to_dataset(
 
 def write_netcdf(ds: xr.Dataset, path: str) -> str:
     """Writes ``ds`` to NetCDF4 (times kept as numbers with CF units)."""
-    encoding = {"time": {"units": ds.time.attrs["units"], "dtype": "float64"}}
-    ds = ds.copy()
-    ds["time"].attrs = {k: v for k, v in ds.time.attrs.items() if k != "units"}
-    ds.to_netcdf(path, encoding=encoding, engine="h5netcdf")
+    ds.to_netcdf(path, engine="netcdf4")
     return path
 
 
 def read_netcdf(path: str) -> xr.Dataset:
     """Reads a ``write_netcdf`` file; ``time`` stays in model days."""
-    with xr.open_dataset(path, decode_times=False, engine="h5netcdf") as ds:
+    with xr.open_dataset(path, decode_times=False, engine="netcdf4") as ds:
         return ds.load()
 
 
@@ -227,7 +224,7 @@ def load_reanalysis_z500(
         found and those expected.
     """
     sph = sph or sphere_lib.sphere()
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
+    with xr.open_dataset(path, engine="netcdf4") as ds:
         ds = ds.load()
     name = _find(ds, _Z_NAMES) or _find(ds, _ZH_NAMES)
     if name is None:

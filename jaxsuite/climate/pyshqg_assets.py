@@ -59,7 +59,7 @@ def dump(path: str, num_states: int) -> None:
         load_reference_data(**config["reference_data"]),
         lat=st.lats,
         lon=st.lons,
-        methods=config["data_interpolation"],
+        methods=dict(config["data_interpolation"], initial_q="quintic"),
     )
     sel = slice(0, num_states)
     out = {
@@ -68,6 +68,7 @@ def dump(path: str, num_states: int) -> None:
         "orography": data.orography.to_numpy(),
         "land_sea_mask": data.land_sea_mask.to_numpy(),
         "forcing": ds.forcing.to_numpy(),
+        "initial_q": data.initial_q.to_numpy(),
     }
     for name in ("spec_q", "spec_psi", "spec_tendencies", "spec_rk4"):
         out[name] = st.spec_to_grid(ds[name].to_numpy()[sel])
@@ -97,6 +98,7 @@ def pack(raw_path: str, out_dir: str) -> None:
         orography=to_package_grid(raw["orography"]).astype(np.float64),
         land_sea_mask=to_package_grid(raw["land_sea_mask"]).astype(np.float64),
         forcing=to_package_grid(raw["forcing"]).astype(np.float64),
+        initial_q=to_package_grid(raw["initial_q"]).astype(np.float64),
         lat=sph.lat,
         lon=sph.lon,
     )

@@ -15,9 +15,12 @@ Spectral arrays are complex with shape ``(..., T + 1, T + 1)`` indexed
 
 Why an own transform rather than a library: at T21 the Legendre tables
 (32 x 22 x 22 values, computed once here in numpy float64 by the standard
-three-term recurrence) make the whole transform one ``rfft`` plus one
-``einsum``; it is exact for band-limited fields on this grid (the Gauss
-quadrature integrates degree <= 63 exactly), runs in float32 or float64 and
+three-term recurrence) make the whole transform one longitude transform plus
+one ``einsum``. The longitude transform is a real DFT matrix product
+(64 x 44) rather than an ``rfft``: at 64 points the matmul measured 2-3x
+faster than XLA's CPU FFT inside the model. It is exact for band-limited
+fields on this grid (the Gauss quadrature integrates degree <= 63 exactly),
+runs in float32 or float64 and
 is differentiable and ``vmap``-able like any jnp code. dinosaur (NeuralGCM's
 core) also offers T21 on the same grid, but it brings pint, dask, pandas and
 xarray-tensorstore and imports ``jax.experimental.shard_map``, which warns on
@@ -119,6 +122,17 @@ class Sphere:
         object.__setattr__(self, "_P", P)
         object.__setattr__(self, "_H", H)
         object.__setattr__(self, "_W", P * w[:, None, None] / (2.0 * self.nlon))
+        # Real DFT matrices for m <= T (faster than an FFT at these sizes):
+        # analysis f -> [Re F_m | Im F_m], synthesis [Re G_m | Im G_m] -> f.
+        ang = np.outer(np.arange(self.nlon), np.arange(self.T + 1))
+        ang = 2.0 * np.pi * ang / self.nlon  # (N, M)
+        object.__setattr__(
+            self, "_dft_a", np.concatenate([np.cos(ang), -np.sin(ang)], 1)
+        )
+        cm = np.full(self.T + 1, 2.0)
+        cm[0] = 1.0
+        synth = np.concatenate([cm * np.cos(ang), -cm * np.sin(ang)], 1).T
+        object.__setattr__(self, "_dft_s", synth)  # (2M, N)
         l = np.arange(self.T + 1)  # noqa: E741
         object.__setattr__(self, "l", l)
         object.__setattr__(
@@ -143,21 +157,18 @@ class Sphere:
     def to_spec(self, f: jax.Array) -> jax.Array:
         """Analysis: real (..., nlat, nlon) -> complex (..., T+1, T+1) [l, m]."""
         rdt = jnp.result_type(f, jnp.float32)
-        F = jnp.fft.rfft(f, axis=-1)[..., : self.T + 1]  # (..., J, M)
-        W = jnp.asarray(self._W, rdt)
-        re = jnp.einsum("...jm,jml->...lm", F.real, W)
-        im = jnp.einsum("...jm,jml->...lm", F.imag, W)
-        return jax.lax.complex(re, im)
+        M = self.T + 1
+        F = f @ jnp.asarray(self._dft_a, rdt)  # (..., J, 2M): Fourier re | im
+        F = jnp.reshape(F, F.shape[:-1] + (2, M))
+        ri = jnp.einsum("...jcm,jml->...clm", F, jnp.asarray(self._W, rdt))
+        return jax.lax.complex(ri[..., 0, :, :], ri[..., 1, :, :])
 
     def _synth(self, spec: jax.Array, table: np.ndarray) -> jax.Array:
         rdt = spec.real.dtype
-        tab = jnp.asarray(table, rdt)
-        re = jnp.einsum("...lm,jml->...jm", spec.real, tab)
-        im = jnp.einsum("...lm,jml->...jm", spec.imag, tab)
-        G = jax.lax.complex(re, im) * self.nlon
-        pad = self.nlon // 2 + 1 - (self.T + 1)
-        G = jnp.pad(G, [(0, 0)] * (G.ndim - 1) + [(0, pad)])
-        return jnp.fft.irfft(G, n=self.nlon, axis=-1)
+        ri = jnp.stack([spec.real, spec.imag], axis=-3)  # (..., 2, L, M)
+        G = jnp.einsum("...clm,jml->...jcm", ri, jnp.asarray(table, rdt))
+        G = jnp.reshape(G, G.shape[:-2] + (2 * (self.T + 1),))
+        return G @ jnp.asarray(self._dft_s, rdt)
 
     def to_grid(self, spec: jax.Array) -> jax.Array:
         """Synthesis: complex (..., T+1, T+1) -> real (..., nlat, nlon)."""

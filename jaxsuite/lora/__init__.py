@@ -16,8 +16,9 @@ PRoLoRA), ``targets`` (finding layers by name pattern), ``methods`` (each
 method's parameter specs and its A, B factors), ``adapters`` (the wrapper
 module, variable types and filters, merge/unmerge), ``checkpoint``
 (saving and loading adapters alone), ``transformer`` (a small LLaMA-style
-decoder), ``data`` (procedural token streams and the adaptation tasks) and
-``experiment`` (the launcher's run).
+decoder), ``data`` (procedural token streams and the adaptation tasks),
+``adapt`` (training many adapter instances at once), ``report`` (tables,
+savings, verdict, figure) and ``experiment`` (the launcher's run).
 """
 
 from jaxsuite.lora.adapters import (

@@ -43,6 +43,8 @@ from jaxsuite.lora import methods
 from jaxsuite.lora import targets as targets_lib
 from jaxsuite.lora.targets import Target
 
+Filter = Any  # an nnx filter: a Variable type, a predicate (path, value), a tuple...
+
 
 class AdapterParam(nnx.LoRAParam):
     """A trainable adapter array."""
@@ -71,7 +73,7 @@ def scan_axes(axis: int = 0) -> nnx.StateAxes:
     return nnx.StateAxes({shared: None, ...: axis})
 
 
-def select(*patterns: str) -> nnx.filterlib.Filter:
+def select(*patterns: str) -> Filter:
     """Filter for the trainable adapter arrays of the layers matching ``patterns``.
 
     Patterns follow ``target_modules`` (see ``jaxsuite.lora.config``) and
@@ -356,7 +358,7 @@ def unwrap(model: nnx.Module, *, merge_updates: bool = True) -> tuple[str, ...]:
     return tuple(layers)
 
 
-def count_params(model: Any, filter_: nnx.filterlib.Filter = trainable) -> int:
+def count_params(model: Any, filter_: Filter = trainable) -> int:
     """Number of array elements of ``model``'s variables matching ``filter_``.
 
     Uses shapes only, so it works on an abstract model from

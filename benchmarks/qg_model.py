@@ -1,0 +1,185 @@
+"""QG model speed: this JAX model vs pyshqg's numpy backend, side by side.
+
+Model days per second for one trajectory and for an ensemble of 8 (vmap),
+float64 and float32, both timed in this one process session on the same
+machine (pyshqg runs in its own venv through a subprocess, see
+``jaxsuite.climate.throughput``). Optionally a 10-year climate run: bounded
+energy, and its mean 500 hPa streamfunction against the climatology the
+forcing implies (``--climate``).
+
+    python benchmarks/qg_model.py --make-venv  # creates runs/pyshqg-venv
+    python benchmarks/qg_model.py  # -> benchmarks/results/qg_model_cpu.json
+    python benchmarks/qg_model.py --climate-years 10  # -> blocking_climate.json/png
+
+The --climate check: the shipped forcing came (in pyshqg) from a Roads-type
+computation on a reanalysis climatology that is not shipped. Its fixed point
+is defined here as the state the forcing balances: the run's own mean
+tendency. The check reports (a) bounded energy over the run, (b) the Roads
+forcing recomputed from the run's daily states against the shipped forcing
+(pattern correlation and relative RMS), and (c) the mean 500 hPa
+streamfunction of the first and second halves of the run (stationarity).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import bench_util  # noqa: E402
+from jaxsuite.climate import data, qg, throughput  # noqa: E402
+
+DEFAULT_VENV = "runs/pyshqg-venv"
+
+
+def speed(args) -> dict:
+    rows = []
+    ref = data.load_pyshqg_reference()["q"]
+    for dtype in ("float64", "float32"):
+        x64 = dtype == "float64"
+        with jax.enable_x64(x64):
+            model = data.default_model(dtype=np.float64 if x64 else np.float32)
+            cdt = jnp.complex128 if x64 else jnp.complex64
+            q8 = jnp.asarray(ref, cdt)
+            single = throughput.measure_jax(model, q8[0], days=args.days)
+            ens = throughput.measure_jax(model, q8, days=max(1, args.days // 2))
+        row = {
+            "dtype": dtype,
+            "jax_single_model_days_per_s": single,
+            "jax_ens8_model_days_per_s": ens,
+            "jax_ens8_member_days_per_s": 8 * ens,
+        }
+        if args.pyshqg_python and os.path.exists(args.pyshqg_python):
+            ps = throughput.measure_pyshqg(
+                args.pyshqg_python, members=1, days=args.days, floatx=dtype
+            )
+            pe = throughput.measure_pyshqg(
+                args.pyshqg_python, members=8, days=max(1, args.days // 4), floatx=dtype
+            )
+            row.update(
+                {
+                    "pyshqg_single_model_days_per_s": ps,
+                    "pyshqg_ens8_model_days_per_s": pe,
+                    "pyshqg_ens8_member_days_per_s": 8 * pe,
+                    "speedup_single": single / ps,
+                    "speedup_ens8": ens / pe,
+                }
+            )
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return {
+        "rows": rows,
+        "env": bench_util.bench_env(),
+        "days_timed": args.days,
+        "targets": {"speedup_single": 3.0, "speedup_ens8": 10.0},
+    }
+
+
+def climate(args) -> dict:
+    """A long float32 run: boundedness, Roads forcing recovery, stationarity."""
+    from jaxsuite.climate import plots, runs
+
+    model = data.default_model(dtype=np.float32)
+    q0 = jnp.asarray(data.load_pyshqg_reference()["q"][:1], jnp.complex64)
+    days = int(round(365 * args.climate_years))
+    directory = os.path.join(args.workdir, "climate_run")
+    t0 = time.perf_counter()
+    psi = runs.run_ensemble(
+        model,
+        q0,
+        days=days,
+        directory=directory,
+        chunk_days=100,
+        levels=(0, 1, 2),
+        name="climate",
+    )[0]  # (days, 3, lat, lon)
+    wall = time.perf_counter() - t0
+    sph = model.sphere
+    rms = np.sqrt((psi.astype(np.float64) ** 2).mean(axis=(1, 2, 3)))
+    yearly = rms[: 365 * (days // 365)].reshape(-1, 365).mean(1)
+    # Roads forcing from (a subsample of) the run's states, in float64.
+    with jax.enable_x64(True):
+        m64 = data.default_model()
+        sample = psi[::5].astype(np.float64)
+        psi_spec = sph.to_spec(jnp.asarray(sample))
+        q = qg.q_from_psi(m64, psi_spec)
+        roads = np.asarray(sph.to_grid(qg.roads_forcing(m64, q)))
+    shipped = data.load_fields()["forcing"]
+    corr = [
+        float(np.corrcoef(roads[i].ravel(), shipped[i].ravel())[0, 1]) for i in range(3)
+    ]
+    relrms = [
+        float(np.sqrt(np.mean((roads[i] - shipped[i]) ** 2) / np.mean(shipped[i] ** 2)))
+        for i in range(3)
+    ]
+    half = psi.shape[0] // 2
+    m1, m2 = psi[:half, 1].mean(0), psi[half:, 1].mean(0)
+    eddy = lambda f: f - f.mean(-1, keepdims=True)  # noqa: E731
+    stat_corr = float(np.corrcoef(eddy(m1).ravel(), eddy(m2).ravel())[0, 1])
+    plots.climatology(
+        args.figure,
+        {
+            "mean psi500 (years 1-5), 1e6 m2/s": eddy(m1) / 1e6,
+            "mean psi500 (years 6-10), 1e6 m2/s": eddy(m2) / 1e6,
+            "Roads forcing from the run minus shipped, 500 hPa (1e-11 s-2)": (
+                roads[1] - shipped[1]
+            )
+            / 1e-11,
+        },
+        sph.lat,
+        sph.lon,
+    )
+    return {
+        "years": args.climate_years,
+        "wall_seconds": wall,
+        "member_days_per_s": days / wall,
+        "finite": bool(np.isfinite(psi).all()),
+        "psi_rms_by_year_m2_per_s": yearly.tolist(),
+        "psi_rms_max_over_min_year": float(yearly.max() / yearly.min()),
+        "roads_vs_shipped_forcing_corr_by_level": corr,
+        "roads_vs_shipped_forcing_rel_rms_by_level": relrms,
+        "eddy_psi500_first_vs_second_half_corr": stat_corr,
+        "env": bench_util.bench_env(),
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--make-venv", action="store_true", help="create the pyshqg venv and exit"
+    )
+    p.add_argument(
+        "--pyshqg-python", default=os.path.join(DEFAULT_VENV, "bin", "python")
+    )
+    p.add_argument("--days", type=int, default=4)
+    p.add_argument("--out", default="benchmarks/results/qg_model_cpu.json")
+    p.add_argument("--climate-years", type=float, default=0.0)
+    p.add_argument("--out-climate", default="benchmarks/results/blocking_climate.json")
+    p.add_argument("--figure", default="benchmarks/results/blocking_climate.png")
+    p.add_argument("--workdir", default="runs/qg_benchmark")
+    args = p.parse_args(argv)
+    if args.make_venv:
+        print(throughput.make_pyshqg_venv(DEFAULT_VENV))
+        return
+    if args.climate_years > 0:
+        res = climate(args)
+        path = args.out_climate
+    else:
+        res = speed(args)
+        path = args.out
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(res, f, indent=2)
+    print(json.dumps({k: v for k, v in res.items() if k != "env"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

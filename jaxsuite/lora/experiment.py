@@ -1,0 +1,396 @@
+"""MoS experiment: adapters at equal budget on a small pretrained decoder.
+
+1. Pretrain a LLaMA-style decoder (``transformer``) on a procedural order-2
+   Markov language (``data``), resumable through Orbax checkpoints.
+2. Build two adaptation tasks whose ideal update exceeds the budget: *remap*
+   (the downstream language relabels the outputs of a cycle of tokens) and
+   *teacher* (distil a teacher that is the base plus a random rank-k update
+   of every projection).
+3. For every method string in ``config.methods`` (LoRA at several ranks,
+   MoS at several r and l, VeRA, Tied-LoRA, PRoLoRA; ``r=auto`` picks the
+   largest rank within LoRA(e)'s trainable count), pick the learning rate
+   on a validation set with one seed, then train ``config.seeds`` seeds at
+   that rate (all instances vmapped) and score them on a held-out test set.
+   The score is the fraction of the base model's gap closed, in percent:
+   ``100 (1 - m / m_base)`` with m the excess loss over the true language
+   (remap) or KL(teacher || student) (teacher).
+4. Write the table (score mean and std, trainable parameters), the LoRA
+   parameters needed to match each method (interpolated on the LoRA
+   curve), a figure of score against trainable parameters, and a verdict
+   on the paper's two claims.
+
+Each finished (task, method) is saved under ``workdir/phases`` so a killed
+run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+
+from jaxsuite.core import metrics as metrics_lib
+from jaxsuite.core import train as train_lib
+from jaxsuite.lora import adapt, adapters, data, methods, report, targets
+from jaxsuite.lora import transformer as tf
+
+CLAIM = (
+    "MoS saves about 8x trainable parameters over LoRA (MoS at 1/8 of LoRA's "
+    "parameters matches it) and beats LoRA, Tied-LoRA and PRoLoRA at equal budget "
+    "(Wang et al., ICLR 2025)."
+)
+
+
+class Task(NamedTuple):
+    """One adaptation task: data, training loss and metric (lower is better).
+
+    ``metric_fn(model, tokens, aux) - offset`` is the metric on ``tokens``
+    (the val or test set); ``aux`` holds arrays shared by every instance
+    (the teacher's weights).
+    """
+
+    name: str
+    batch_fn: Any  # key -> tokens (B, T)
+    loss_fn: Any  # (model, tokens, aux) -> scalar
+    metric_fn: Any  # (model, tokens, aux) -> scalar
+    aux: Any
+    val_tokens: jax.Array
+    test_tokens: jax.Array
+    val_offset: float
+    test_offset: float
+    base_val: float
+    base_test: float
+    unit: str
+
+
+def model_config(config: Any) -> tf.TransformerConfig:
+    m = config.model
+    return tf.TransformerConfig(
+        vocab=m.vocab,
+        d_model=m.d_model,
+        n_layers=m.n_layers,
+        n_heads=m.n_heads,
+        d_ff=m.d_ff,
+        max_len=config.seq_len,
+        scan_layers=True,
+    )
+
+
+def pretrain(config: Any, workdir: str, chain: data.Chain, writer) -> nnx.Module:
+    """Trains the base model on ``chain`` (resumes from its checkpoint)."""
+    model = tf.Transformer(model_config(config), rngs=nnx.Rngs(config.seed))
+    graphdef, params = nnx.split(model, nnx.Param)
+    p = config.pretrain
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, p.learning_rate, max(p.steps // 20, 1), p.steps
+    )
+    tx = optax.chain(
+        optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=0.0)
+    )
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+
+    @jax.jit
+    def step(state, step_index):
+        tokens = data.sample(
+            chain, jax.random.fold_in(key, step_index), p.batch, config.seq_len
+        )
+        loss_fn = lambda q: data.lm_loss(nnx.merge(graphdef, q)(tokens), tokens)
+        loss, grads = jax.value_and_grad(loss_fn)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        return {"params": params, "opt_state": opt_state}, loss
+
+    def step_fn(state, step_index):
+        state, loss = step(state, step_index)
+        if not np.isfinite(float(loss)):
+            raise FloatingPointError(
+                f"Pretraining loss is {float(loss)} at step {step_index}; "
+                "the last good checkpoint is kept."
+            )
+        return state, {"pretrain_loss": loss}
+
+    state = {"params": params, "opt_state": tx.init(params)}
+    state = train_lib.train_loop(
+        state,
+        step_fn,
+        num_steps=p.steps,
+        workdir=workdir,
+        checkpoint_every=config.checkpoint_every,
+        writer=writer,
+        log_every=config.log_every,
+        name="pretrain",
+    )
+    return nnx.merge(graphdef, state["params"])
+
+
+def _split_eval(config, chain, tag):
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), tag)
+    return data.sample(chain, key, config.eval_sequences, config.seq_len)
+
+
+def make_teacher(config: Any, base: nnx.Module) -> nnx.Module:
+    """The base plus a random rank-k update of every targeted projection."""
+    teacher = nnx.clone(base)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 7)
+    found = targets.find_targets(teacher, tuple(config.target_modules))
+    for i, (t, module) in enumerate(found):
+        kernel = module.kernel[...]
+        flat = kernel.reshape(t.n_layers, t.d_in, t.d_out)
+        keys = jax.random.split(jax.random.fold_in(key, i), t.n_layers)
+        delta = jax.vmap(
+            lambda k, w: data.low_rank_update(
+                k, w, config.teacher.rank, config.teacher.relative_norm
+            )
+        )(keys, flat)
+        module.kernel[...] = kernel + delta.reshape(kernel.shape)
+    return teacher
+
+
+def make_task(name: str, config: Any, base: nnx.Module, chain: data.Chain) -> Task:
+    """The ``remap`` or ``teacher`` task on the pretrained ``base``."""
+    b, t = config.adapt.batch, config.seq_len
+    if name == "remap":
+        target = data.remap_chain(chain, config.remap_tokens, config.seed)
+        val, test = _split_eval(config, target, 11), _split_eval(config, target, 12)
+        entropy = lambda x: -float(jnp.mean(data.true_log_probs(target, x)))
+        lm = lambda m, tokens, aux: data.lm_loss(m(tokens), tokens)
+        task = Task(
+            name,
+            lambda key: data.sample(target, key, b, t),
+            lm,
+            lm,
+            {},
+            val,
+            test,
+            entropy(val),
+            entropy(test),
+            0.0,
+            0.0,
+            "nats/token above the true entropy",
+        )
+    elif name == "teacher":
+        t_graph, t_state = nnx.split(make_teacher(config, base))
+
+        def kl(m, tokens, teacher_state):
+            teacher = nnx.merge(t_graph, teacher_state, copy=True)
+            return data.kl_loss(m(tokens), teacher(tokens))
+
+        task = Task(
+            name,
+            lambda key: data.sample(chain, key, b, t),
+            kl,
+            kl,
+            t_state,
+            _split_eval(config, chain, 21),
+            _split_eval(config, chain, 22),
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            "nats/token KL(teacher || student)",
+        )
+    else:
+        raise ValueError(f"Unknown task {name!r}; use 'remap' or 'teacher'.")
+    metric = jax.jit(task.metric_fn)
+    return task._replace(
+        base_val=float(metric(base, task.val_tokens, task.aux)) - task.val_offset,
+        base_test=float(metric(base, task.test_tokens, task.aux)) - task.test_offset,
+    )
+
+
+def resolve_methods(config: Any, base: nnx.Module) -> list[tuple[str, Any]]:
+    """Parses ``config.methods``; ``r=auto`` takes the largest rank whose
+    trainable count stays within LoRA at ``config.budget_rank``."""
+    found = [t for t, _ in targets.find_targets(base, tuple(config.target_modules))]
+    common = dict(
+        target_modules=tuple(config.target_modules),
+        alpha=config.adapt.alpha,
+        dropout=config.adapt.dropout,
+    )
+    budget = methods.count_trainable(
+        adapt.parse_method(f"lora r={config.budget_rank}", **common)[1], found
+    )
+    out = []
+    for text in config.methods:
+        if "r=auto" not in text:
+            out.append(adapt.parse_method(text, **common))
+            continue
+        best = None
+        for r in range(1, 257):
+            label, cfg = adapt.parse_method(text.replace("r=auto", f"r={r}"), **common)
+            try:
+                n = methods.count_trainable(cfg, found)
+            except ValueError:
+                break
+            if n > budget:
+                break
+            best = (label, cfg)
+        if best is None:
+            raise ValueError(
+                f"No rank of {text!r} fits the budget of {budget} parameters."
+            )
+        out.append(best)
+    return out
+
+
+def _score(metric: np.ndarray, base_metric: float) -> np.ndarray:
+    return 100.0 * (1.0 - metric / base_metric)
+
+
+def run_method(
+    task: Task, base: nnx.Module, label: str, cfg: Any, config: Any
+) -> dict[str, Any]:
+    """Learning-rate selection on one seed, then ``config.seeds`` seeds.
+
+    Both phases run as vmapped instances through one compiled program when
+    the learning-rate grid and the seeds are equally many.
+    """
+    a = config.adapt
+    tx = adapt.optimizer(a.steps, a.warmup_ratio, a.clip)
+    chunk = min(a.chunk, a.steps)
+    if a.steps % chunk:
+        raise ValueError(f"adapt.steps={a.steps} must be a multiple of chunk={chunk}.")
+    t0 = time.time()
+    inst = adapt.build_instances(base, cfg, list(range(config.seeds)))
+    run = adapt.make_train_chunk(inst.graphdef, tx, task.loss_fn, task.batch_fn, chunk)
+    evaluate = adapt.make_eval(inst.graphdef, task.metric_fn)
+
+    def train(inst, lrs, seeds):
+        params, extra = inst.params, inst.extra
+        opt_state = jax.vmap(tx.init)(params)
+        root = jax.random.PRNGKey(config.seed + 1000)
+        keys = jnp.stack([jax.random.fold_in(root, s) for s in seeds])
+        lrs = jnp.asarray(lrs, jnp.float32)
+        # One placement for every argument, so both phases hit one compilation.
+        device = jax.devices()[0]
+        params, opt_state, extra, lrs, keys, base_state, aux = jax.device_put(
+            (params, opt_state, extra, lrs, keys, inst.base, task.aux), device
+        )
+        for step0 in range(0, a.steps, chunk):
+            params, opt_state, extra, losses = run(
+                base_state, params, opt_state, extra, lrs, keys, step0, aux
+            )
+            last = np.asarray(losses)
+            if not np.all(np.isfinite(last)):
+                bad = np.argwhere(~np.isfinite(last))[0]
+                raise FloatingPointError(
+                    f"{task.name}/{label}: training loss {last[tuple(bad)]} at step "
+                    f"{step0 + bad[1] + 1} (seed {seeds[bad[0]]})."
+                )
+        return params, extra, last[:, -1]
+
+    n_lr = len(a.learning_rates)
+    tune = adapt.repeat_instances(
+        adapt.build_instances(base, cfg, [config.tune_seed]), n_lr
+    )
+    params, extra, _ = train(tune, a.learning_rates, [config.tune_seed] * n_lr)
+    val = np.asarray(evaluate(inst.base, params, extra, task.val_tokens, task.aux))
+    val_scores = _score(val - task.val_offset, task.base_val)
+    best = int(np.argmax(np.where(np.isfinite(val_scores), val_scores, -np.inf)))
+    lr = float(a.learning_rates[best])
+
+    seeds = list(range(config.seeds))
+    params, extra, final_loss = train(inst, [lr] * len(seeds), seeds)
+    test = np.asarray(evaluate(inst.base, params, extra, task.test_tokens, task.aux))
+    test = test - task.test_offset
+    scores = _score(test, task.base_test)
+    one = nnx.clone(base)
+    adapters.wrap(one, cfg)
+    n_params = adapters.count_params(one)
+    row = {
+        "task": task.name,
+        "method": label,
+        "config": cfg.to_dict(),
+        "trainable_params": int(n_params),
+        "learning_rate": lr,
+        "val_score_by_lr": [float(v) for v in val_scores],
+        "score_mean": float(np.mean(scores)),
+        "score_std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0,
+        "scores": [float(v) for v in scores],
+        "metric_mean": float(np.mean(test)),
+        "metric_std": float(np.std(test, ddof=1)) if len(test) > 1 else 0.0,
+        "final_train_loss_mean": float(np.mean(final_loss)),
+        "seconds": time.time() - t0,
+    }
+    logging.info(
+        "%s | %-26s | %7d params | lr %.0e | score %.1f +- %.1f %% | %.0f s",
+        task.name,
+        label,
+        n_params,
+        lr,
+        row["score_mean"],
+        row["score_std"],
+        row["seconds"],
+    )
+    return row
+
+
+def _phase_path(workdir: str, task: str, label: str) -> str:
+    safe = label.replace(" ", "_").replace("=", "")
+    return os.path.join(workdir, "phases", f"{task}__{safe}.json")
+
+
+def run(config: Any, workdir: str) -> dict[str, Any]:
+    """Pretrains, adapts with every method on every task, writes results.json."""
+    t0 = time.time()
+    train_lib.prepare_workdir(workdir, config)
+    os.makedirs(os.path.join(workdir, "phases"), exist_ok=True)
+    chain = data.make_chain(
+        jax.random.fold_in(jax.random.PRNGKey(config.seed), 0),
+        config.model.vocab,
+        config.chain_scale,
+    )
+    with metrics_lib.MetricWriter(workdir) as writer:
+        writer.write_hparams(config.to_dict())
+        base = pretrain(config, workdir, chain, writer)
+        pre_test = _split_eval(config, chain, 3)
+        entropy = -float(jnp.mean(data.true_log_probs(chain, pre_test)))
+        pre_excess = (
+            float(data.lm_loss(jax.jit(lambda m: m(pre_test))(base), pre_test))
+            - entropy
+        )
+        writer.write_scalars(
+            config.pretrain.steps, {"pretrain_excess_loss": pre_excess}
+        )
+        logging.info(
+            "Base model: %.4f nats/token above the entropy %.3f.", pre_excess, entropy
+        )
+        method_list = resolve_methods(config, base)
+        rows, tasks = [], {}
+        for task_name in config.tasks:
+            task = make_task(task_name, config, base, chain)
+            tasks[task_name] = task
+            logging.info(
+                "Task %s: base model %.4f %s.", task_name, task.base_test, task.unit
+            )
+            for label, cfg in method_list:
+                path = _phase_path(workdir, task_name, label)
+                if os.path.exists(path):
+                    with open(path) as f:
+                        rows.append(json.load(f))
+                    continue
+                row = run_method(task, base, label, cfg, config)
+                with open(path + ".tmp", "w") as f:
+                    json.dump(row, f, indent=1)
+                os.replace(path + ".tmp", path)
+                rows.append(row)
+                writer.write_scalars(
+                    len(rows),
+                    {f"{task_name}/{label}/score": row["score_mean"]},
+                )
+    base_info = {
+        "pretrain_excess_loss": pre_excess,
+        "language_entropy": entropy,
+        "tasks": {
+            k: {"base_metric": v.base_test, "unit": v.unit} for k, v in tasks.items()
+        },
+    }
+    return report.write(config, workdir, rows, base_info, CLAIM, time.time() - t0)
