@@ -155,5 +155,103 @@ def _base() -> ml_collections.ConfigDict:
     return c
 
 
+class _Weight(config_lib.Rule):
+    """A non-negative loss weight, or a (start, end) pair of them."""
+
+    def describe(self) -> str:
+        return "a number >= 0 or a pair of them"
+
+    def check(self, value):
+        pair = config_lib.Tuple(config_lib.non_negative_float, length=2)
+        if isinstance(value, tuple | list):
+            return pair.check(value)
+        return config_lib.non_negative_float.check(value)
+
+
+_WEIGHT = _Weight()
+_pos_int = config_lib.positive_int
+_pos = config_lib.positive_float
+_nonneg = config_lib.non_negative_float
+_frac = config_lib.fraction
+_pair = config_lib.Tuple(config_lib.Float(), length=2)
+_frac_pair = config_lib.Tuple(_frac, length=2)
+_variant = config_lib.Choice("none", "sds", "vsd", *[f"bsd{k}" for k in range(1, 11)])
+_group = config_lib.Choice("class", "color_a", "color_b", "pattern", "view")
+
+SPEC = {
+    "seed": config_lib.Int(),
+    "size": config_lib.Int(min=8),
+    "fov": config_lib.Float(min=1.0, max=120.0),
+    "prompt_groups": config_lib.Tuple(_group, unique=True),
+    "object_seeds": config_lib.Tuple(
+        config_lib.non_negative_int, min_len=1, unique=True
+    ),
+    "seeds": config_lib.Tuple(config_lib.Int(), min_len=1, unique=True),
+    "variants": config_lib.Tuple(_variant, min_len=1, unique=True),
+    "elevation_range": config_lib.Tuple(
+        config_lib.Float(min=-89.0, max=89.0), length=2
+    ),
+    "azimuth_range": _pair,
+    "checkpoint_every": _pos_int,
+    "log_every": _pos_int,
+    "field.hash_*": _pos,
+    "field.hidden": _pos_int,
+    "field.bound": _pos,
+    "field.blob_*": _pos,
+    "*.steps": config_lib.Int(min=2),
+    "*.lr": _pos,
+    "*.color_lr": _pos,
+    "*.unet_lr": _nonneg,
+    "*.views": _pos_int,
+    "*.num_samples": config_lib.Int(min=2),
+    "*.cfg_*": config_lib.Float(min=1.0),
+    "*.lambda_*": _WEIGHT,
+    "coarse.t_min": _frac_pair,
+    "coarse.t_max": _frac_pair,
+    "coarse.band_start_level": _pos_int,
+    "coarse.band_start": _frac,
+    "coarse.band_every": _frac,
+    "coarse.anneal_until": _frac,
+    "coarse.progressive_until": _frac,
+    "coarse.reg_switch": _frac,
+    "geometry.grid": config_lib.Int(min=8),
+    "geometry.t_image": _frac_pair,
+    "geometry.t_view": _frac_pair,
+    "geometry.n_rgb": _pos_int,
+    "geometry.beta": _pos,
+    "geometry.band": _pos,
+    "geometry.iso_threshold": _pos,
+    "geometry.smooth_*": _frac,
+    "texture.t_min": _frac,
+    "texture.t_max": _frac_pair,
+    "texture.db_batch": _pos_int,
+    "texture.erode_*": _pos_int,
+    "eval.azimuths": config_lib.Int(min=4),
+    "eval.elevations": config_lib.Tuple(
+        config_lib.Float(min=-89.0, max=89.0), min_len=1
+    ),
+    "eval.grid": config_lib.Int(min=8),
+    "eval.bootstrap": _pos_int,
+}
+
+
+def _fits(c) -> str | None:
+    lo, hi = c.elevation_range
+    if lo > hi:
+        return f"elevation_range=({lo}, {hi}): the first must not exceed the second."
+    if c.texture.t_min >= min(c.texture.t_max):
+        return f"texture.t_min={c.texture.t_min} must lie below texture.t_max."
+    if c.coarse.band_start_level > c.field.hash_levels:
+        return (
+            f"coarse.band_start_level={c.coarse.band_start_level} exceeds "
+            f"field.hash_levels={c.field.hash_levels}."
+        )
+    if c.prior_source == "assets" and c.size != 32:
+        return f"size={c.size}: the shipped priors work at 32x32 (or set prior_source)."
+    return None
+
+
 def get_config(arg=None):
-    return config_lib.build_config(arg, base=_base, presets=PRESETS)
+    return config_lib.build_config(
+        arg, base=_base, presets=PRESETS, spec=SPEC, checks=(_fits,)
+    )

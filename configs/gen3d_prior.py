@@ -72,5 +72,44 @@ def _base() -> ml_collections.ConfigDict:
     return c
 
 
+_pos_int = config_lib.positive_int
+
+SPEC = {
+    "seed": config_lib.Int(),
+    "size": config_lib.Int(min=8),
+    "channels": config_lib.Tuple(_pos_int, min_len=1),
+    "schedule": config_lib.Choice("cosine", "linear", "scaled_linear"),
+    "num_timesteps": config_lib.Int(min=10),
+    "n_objects": _pos_int,
+    "n_heldout": _pos_int,
+    "views": config_lib.Int(min=2),
+    "batch": _pos_int,
+    "image_steps": _pos_int,
+    "view_steps": _pos_int,
+    "lr": config_lib.positive_float,
+    "p_normal": config_lib.fraction,
+    "image_cfg": config_lib.Float(min=1.0),
+    "view_cfg": config_lib.Float(min=1.0),
+    "sample_steps": _pos_int,
+    "checkpoint_every": _pos_int,
+    "log_every": _pos_int,
+}
+
+
+def _fits(c) -> str | None:
+    if c.size % (2 ** (len(c.channels) - 1)):
+        return (
+            f"size={c.size} must be divisible by 2^(len(channels) - 1) = "
+            f"{2 ** (len(c.channels) - 1)} (one downsampling per extra level)."
+        )
+    if any(ch % 8 for ch in c.channels):
+        return (
+            f"channels={tuple(c.channels)}: each must be a multiple of 8 (GroupNorm)."
+        )
+    return None
+
+
 def get_config(arg=None):
-    return config_lib.build_config(arg, base=_base, presets=PRESETS)
+    return config_lib.build_config(
+        arg, base=_base, presets=PRESETS, spec=SPEC, checks=(_fits,)
+    )

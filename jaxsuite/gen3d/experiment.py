@@ -287,6 +287,12 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
                 first = first or res
     _turntable_figure(os.path.join(workdir, "turntable.png"), first, config.variants)
     table, pairs = summarize(rows, config.variants, config.eval.bootstrap)
+    figures.plot_bars(
+        os.path.join(workdir, "back_psnr.png"),
+        {e["variant"]: e["back_psnr"] for e in table},
+        ylabel="back-view PSNR (dB)",
+        title="Novel back views vs ground truth (mean over runs)",
+    )
     metrics = {}
     for e in table:
         v = e["variant"]

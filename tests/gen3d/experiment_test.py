@@ -63,3 +63,17 @@ def test_prior_training_smoke_writes_loadable_weights(tmp_path):
     extra = weights.read_extra_config(os.path.join(wd, "image_prior"))
     assert extra["prior_kind"] == "image" and extra["noise_schedule"] == "cosine"
     assert metrics_lib.read_results(wd)["preset"] == "smoke"
+
+
+def test_configs_declare_their_ranges():
+    for arg in ("smoke", "small", "paper"):
+        _config("dreamcraft3d", arg)
+        _config("gen3d_prior", arg)
+    with pytest.raises(ValueError, match="bsdx"):
+        _config("dreamcraft3d", "small,variants=(sds,bsdx)")
+    with pytest.raises(ValueError, match="32x32"):
+        _config("dreamcraft3d", "small,size=16")
+    with pytest.raises(ValueError, match="t_max"):
+        _config("dreamcraft3d", "small,texture.t_min=0.9")
+    with pytest.raises(ValueError, match="multiple of 8"):
+        _config("gen3d_prior", "small,channels=(12,24)")
