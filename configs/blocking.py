@@ -34,9 +34,9 @@ def _model(members, days, **kw):
 def _base() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.source = _model(8, 1500)
+    config.source = _model(8, 1200)
     config.target = _model(
-        8, 1200, tau_ekman_days=1.5, rossby_radius_2_km=400.0, tau_selective_s=17280.0
+        8, 1000, tau_ekman_days=1.5, rossby_radius_2_km=400.0, tau_selective_s=17280.0
     )
     config.onset = ml_collections.ConfigDict({"threshold": 1.0, "persistence_days": 5})
     config.learn = ml_collections.ConfigDict(

@@ -162,5 +162,80 @@ def _base() -> ml_collections.ConfigDict:
     return c
 
 
+_pos_int, _pos = config_lib.positive_int, config_lib.positive_float
+_non_neg_int, _non_neg = config_lib.non_negative_int, config_lib.non_negative_float
+METHODS = ("vanilla", "deblur", "known_blur", "thin_lens")
+SPEC = {
+    "seed": config_lib.Int(),
+    "image_size": config_lib.Int(min=4),
+    "num_views": config_lib.Int(min=2),
+    "test_every": config_lib.Int(min=2),  # 1 would leave no training views
+    "fov_deg": config_lib.Float(min=0.0, max=179.0, open_min=True),
+    "scene_detail": _pos,
+    "wall_half": config_lib.Tuple(_pos, length=2),
+    "blur_types": config_lib.Tuple(
+        config_lib.Choice("defocus", "motion"), min_len=1, unique=True
+    ),
+    "blur_samples": _pos_int,
+    "aperture": _non_neg,
+    "focus_min": _pos,
+    "focus_max": _pos,
+    "motion_angle_deg": _non_neg,
+    "motion_shift": _non_neg,
+    "num_gaussians": _pos_int,
+    "init_noise": _non_neg,
+    "steps": _pos_int,
+    "sh_degree": config_lib.Int(min=0, max=3),
+    "sh_every": _pos_int,
+    "lr_*": _pos,
+    "*lambda_s": _non_neg,
+    "*lambda_p": _non_neg,
+    "*max_clamp": config_lib.Float(min=1.0),
+    "*prune_opacity": config_lib.fraction,
+    "*mlp_*_bias": config_lib.Float(),
+    "*mlp_*_factors": config_lib.boolean,
+    "mlp_center_offsets": config_lib.boolean,
+    "num_moments": _pos_int,
+    "densify_every": _non_neg_int,  # 0: never
+    "densify_from": _non_neg_int,
+    "densify_until": _non_neg_int,
+    "depth_axis": config_lib.Int(min=0, max=2),
+    "known_blur_samples": _pos_int,
+    "methods": config_lib.Tuple(config_lib.Choice(*METHODS), unique=True),
+    "compensate_at": _non_neg_int,  # 0: never
+    "compensate_points": _non_neg_int,
+    "compensate_distance": _non_neg,
+    "implementation": config_lib.Choice("", "reference", "xla", "pallas"),
+    "capacity": _pos_int,
+    "max_per_tile": _pos_int,
+    "tile": _pos_int,
+    "lpips": config_lib.boolean,
+    "fps_repeats": _pos_int,
+    "checkpoint_every": _pos_int,
+    "log_every": _pos_int,
+    "step_delay": _non_neg,
+}
+
+
+def _fits(c) -> str | None:
+    if not {"vanilla", "deblur"} <= set(c.methods):
+        return (
+            f"methods={tuple(c.methods)}: 'vanilla' and 'deblur' are required "
+            "(the comparison)."
+        )
+    if "known_blur" in c.methods and c.known_blur_samples > c.blur_samples:
+        return (
+            f"known_blur_samples={c.known_blur_samples} exceeds "
+            f"blur_samples={c.blur_samples}."
+        )
+    if c.focus_min > c.focus_max:
+        return f"focus_min={c.focus_min} exceeds focus_max={c.focus_max}."
+    if c.implementation == "pallas" and c.tile != 16:
+        return f"tile={c.tile}: the Pallas rasteriser needs tile=16."
+    return None
+
+
 def get_config(arg=None):
-    return config_lib.build_config(arg, base=_base, presets=PRESETS)
+    return config_lib.build_config(
+        arg, base=_base, presets=PRESETS, spec=SPEC, checks=(_fits,)
+    )

@@ -24,5 +24,17 @@ def _base() -> ml_collections.ConfigDict:
     return config
 
 
+SPEC = {
+    "seed": config_lib.Int(),
+    "hidden": config_lib.Tuple(config_lib.positive_int, min_len=1),
+    "learning_rate": config_lib.positive_float,
+    "batch_size": config_lib.positive_int,
+    "steps": config_lib.positive_int,
+    "checkpoint_every": config_lib.positive_int,
+    "log_every": config_lib.positive_int,
+    "step_delay": config_lib.non_negative_float,
+}
+
+
 def get_config(arg=None):
-    return config_lib.build_config(arg, base=_base, presets=PRESETS)
+    return config_lib.build_config(arg, base=_base, presets=PRESETS, spec=SPEC)

@@ -96,5 +96,63 @@ def _base() -> ml_collections.ConfigDict:
     return config
 
 
+_pos_int, _pos = config_lib.positive_int, config_lib.positive_float
+SPEC = {
+    "seed": config_lib.Int(),
+    "steps": config_lib.Int(min=2),  # step 1 compiles; times use the rest
+    "checkpoint_every": _pos_int,
+    "strategies": config_lib.Tuple(
+        config_lib.Choice("ep", "fsdp", "fastermoe", "fssdp"), min_len=1, unique=True
+    ),
+    "skews": config_lib.Tuple(config_lib.non_negative_float, min_len=1),
+    "train_skew": config_lib.non_negative_float,
+    "measure_remat": config_lib.boolean,
+    "expert_sweep": config_lib.Tuple(_pos_int, min_len=1, unique=True),
+    "model.vocab": config_lib.Int(min=2),
+    "model.hidden": _pos_int,
+    "model.ffn": _pos_int,
+    "model.heads": _pos_int,
+    "model.layers": _pos_int,
+    "model.experts": config_lib.Int(min=2),
+    "model.batch_per_device": _pos_int,
+    "model.seq_len": _pos_int,
+    "model.capacity_factor": _pos,
+    "model.aux_weight": config_lib.non_negative_float,
+    "model.learning_rate": _pos,
+    "fssdp.slots": _pos_int,
+    "fssdp.layer_slots": _pos_int,
+    "fssdp.mat_slots": _pos_int,
+    "fssdp.window": _pos_int,
+    "fssdp.reshard_every": config_lib.non_negative_int,
+    "fssdp.overlap": config_lib.non_negative_int,
+    "fssdp.exchange": config_lib.Choice("auto", "slots", "ragged", "ragged_emulated"),
+    "data.period": _pos,
+    "data.follow": config_lib.fraction,
+    "cost.nodes": _pos_int,
+    "cost.bw_intra": _pos,
+    "cost.bw_inter": _pos,
+    "cost.alt_bw_intra": _pos,
+    "cost.alt_bw_inter": _pos,
+    "cost.tflops": _pos,
+    "cost.hidden": _pos_int,
+    "cost.ffn": _pos_int,
+    "cost.seq_len": _pos_int,
+    "cost.tokens_per_device": _pos_int,
+}
+
+
+def _fits(c) -> str | None:
+    if "fssdp" not in c.strategies:
+        return f"strategies={tuple(c.strategies)}: must include 'fssdp' (the method)."
+    if c.model.hidden % c.model.heads:
+        return (
+            f"model.hidden={c.model.hidden} must be a multiple of "
+            f"model.heads={c.model.heads}."
+        )
+    return None
+
+
 def get_config(arg=None):
-    return config_lib.build_config(arg, base=_base, presets=PRESETS)
+    return config_lib.build_config(
+        arg, base=_base, presets=PRESETS, spec=SPEC, checks=(_fits,)
+    )

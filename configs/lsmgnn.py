@@ -95,5 +95,43 @@ def _base() -> ml_collections.ConfigDict:
     return c
 
 
+_pos_int, _pos = config_lib.positive_int, config_lib.positive_float
+SPEC = {
+    "seed": config_lib.Int(),
+    "devices": _pos_int,
+    "policies": config_lib.Tuple(config_lib.Choice(*POLICIES), min_len=1, unique=True),
+    "graph.num_nodes": config_lib.Int(min=16),
+    "graph.avg_degree": _pos,
+    "graph.num_classes": config_lib.Int(min=2),
+    "graph.p_in": config_lib.fraction,
+    "graph.exponent": config_lib.Float(min=2.0, open_min=True),
+    "graph.feature_dim": _pos_int,
+    "graph.noise": config_lib.non_negative_float,
+    "train.fanouts": config_lib.Tuple(_pos_int, min_len=1),
+    "train.batch_per_device": _pos_int,
+    "train.hidden": _pos_int,
+    "train.learning_rate": _pos,
+    "train.epochs": _pos_int,
+    "train.eval_nodes": _pos_int,
+    "cache.budget_fraction": config_lib.fraction,
+    "cache.ways": _pos_int,
+    "cache.window": _pos_int,
+    "cache.protect": config_lib.non_negative_int,
+    "cache.ring_slots": _pos_int,
+    "cache.ring_depth": _pos_int,
+    "cache.presample_epochs": config_lib.non_negative_int,
+    "cache.pagerank_iterations": _pos_int,
+    "cache.damping": config_lib.fraction,
+    "io.page_bytes": _pos_int,
+    "io.iops": _pos,
+    "io.storage_bandwidth": _pos,
+    "io.link_bandwidth": _pos,
+    "io.host_bandwidth": _pos,
+    "io.compute_seconds": config_lib.non_negative_float,
+    "checkpoint_every": config_lib.non_negative_int,  # 0: once per epoch
+    "log_every": _pos_int,
+}
+
+
 def get_config(arg=None):
-    return config_lib.build_config(arg, base=_base, presets=PRESETS)
+    return config_lib.build_config(arg, base=_base, presets=PRESETS, spec=SPEC)

@@ -132,5 +132,73 @@ def _base() -> ml_collections.ConfigDict:
     return c
 
 
+_pos_int, _pos = config_lib.positive_int, config_lib.positive_float
+_arch = config_lib.Choice(*ARCHS)
+SPEC = {
+    "seed": config_lib.Int(),
+    "archs": config_lib.Tuple(_arch, min_len=2, unique=True),
+    "teachers": config_lib.Tuple(_arch, min_len=1, unique=True),
+    "steps": _pos_int,
+    "teacher_steps": config_lib.non_negative_int,  # 0: same as steps
+    "batch_rays": _pos_int,
+    "num_samples": config_lib.Int(min=2),
+    "num_evals": _pos_int,
+    "scene.size": config_lib.Int(min=2),
+    "scene.n_train": _pos_int,
+    "scene.n_test": _pos_int,
+    "scene.density": _pos,
+    "scene.elevation_range_deg": config_lib.Tuple(
+        config_lib.Float(min=-90.0, max=90.0), length=2
+    ),
+    "occ.resolution": config_lib.Int(min=2),
+    "occ.every": _pos_int,
+    "occ.warmup": config_lib.non_negative_int,
+    "occ.decay": config_lib.fraction,
+    "occ.threshold": config_lib.non_negative_float,
+    "distill.steps": _pos_int,
+    "distill.stage1_steps": config_lib.non_negative_int,
+    "distill.stage2_steps": config_lib.non_negative_int,
+    "distill.poses_per_epoch": _pos_int,
+    "distill.steps_per_epoch": _pos_int,
+    "field.bound": _pos,
+    "field.hash_max_resolution": _pos,
+    "field.hash_implementation": config_lib.Choice("auto", "reference", "pallas"),
+    "field.hash_levels": _pos_int,
+    "field.hash_features": _pos_int,
+    "field.hash_log2_table": config_lib.Int(min=1, max=30),
+    "field.hash_base_resolution": _pos_int,
+    "field.hidden": _pos_int,
+    "field.mlp_*": _pos_int,
+    "field.vm_*": _pos_int,
+    "field.dense_resolution": config_lib.Int(min=2),
+    "lr_grid.*": _pos,
+    "lr_net.*": _pos,
+}
+
+
+def _fits(c) -> str | None:
+    extra = [t for t in c.teachers if t not in c.archs]
+    if extra:
+        return f"teachers={tuple(c.teachers)}: {extra} not in archs={tuple(c.archs)}."
+    if c.distill.stage1_steps > c.distill.stage2_steps:
+        return (
+            f"distill.stage1_steps={c.distill.stage1_steps} exceeds "
+            f"distill.stage2_steps={c.distill.stage2_steps}."
+        )
+    for group in ("lr_grid", "lr_net"):
+        missing = [a for a in c.archs if a not in c[group]]
+        if missing:
+            return f"{group} has no learning rate for {missing}."
+    lo, hi = c.scene.elevation_range_deg
+    if lo > hi:
+        return (
+            f"scene.elevation_range_deg=({lo}, {hi}): the first must not exceed "
+            "the second."
+        )
+    return None
+
+
 def get_config(arg=None):
-    return config_lib.build_config(arg, base=_base, presets=PRESETS)
+    return config_lib.build_config(
+        arg, base=_base, presets=PRESETS, spec=SPEC, checks=(_fits,)
+    )

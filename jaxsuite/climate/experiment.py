@@ -25,12 +25,25 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import nnx
 
-from jaxsuite.climate import blocking, data, explain, learn, plots, qg, runs, throughput
+from jaxsuite.climate import blocking, data, explain, learn, plots
+from jaxsuite.climate.stages import (  # noqa: F401 (initial_states is public API here)
+    fit_cached,
+    initial_states,
+    load_params,
+    metric_or_note,
+    model_config,
+    padded_logits,
+    retained,
+    save_params,
+    side_by_side,
+    simulate,
+    split_members,
+    val_split,
+)
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.core import train as train_lib
 
@@ -39,118 +52,6 @@ CLAIM = (
     "persists; SHAP shows upstream highs and a trough; pre-training on the QG "
     "model then fine-tuning beats direct training on scarce target data."
 )
-
-
-def model_config(c: Any) -> qg.QGConfig:
-    """A ``QGConfig`` from a config block with days/km units."""
-    return qg.QGConfig(
-        tau_ekman=c.tau_ekman_days * qg.DAY,
-        rossby_radii=(c.rossby_radius_1_km * 1e3, c.rossby_radius_2_km * 1e3),
-        tau_selective=c.tau_selective_s,
-        tau_thermal=c.tau_thermal_days * qg.DAY,
-        dt=c.dt,
-    )
-
-
-def initial_states(members: int, seed: int, dtype) -> jax.Array:
-    """pyshqg reference states (cycled), slightly perturbed per member."""
-    ref = data.load_pyshqg_reference()["q"]
-    q = np.resize(ref, (members,) + ref.shape[1:])
-    rng = np.random.default_rng(seed)
-    noise = rng.normal(size=q.shape) + 1j * rng.normal(size=q.shape)
-    scale = 1e-3 * np.sqrt(np.mean(np.abs(ref[..., 2:, :]) ** 2))
-    q = q + scale * noise * data.default_model().sphere.mask
-    q[..., 0] = q[..., 0].real
-    cdt = jnp.complex128 if np.dtype(dtype) == np.float64 else jnp.complex64
-    return jnp.asarray(q, cdt)
-
-
-def simulate(c: Any, name: str, workdir: str, seed: int) -> tuple[np.ndarray, float]:
-    """Daily Z500 (members, days, nlat, nlon) of one configuration; member-days/s."""
-    dtype = np.float64 if c.dtype == "float64" else np.float32
-    model = data.default_model(model_config(c), dtype=dtype)
-    q0 = initial_states(c.members, seed, dtype)
-    t0 = time.perf_counter()
-    with jax.enable_x64(dtype == np.float64):
-        psi = runs.run_ensemble(
-            model,
-            q0,
-            days=c.spinup_days + c.days,
-            directory=os.path.join(workdir, "runs", name),
-            dt=c.dt,
-            chunk_days=c.chunk_days,
-            levels=(1,),
-            name=name,
-        )
-    rate = c.members * (c.spinup_days + c.days) / (time.perf_counter() - t0)
-    return data.z500_from_psi(psi[:, c.spinup_days :, 0]), rate
-
-
-def _split_members(ds: dict, test_members: int, members: int):
-    test = ds["member"] >= members - test_members
-    return np.flatnonzero(~test), np.flatnonzero(test)
-
-
-def _save_params(path: str, model: nnx.Module) -> None:
-    leaves = jax.tree.leaves(nnx.state(model))
-    np.savez(path, *[np.asarray(v) for v in leaves])
-
-
-def _load_params(path: str, model: nnx.Module) -> nnx.Module:
-    graphdef, state = nnx.split(model)
-    with np.load(path) as f:
-        leaves = [jnp.asarray(f[f"arr_{i}"]) for i in range(len(f.files))]
-    state = jax.tree.unflatten(jax.tree.structure(state), leaves)
-    return nnx.merge(graphdef, state)
-
-
-def fit_cached(
-    workdir: str, tag: str, make, x, y, xv, yv, *, seed: int, lc: Any, **kw
-) -> nnx.Module:
-    """``learn.train`` whose result is cached in ``workdir/fits/<tag>.npz``."""
-    path = os.path.join(workdir, "fits", f"{tag}.npz")
-    model = make()
-    if os.path.exists(path):
-        return _load_params(path, model)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    model, _ = learn.train(
-        model, x, y, xv, yv, batch_size=lc.batch_size, seed=seed, **kw
-    )
-    _save_params(path + ".tmp.npz", model)
-    os.replace(path + ".tmp.npz", path)
-    return model
-
-
-def _padded_logits(fn, x: np.ndarray, batch: int = 1024) -> np.ndarray:
-    """Numpy logits in fixed-size (zero-padded) batches: one compilation."""
-    out = []
-    for i in range(0, len(x), batch):
-        chunk = np.asarray(x[i : i + batch], np.float32)
-        pad = np.zeros((batch - len(chunk),) + chunk.shape[1:], np.float32)
-        out.append(
-            np.asarray(fn(jnp.asarray(np.concatenate([chunk, pad]))))[: len(chunk)]
-        )
-    return np.concatenate(out)
-
-
-def _retained(auc: float, reference_auc: float) -> float | str:
-    """Share of the reference's skill above chance, (AUC - 0.5) / (AUC_ref - 0.5)."""
-    if reference_auc <= 0.5 + 1e-6:
-        return f"not defined: reference AUC {reference_auc:.3f} <= 0.5"
-    return (auc - 0.5) / (reference_auc - 0.5)
-
-
-def _metric(value, unit: str, **extra) -> dict:
-    """``metrics_lib.metric`` that passes a string (an undefined value) through."""
-    if isinstance(value, str):
-        return {"value": value, "unit": unit, **extra}
-    return metrics_lib.metric(value, unit, **extra)
-
-
-def _val_split(n: int, frac: float, rng) -> tuple[np.ndarray, np.ndarray]:
-    order = rng.permutation(n)
-    k = max(2, int(round(frac * n)))
-    return order[k:], order[:k]
 
 
 def run(config: Any, workdir: str) -> dict[str, Any]:
@@ -197,10 +98,10 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     rows = xs.shape[1]
     height = rows - rows % 8
     xs, xt = xs[:, :height], xt[:, :height]
-    src_pool, src_test = _split_members(
+    src_pool, src_test = split_members(
         ds_src, config.source.test_members, config.source.members
     )
-    tgt_pool, tgt_test = _split_members(
+    tgt_pool, tgt_test = split_members(
         ds_tgt, config.target.test_members, config.target.members
     )
     logging.info(
@@ -227,7 +128,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
 
     # 3. Source CNN over seeds.
     rng = np.random.default_rng(config.seed)
-    tr, va = _val_split(len(src_pool), lc.val_fraction, rng)
+    tr, va = val_split(len(src_pool), lc.val_fraction, rng)
     tr, va = src_pool[tr], src_pool[va]
     base_src = float(ys[tr].mean())
     src_models, src_probs = [], []
@@ -263,7 +164,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     bg = xs[tr][: ec.background]
     ex_idx = src_test[: ec.explain_samples]
     eg = explain.expected_gradients(logit_x, xs[ex_idx], bg, key, samples=ec.eg_samples)
-    logit_np = functools.partial(_padded_logits, logit_x)
+    logit_np = functools.partial(padded_logits, logit_x)
     block = tuple(ec.block)
     shap_vals = explain.shap_superpixels(
         logit_np,
@@ -305,7 +206,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
                 "pixels": int(mask.sum()),
                 "auc_top_shap": auc_top,
                 "auc_random_pixels": auc_rnd,
-                "skill_retained": _retained(auc_top, cnn_auc),
+                "skill_retained": retained(auc_top, cnn_auc),
             }
         )
     full_lr = learn.roc_auc(
@@ -323,7 +224,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
         for s in range(lc.seeds):
             r = np.random.default_rng(1000 * n + s)
             sub = r.choice(tgt_pool, size=n, replace=False)
-            a, b = _val_split(n, lc.val_fraction, r)
+            a, b = val_split(n, lc.val_fraction, r)
             a, b = sub[a], sub[b]
             if yt[a].min() == yt[a].max():
                 a = sub  # too few positives for a split: validate on the subset
@@ -396,7 +297,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     # SHAP maps before and after transfer (largest size, seed 0).
     n_max = sizes[-1]
     fine_path = os.path.join(workdir, "fits", f"fine_{n_max}_0.npz")
-    fine_m = _load_params(fine_path, make(0))
+    fine_m = load_params(fine_path, make(0))
     lf = learn.logits_fn(fine_m)
     pf = nnx.state(fine_m)
     logit_f = jax.jit(lambda x: lf(pf, x[..., None]))
@@ -433,7 +334,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     non_overlap = best_tl["auc_lo"] > d0["auc_hi"]
     tput = {"source_member_days_per_s": rate_src, "target_member_days_per_s": rate_tgt}
     if config.pyshqg_python and os.path.exists(config.pyshqg_python):
-        tput.update(_side_by_side(config))
+        tput.update(side_by_side(config))
     metrics = {
         "source_auc": metrics_lib.metric(
             src_skill["auc"]["mean"],
@@ -453,7 +354,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
         "shap_eg_rank_corr": metrics_lib.metric(
             float(np.nanmean(rho)), "Spearman rho", samples=int(len(rho))
         ),
-        "sparse_skill_retained": _metric(
+        "sparse_skill_retained": metric_or_note(
             sparse_rows[-1]["skill_retained"],
             "fraction of (AUC-0.5)",
             pixels_fraction=sparse_rows[-1]["fraction"],
@@ -511,7 +412,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
                     "pixels": int(flat_tr.shape[1]),
                     "auc_top_shap": full_lr,
                     "auc_random_pixels": full_lr,
-                    "skill_retained": _retained(full_lr, cnn_auc),
+                    "skill_retained": retained(full_lr, cnn_auc),
                 }
             ],
             "throughput": [tput],
@@ -548,30 +449,3 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     with open(os.path.join(workdir, "transfer_rows.json"), "w") as f:
         json.dump(tl_rows, f, indent=1)
     return metrics_lib.read_results(path)
-
-
-def _side_by_side(config: Any) -> dict[str, float]:
-    """This model vs pyshqg, float64, one member and an ensemble of 8, same session."""
-    out = {}
-    days = config.throughput_days
-    with jax.enable_x64(True):
-        model = data.default_model()
-        q = initial_states(8, 0, np.float64)
-        out["jax_single_model_days_per_s"] = throughput.measure_jax(
-            model, q[0], days=days
-        )
-        out["jax_ens8_model_days_per_s"] = throughput.measure_jax(model, q, days=days)
-    py = config.pyshqg_python
-    out["pyshqg_single_model_days_per_s"] = throughput.measure_pyshqg(
-        py, members=1, days=days
-    )
-    out["pyshqg_ens8_model_days_per_s"] = throughput.measure_pyshqg(
-        py, members=8, days=max(1, days // 4)
-    )
-    out["ratio_single"] = (
-        out["jax_single_model_days_per_s"] / out["pyshqg_single_model_days_per_s"]
-    )
-    out["ratio_ens8"] = (
-        out["jax_ens8_model_days_per_s"] / out["pyshqg_ens8_model_days_per_s"]
-    )
-    return out

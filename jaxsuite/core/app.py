@@ -12,12 +12,17 @@ A launcher is three lines::
 ``:preset,key=value`` argument, locked after parsing), ``--workdir``
 and the multi-host flags of ``jaxsuite.core.devices``, initialises
 ``jax.distributed`` when asked, and calls ``experiment_fn(config, workdir)``.
+
+A run that stops for a reason the user can act on (a non-finite loss, a busy
+or mismatched workdir, unreadable checkpoints, a bad input file) ends with
+exit status 1 and that reason as the last line, without a traceback.
 """
 
 from __future__ import annotations
 
 import logging as logging_std
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +62,15 @@ def quiet_library_logs() -> None:
     logging.get_absl_handler().addFilter(_QuietLibraries())
 
 
+# Failures whose message says what to do; other exceptions keep their traceback.
+RUN_ERRORS = (
+    train.NonFiniteError,
+    train.WorkdirError,
+    train.CheckpointError,
+    FileNotFoundError,
+)
+
+
 def run(experiment_fn: Callable[[Any, str], Any], *, cpu_devices: int = 0) -> None:
     """Parses flags and calls ``experiment_fn(config, workdir)`` under absl.
 
@@ -81,5 +95,9 @@ def run(experiment_fn: Callable[[Any, str], Any], *, cpu_devices: int = 0) -> No
             experiment_fn(flags.FLAGS.config, flags.FLAGS.workdir)
         except train.ConfigMismatchError as e:
             raise app.UsageError(str(e)) from e
+        except RUN_ERRORS as e:
+            logging.error("%s", e)
+            sys.stderr.flush()
+            raise SystemExit(f"Error: {e}") from None
 
     app.run(main)

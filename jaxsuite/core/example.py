@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxsuite.core import figures
+from jaxsuite.core import atomic, figures
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.core import train as train_lib
 
@@ -75,7 +75,8 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
         loss, grads = jax.value_and_grad(loss_fn)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        return {"params": params, "opt_state": opt_state}, {"loss": loss}
+        scalars = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+        return {"params": params, "opt_state": opt_state}, scalars
 
     with metrics_lib.MetricWriter(workdir) as writer:
         writer.write_hparams(config.to_dict())
@@ -94,7 +95,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
         test_mse = jnp.mean((pred - target_fn(x)) ** 2)
         writer.write_scalars(config.steps, {"test_mse": test_mse})
 
-    np.save(
+    atomic.save_npy(
         os.path.join(workdir, "final_params.npy"),
         np.concatenate([np.ravel(p) for p in jax.tree.leaves(state["params"])]),
     )

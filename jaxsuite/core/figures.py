@@ -1,15 +1,17 @@
 """PNG figures: curves and image grids, drawn with matplotlib's Agg backend.
 
-Every helper writes a PNG and closes its figure, so long runs do not leak
-memory, and returns the path written.
+Every helper writes a PNG (atomically, see ``jaxsuite.core.atomic``) and
+closes its figure, so long runs do not leak memory, and returns the path
+written.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from jaxsuite.core import atomic
 
 
 def _pyplot():
@@ -24,9 +26,9 @@ def _pyplot():
 def save_figure(fig, path: str, dpi: int = 120) -> str:
     """Saves a matplotlib figure as PNG at ``path`` and closes it."""
     plt = _pyplot()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi, format="png")
+    with atomic.open_atomic(path, "wb") as f:
+        fig.savefig(f, dpi=dpi, format="png")
     plt.close(fig)
     return path
 
@@ -119,6 +121,6 @@ def save_image(path: str, image: np.ndarray) -> str:
     from PIL import Image
 
     img = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    Image.fromarray(np.round(img * 255).astype(np.uint8)).save(path)
+    with atomic.open_atomic(path, "wb") as f:
+        Image.fromarray(np.round(img * 255).astype(np.uint8)).save(f, format="PNG")
     return path

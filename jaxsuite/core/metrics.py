@@ -3,12 +3,20 @@
 ``MetricWriter`` follows clu's method names (``write_scalars``,
 ``write_hparams``, ``flush``, ``close``) and writes, on process 0 only:
 
-* ``workdir/metrics.jsonl``: one JSON object per call, ``{"step", ...}``;
+* ``workdir/metrics.jsonl``: one JSON object per call, ``{"step", ...}``,
+  flushed at once, so a killed run loses no logged row;
 * TensorBoard event files under ``workdir/tb`` (no TensorFlow needed).
+
+A writer opened on a workdir that already has ``metrics.jsonl`` (a resumed
+run) appends to it, drops a last line cut by a kill, and skips rows it
+already holds: a scalar row with the same step and names, or an identical
+hparams row, so a resumed run does not repeat what its first part logged.
 
 ``write_results`` writes the shared ``results.json`` contract that the suite
 reads: ``{"paper", "preset", "metrics": {name: {"value", "unit"}}, "tables",
-"claim", "verdict", "config", "env", "wall_seconds"}``.
+"claim", "verdict", "config", "env", "wall_seconds"}``, as strict JSON: a value
+that cannot be computed is a string that says why (``"not reached within 300
+s"``), never NaN.
 """
 
 from __future__ import annotations
@@ -25,11 +33,45 @@ import jax
 import numpy as np
 from absl import logging
 
+from jaxsuite.core import atomic
 from jaxsuite.core import config as config_lib
 from jaxsuite.core import tensorboard as tb_events
+from jaxsuite.core import workdir as workdir_lib
 
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.jsonl"
+
+
+def _repair_tail(path: str) -> list[dict[str, Any]]:
+    """The rows of ``path``; a last line cut mid-write is removed from the file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    end = len(data)
+    if data and not data.endswith(b"\n"):
+        end = data.rfind(b"\n") + 1
+        logging.warning("%s: dropping a cut last line %r.", path, data[end:][:80])
+        os.truncate(path, end)
+    rows = []
+    for i, line in enumerate(data[:end].decode("utf-8", "replace").splitlines()):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as e:
+            raise ValueError(f"{path}, line {i + 1}: not a JSON row ({e}).") from None
+    return rows
+
+
+def _same_run(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Equal hparams up to the fields that only name or pace a run."""
+    pace = lambda d: {
+        k: v for k, v in d.items() if k.split(".")[-1] not in config_lib.RESUME_IGNORED
+    }
+    return pace(a) == pace(b)
+
+
+def _row_key(step: int, names) -> tuple[int, tuple[str, ...]]:
+    return int(step), tuple(sorted(names))
 
 
 def _to_float(value: Any) -> float:
@@ -52,10 +94,19 @@ class MetricWriter:
         self._log = log_every_write
         self._jsonl = None
         self._tb = None
+        self._seen: set[tuple[int, tuple[str, ...]]] = set()
+        self._hparams: list[dict[str, Any]] = []
         if not self._active:
             return
         os.makedirs(workdir, exist_ok=True)
-        self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a")  # noqa: SIM115
+        path = os.path.join(workdir, METRICS_FILE)
+        if os.path.exists(path):
+            for row in _repair_tail(path):
+                if "step" in row:
+                    self._seen.add(_row_key(row["step"], set(row) - {"step"}))
+                elif "hparams" in row:
+                    self._hparams.append(row["hparams"])
+        self._jsonl = open(path, "a")  # noqa: SIM115
         if tensorboard:
             self._tb = tb_events.EventFileWriter(os.path.join(workdir, "tb"))
 
@@ -63,12 +114,18 @@ class MetricWriter:
         """Records ``scalars`` (name -> number or 0-d array) at ``step``."""
         if not self._active:
             return
+        key = _row_key(step, scalars)
+        if key in self._seen:
+            return  # logged before an interruption; the resumed run repeats it
+        self._seen.add(key)
         values = {k: _to_float(v) for k, v in scalars.items()}
         row = {"step": int(step)}
         row.update({k: (v if math.isfinite(v) else str(v)) for k, v in values.items()})
-        self._jsonl.write(json.dumps(row) + "\n")
+        self._jsonl.write(json.dumps(row, allow_nan=False) + "\n")
+        self._jsonl.flush()
         if self._tb is not None:
             self._tb.scalars(int(step), values)
+            self._tb.flush()
         if self._log:
             logging.info(
                 "step %d: %s",
@@ -81,7 +138,11 @@ class MetricWriter:
         if not self._active:
             return
         flat = flatten_dict(config_lib.to_dict(dict(hparams)))
-        self._jsonl.write(json.dumps({"hparams": flat}) + "\n")
+        if any(_same_run(flat, old) for old in self._hparams):
+            return
+        self._hparams.append(flat)
+        self._jsonl.write(atomic.dumps_json({"hparams": flat}, indent=None) + "\n")
+        self._jsonl.flush()
         if self._tb is not None:
             table = "| key | value |\n|---|---|\n" + "\n".join(
                 f"| {k} | {v} |" for k, v in flat.items()
@@ -109,12 +170,26 @@ class MetricWriter:
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
-    """The scalar rows of ``workdir/metrics.jsonl`` (hparams rows dropped)."""
+    """The scalar rows of ``workdir/metrics.jsonl`` (hparams rows dropped).
+
+    A last line cut by a kill is ignored; any other line that is not JSON
+    raises ``ValueError`` naming the file and the line.
+    """
     path = os.path.join(workdir, METRICS_FILE)
     if not os.path.exists(path):
         return []
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    with open(path, "rb") as f:
+        data = f.read()
+    if data and not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
+    rows = []
+    for i, line in enumerate(data.decode("utf-8", "replace").splitlines()):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as e:
+            raise ValueError(f"{path}, line {i + 1}: not a JSON row ({e}).") from None
     return [r for r in rows if "step" in r]
 
 
@@ -147,8 +222,12 @@ def env_info() -> dict[str, Any]:
 
 
 def metric(value: Any, unit: str, **extra: Any) -> dict[str, Any]:
-    """One headline number: ``{"value": float, "unit": str, ...}``."""
-    out = {"value": _to_float(value), "unit": unit}
+    """One headline number: ``{"value": float, "unit": str, ...}``.
+
+    ``value`` may be a string saying why there is no number (``"not reached
+    within 300 s"``); NaN and infinities are refused by :func:`write_results`.
+    """
+    out = {"value": value if isinstance(value, str) else _to_float(value), "unit": unit}
     out.update(extra)
     return out
 
@@ -177,6 +256,13 @@ def write_results(
         including what this scale cannot test.
       wall_seconds: wall time of the whole run.
       tables: name -> list of row dicts (same keys per row).
+
+    Writing the results ends the run: this process's lock on ``workdir``
+    (see ``jaxsuite.core.workdir``) is released.
+
+    Raises:
+      ValueError: a metric lacks its value or unit, or a value anywhere is
+        NaN or infinite (naming where): results are strict JSON.
     """
     for name, entry in metrics.items():
         if "value" not in entry or "unit" not in entry:
@@ -194,12 +280,10 @@ def write_results(
         "wall_seconds": float(wall_seconds),
     }
     path = os.path.join(workdir, RESULTS_FILE)
+    text = atomic.dumps_json(results, indent=2, default=str)  # checks all ranks
     if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=2, default=str)
-        os.replace(tmp, path)
+        atomic.write_text(path, text + "\n")
+        workdir_lib.unlock(workdir)  # the run is over (a no-op if not held)
     return path
 
 
@@ -207,8 +291,7 @@ def read_results(path: str) -> dict[str, Any]:
     """Reads and checks a ``results.json`` (a file path or a workdir)."""
     if os.path.isdir(path):
         path = os.path.join(path, RESULTS_FILE)
-    with open(path) as f:
-        results = json.load(f)
+    results = atomic.read_json(path)
     required = ("paper", "preset", "metrics", "claim", "verdict", "config", "env")
     missing = [k for k in required if k not in results]
     if missing:

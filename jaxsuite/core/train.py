@@ -1,10 +1,25 @@
 """Experiment-runner pieces: workdirs, Orbax checkpoints, resume, progress, loop.
 
-A run owns a ``workdir``. On first use the run's config is written to
-``workdir/config.json``; a later run on the same workdir resumes from the
-latest checkpoint, and refuses (``ConfigMismatchError``) when its config
-differs from the stored one, since mixing two configs in one run gives results
-nobody can reproduce.
+A run owns a ``workdir``, locked for the run's process (a second run on it
+fails at once with ``WorkdirBusyError`` naming the holder's pid; see
+``jaxsuite.core.workdir``). On first use the run's config, already validated
+by ``build_config``, is written to ``workdir/config.json``; a later run on the
+same workdir resumes from the latest checkpoint, and refuses
+(``ConfigMismatchError``) when its config differs from the stored one, since
+mixing two configs in one run gives results nobody can reproduce. A workdir
+where nothing was computed yet (no checkpoint, no results) takes the new
+config instead, so a run that failed on a bad setting can be rerun with a
+corrected one.
+
+Faults:
+
+* a NaN or infinite step scalar (loss, gradient norm), or a non-finite state
+  leaf when a checkpoint is due, stops ``train_loop`` with
+  ``NonFiniteError`` naming the loop, the step and the quantity, before that
+  state is saved, so the last good checkpoint stays;
+* a checkpoint that cannot be read (a cut or corrupted file) is moved to
+  ``checkpoints/<name>.corrupt/`` with a warning, and the newest intact one is
+  restored instead.
 
 Resumption is exact when the step function is a pure function of
 ``(state, step)``: draw each step's data and randomness from
@@ -14,8 +29,8 @@ exactly as the uninterrupted run did.
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -25,17 +40,37 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from jaxsuite.core import atomic
 from jaxsuite.core import config as config_lib
 from jaxsuite.core import metrics as metrics_lib
+from jaxsuite.core import workdir as workdir_lib
+from jaxsuite.core.finite import NonFiniteError, check_scalars, check_state
+from jaxsuite.core.workdir import WorkdirBusyError, WorkdirError
 
-CONFIG_FILE = "config.json"
-# Fields that may change between a run and its resumption: they name or
-# pace the run but do not change what it computes.
-RESUME_IGNORED = ("preset", "log_every", "checkpoint_every", "step_delay")
+__all__ = [
+    "CONFIG_FILE",
+    "RESUME_IGNORED",
+    "CheckpointError",
+    "Checkpointer",
+    "ConfigMismatchError",
+    "NonFiniteError",
+    "Progress",
+    "WorkdirBusyError",
+    "WorkdirError",
+    "prepare_workdir",
+    "train_loop",
+]
+
+CONFIG_FILE = workdir_lib.CONFIG_FILE
+RESUME_IGNORED = config_lib.RESUME_IGNORED
 
 
 class ConfigMismatchError(ValueError):
     """A workdir was made with another config."""
+
+
+class CheckpointError(RuntimeError):
+    """No checkpoint of a loop could be read."""
 
 
 def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -52,33 +87,52 @@ def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 
 
 def prepare_workdir(workdir: str, config: Any) -> bool:
-    """Creates ``workdir`` or checks that it was made with ``config``.
+    """Locks ``workdir`` and creates it, or checks that it was made with ``config``.
+
+    Call it before the run computes anything (the config is validated when it
+    is built). The lock is held until the run writes ``results.json``
+    (``metrics.write_results``) or its process ends.
 
     Returns:
       True when ``workdir`` already held a run of this config (so the caller
       should resume), False for a fresh workdir.
 
     Raises:
-      ConfigMismatchError: the workdir holds a run of a different config.
+      WorkdirError: ``workdir`` is a file.
+      WorkdirBusyError: another process runs in ``workdir``.
+      ConfigMismatchError: the workdir holds results of a different config.
     """
+    workdir_lib.check_is_dir(workdir)
+    if jax.process_index() == 0:
+        workdir_lib.lock(workdir)
     path = os.path.join(workdir, CONFIG_FILE)
     new = config_lib.to_dict(config)
     if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
+        old = atomic.read_json(path)
         lines = _diff(old, new)
-        if lines:
+        if not lines:
+            return True
+        if workdir_lib.has_run_state(workdir):
             raise ConfigMismatchError(
                 f"Refusing to resume {workdir}: it was made with a different "
                 "config.\n" + "\n".join(lines) + "\nUse a new --workdir, or delete "
                 "this one to start over."
             )
-        return True
+        logging.warning(
+            "%s holds no checkpoint or results yet; replacing its config:\n%s",
+            workdir,
+            "\n".join(lines),
+        )
+        if jax.process_index() == 0:
+            for name in (metrics_lib.METRICS_FILE, "tb"):
+                stale = os.path.join(workdir, name)
+                if os.path.isdir(stale):
+                    shutil.rmtree(stale)
+                elif os.path.exists(stale):
+                    os.remove(stale)
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
-        with open(path + ".tmp", "w") as f:
-            json.dump(new, f, indent=2)
-        os.replace(path + ".tmp", path)
+        atomic.write_json(path, new)
     return False
 
 
@@ -96,18 +150,21 @@ class Checkpointer:
         if every <= 0:
             raise ValueError(f"checkpoint interval must be positive, got {every}")
         self.every = every
-        options = ocp.CheckpointManagerOptions(
+        self.directory = os.path.abspath(directory)
+        self._options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, save_interval_steps=every, create=True
         )
-        self._manager = ocp.CheckpointManager(
-            os.path.abspath(directory), options=options
-        )
+        self._manager = ocp.CheckpointManager(self.directory, options=self._options)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
     def restore_or(self, state: Any) -> tuple[Any, int]:
-        """Restores the latest checkpoint into ``state``'s structure.
+        """Restores the newest readable checkpoint into ``state``'s structure.
+
+        A checkpoint that fails to restore (cut or corrupted files) is moved to
+        ``<directory>.corrupt/`` with a warning, and the next older one is
+        tried.
 
         Args:
           state: a pytree shaped like the saved one (its values are ignored
@@ -116,18 +173,77 @@ class Checkpointer:
         Returns:
           ``(state, step)``: the restored state and its step, or the given
           state and 0 when there is no checkpoint.
+
+        Raises:
+          CheckpointError: checkpoints exist but none can be read (nothing is
+            moved then: a changed state structure fails the same way).
         """
-        step = self._manager.latest_step()
-        if step is None:
+        steps = sorted(self._manager.all_steps(), reverse=True)
+        if not steps:
             return state, 0
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-        restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
-        logging.info("Resumed from the checkpoint at step %d.", step)
-        return restored, int(step)
+        failed: list[tuple[int, str]] = []
+        for step in steps:
+            try:
+                restored = self._manager.restore(
+                    step, args=ocp.args.StandardRestore(target)
+                )
+            except Exception as e:  # noqa: BLE001 - any failure means unreadable
+                reason = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+                logging.warning(
+                    "The checkpoint at step %d in %s cannot be read (%s).",
+                    step,
+                    self.directory,
+                    reason,
+                )
+                failed.append((step, reason))
+                continue
+            if failed:
+                self._set_aside([s for s, _ in failed])
+                logging.warning(
+                    "Resumed from the older checkpoint at step %d; unreadable "
+                    "checkpoints %s were moved to %s.",
+                    step,
+                    [s for s, _ in failed],
+                    self.directory + ".corrupt",
+                )
+            logging.info("Resumed from the checkpoint at step %d.", step)
+            return restored, int(step)
+        details = "\n".join(f"  step {s}: {r}" for s, r in failed)
+        raise CheckpointError(
+            f"No checkpoint in {self.directory} can be read:\n{details}\nDelete "
+            "that folder to start this part of the run over."
+        )
+
+    def _set_aside(self, steps: list[int]) -> None:
+        """Moves the folders of ``steps`` out of the manager's directory."""
+        self._manager.wait_until_finished()
+        if jax.process_index() == 0:
+            aside = self.directory + ".corrupt"
+            os.makedirs(aside, exist_ok=True)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for step in steps:
+                src = os.path.join(self.directory, str(step))
+                dst, n = os.path.join(aside, f"{step}-{stamp}"), 1
+                while os.path.exists(dst):
+                    dst, n = os.path.join(aside, f"{step}-{stamp}-{n}"), n + 1
+                if os.path.exists(src):
+                    os.replace(src, dst)
+        self._manager.reload()
+
+    def should_save(self, step: int, *, force: bool = False) -> bool:
+        """Whether :meth:`save` would write ``step``."""
+        if force:
+            return step not in self._manager.all_steps()
+        return self._manager.should_save(step)
 
     def save(self, step: int, state: Any, *, force: bool = False) -> bool:
         """Saves ``state`` at ``step`` if due (or ``force``); returns whether it did."""
         return self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
+
+    def wait(self) -> None:
+        """Waits for saves in progress to finish."""
+        self._manager.wait_until_finished()
 
     def close(self) -> None:
         self._manager.wait_until_finished()
@@ -203,11 +319,17 @@ def train_loop(
     name: str = "train",
     hooks: tuple[Callable[[int, Any], None], ...] = (),
     step_delay: float = 0.0,
+    check_finite: bool = True,
 ) -> Any:
     """Runs ``state = step_fn(state, step)`` for steps ``1..num_steps``, resumably.
 
-    The latest checkpoint in ``workdir/checkpoints/<name>`` is restored first;
-    a checkpoint is saved every ``checkpoint_every`` steps and at the end.
+    The latest readable checkpoint in ``workdir/checkpoints/<name>`` is
+    restored first; a checkpoint is saved every ``checkpoint_every`` steps and
+    at the end. With ``check_finite`` every floating-point scalar of every
+    step (report ``grad_norm`` beside the loss to have the gradients checked
+    too), and every floating-point leaf of a state about to be saved, must be
+    finite: otherwise :class:`NonFiniteError` stops the loop before that state
+    is saved, naming the step and the quantity.
 
     Args:
       state: the initial pytree state (used as the restore target).
@@ -223,9 +345,14 @@ def train_loop(
       hooks: ``hook(step, state)`` called after every step (evaluation, plots).
       step_delay: seconds to sleep after each step (to watch or interrupt a
         tiny run; 0 in real runs).
+      check_finite: stop on a non-finite scalar or saved state (see above).
 
     Returns:
       The final state.
+
+    Raises:
+      NonFiniteError: see above; the message names the loop, the step, the
+        quantity and the last good checkpoint.
     """
     ckpt = Checkpointer(
         os.path.join(workdir, "checkpoints", name), every=checkpoint_every
@@ -235,12 +362,20 @@ def train_loop(
         progress = Progress(num_steps, start=start, name=name)
         for step in range(start + 1, num_steps + 1):
             state, scalars = step_fn(state, step)
-            if writer is not None and (step % log_every == 0 or step == num_steps):
+            last = step == num_steps
+            try:
+                if check_finite:
+                    check_scalars(step, scalars)
+                    if ckpt.should_save(step, force=last):
+                        check_state(step, state)
+            except NonFiniteError as e:
+                raise _stopped(e, name, ckpt) from None
+            if writer is not None and (step % log_every == 0 or last):
                 writer.write_scalars(step, scalars)
             progress.update(step, scalars)
             for hook in hooks:
                 hook(step, state)
-            ckpt.save(step, state, force=step == num_steps)
+            ckpt.save(step, state, force=last)
             if step_delay:
                 time.sleep(step_delay)
         if writer is not None:
@@ -248,3 +383,21 @@ def train_loop(
     finally:
         ckpt.close()
     return state
+
+
+def _stopped(error: NonFiniteError, name: str, ckpt: Checkpointer) -> NonFiniteError:
+    """``error`` with the loop's name and what was kept added to its message."""
+    ckpt.wait()
+    good = ckpt.latest_step()
+    kept = (
+        f"the last good checkpoint, step {good}, stays in {ckpt.directory}"
+        if good is not None
+        else "no checkpoint of this loop was saved"
+    )
+    return NonFiniteError(
+        f"Training loop {name!r} stopped: {error} This state was not saved; "
+        f"{kept}. Lower the learning rate or check the inputs, then rerun (a "
+        "changed config needs a new --workdir).",
+        step=error.step,
+        quantity=error.quantity,
+    )

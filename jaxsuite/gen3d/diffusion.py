@@ -113,8 +113,12 @@ def ddim_sample(
       ``x_0`` of the same shape as ``x_t``.
     """
     ab_all = jnp.asarray(schedule.alphas_cumprod)
-    ts = ddim_timesteps(t_start, num_steps)
-    t_next = np.append(ts[1:], -1).astype(np.int32)
+    if isinstance(t_start, (int, np.integer)):
+        ts = jnp.asarray(ddim_timesteps(int(t_start), num_steps))
+    else:  # traced: fixed step count, repeated timesteps are no-ops
+        ts = jnp.linspace(jnp.asarray(t_start, jnp.float32), 0.0, num_steps)
+        ts = jnp.round(ts).astype(jnp.int32)
+    t_next = jnp.concatenate([ts[1:], jnp.full((1,), -1, jnp.int32)])
 
     def step(carry, inp):
         x, k = carry
@@ -123,11 +127,12 @@ def ddim_sample(
         eps = eps_fn(x, tb)
         ab = ab_all[t]
         ab_n = jnp.where(tn >= 0, ab_all[jnp.maximum(tn, 0)], 1.0)
+        ab_n = jnp.where(tn == t, ab, ab_n)
         x0 = (x - jnp.sqrt(1 - ab) * eps) / jnp.sqrt(ab)
         if clip is not None:
             x0 = jnp.clip(x0, -clip, clip)
             eps = (x - jnp.sqrt(ab) * x0) / jnp.sqrt(1 - ab)
-        sigma = eta * jnp.sqrt((1 - ab_n) / (1 - ab) * (1 - ab / ab_n))
+        sigma = eta * jnp.sqrt(jnp.maximum((1 - ab_n) / (1 - ab) * (1 - ab / ab_n), 0))
         x = jnp.sqrt(ab_n) * x0 + jnp.sqrt(jnp.maximum(1 - ab_n - sigma**2, 0.0)) * eps
         if key is not None and eta > 0:
             k, sub = jax.random.split(k)
@@ -135,7 +140,7 @@ def ddim_sample(
         return (x, k), None
 
     k0 = key if key is not None else jax.random.PRNGKey(0)
-    (x, _), _ = jax.lax.scan(step, (x_t, k0), (jnp.asarray(ts), jnp.asarray(t_next)))
+    (x, _), _ = jax.lax.scan(step, (x_t, k0), (ts, t_next))
     return x
 
 
@@ -143,7 +148,7 @@ def sdedit(
     schedule: Schedule,
     eps_fn: EpsFn,
     x0: jax.Array,
-    strength: float,
+    strength: float | jax.Array,
     num_steps: int,
     key: jax.Array,
 ) -> jax.Array:
@@ -152,8 +157,11 @@ def sdedit(
     ``strength`` in ``(0, 1]`` is BSD's ``t'`` (the released code anneals it
     from 0.5 to 0.2).
     """
-    t_start = int(round(strength * (schedule.num_steps - 1)))
+    if isinstance(strength, (int, float)):
+        t_start = int(round(strength * (schedule.num_steps - 1)))
+        num_steps = max(1, min(num_steps, t_start))
+    else:  # traced strength: one compiled program for every t'
+        t_start = jnp.round(strength * (schedule.num_steps - 1)).astype(jnp.int32)
     t = jnp.full((x0.shape[0],), t_start, jnp.int32)
     x_t = q_sample(schedule, x0, t, jax.random.normal(key, x0.shape, x0.dtype))
-    steps = max(1, min(num_steps, t_start))
-    return ddim_sample(schedule, eps_fn, x_t, t_start, steps)
+    return ddim_sample(schedule, eps_fn, x_t, t_start, num_steps)

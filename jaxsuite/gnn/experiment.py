@@ -17,7 +17,6 @@ Each policy is a resumable ``train_loop`` (Orbax checkpoints under
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -27,7 +26,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxsuite.core import devices
+from jaxsuite.core import atomic, devices
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.core import train as train_lib
 from jaxsuite.gnn import cache as cache_lib
@@ -194,8 +193,7 @@ def run_policy(
     """
     out_path = os.path.join(workdir, "policies", f"{name}.json")
     if os.path.exists(out_path):
-        with open(out_path) as f:
-            return json.load(f)
+        return atomic.read_json(out_path)
     total = len(data.order)
     steps_per_epoch = data.sampler.steps_per_epoch
     fcfg = fetch_config(name, config, total)
@@ -299,10 +297,8 @@ def run_policy(
         mismatches=float(acc[:, ACC_KEYS.index("mismatch")].sum()),
         epoch_stats={k: acc[:, i].tolist() for i, k in enumerate(ACC_KEYS)},
     )
-    os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    with open(out_path + ".tmp", "w") as f:
-        json.dump(summary, f, indent=2)
-    os.replace(out_path + ".tmp", out_path)
+    if jax.process_index() == 0:
+        atomic.write_json(out_path, summary)
     # The policy is done: its cache checkpoints are no longer needed.
     shutil.rmtree(os.path.join(workdir, "checkpoints", name), ignore_errors=True)
     return summary

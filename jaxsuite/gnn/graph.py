@@ -52,9 +52,22 @@ def csr_from_edges(src: np.ndarray, dst: np.ndarray, num_nodes: int) -> tuple:
 
     Returns:
       ``(indptr [N + 1] int64, indices [E'] int32)`` with both directions.
+
+    Raises:
+      ValueError: an id outside ``[0, num_nodes)`` (it would corrupt the CSR
+        index), naming the edge.
     """
     src = np.asarray(src, np.int64)
     dst = np.asarray(dst, np.int64)
+    if src.shape != dst.shape or src.ndim != 1:
+        raise ValueError(f"src {src.shape} and dst {dst.shape} must be equal [E].")
+    bad = (src < 0) | (src >= num_nodes) | (dst < 0) | (dst >= num_nodes)
+    if bad.any():
+        e = int(np.argmax(bad))
+        raise ValueError(
+            f"edge {e} is ({int(src[e])}, {int(dst[e])}); node ids must be in "
+            f"[0, {num_nodes})."
+        )
     a = np.concatenate([src, dst])
     b = np.concatenate([dst, src])
     keep = a != b

@@ -15,6 +15,8 @@ import os
 
 import numpy as np
 
+from jaxsuite.core import atomic
+
 
 @dataclasses.dataclass(frozen=True)
 class IOModel:
@@ -46,10 +48,12 @@ class IOModel:
 
 
 def write_features(path: str, features: np.ndarray, *, chunk_rows: int = 65536) -> str:
-    """Writes ``features`` [N, D] as a raw float32 file in row chunks; returns path."""
+    """Writes ``features`` [N, D] as a raw float32 file in row chunks; returns path.
+
+    The file appears whole or not at all (``jaxsuite.core.atomic``).
+    """
     features = np.asarray(features)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "wb") as f:
+    with atomic.open_atomic(path, "wb") as f:
         for start in range(0, features.shape[0], chunk_rows):
             f.write(
                 np.ascontiguousarray(features[start : start + chunk_rows], np.float32)

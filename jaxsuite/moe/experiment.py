@@ -15,23 +15,26 @@
    strategy is modelled on them (FSDP's gathers grow with the count).
 
 Runs resume: a finished training run's trace is kept in ``workdir/traces``
-and not recomputed, and a run cut off mid-training continues from its last
-Orbax checkpoint in ``workdir/checkpoints``.
+(written atomically; an unreadable one is recomputed) and not recomputed, and
+a run cut off mid-training continues from its last Orbax checkpoint in
+``workdir/checkpoints``. A loss that turns NaN stops the run with the step
+named (``train_loop``'s check) before it is checkpointed.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
+import zipfile
 from typing import Any
 
 import jax
 import numpy as np
 import optax
+from absl import logging
 from jax.sharding import NamedSharding
 
-from jaxsuite.core import devices
+from jaxsuite.core import atomic, devices
 from jaxsuite.core import train as train_lib
 from jaxsuite.moe import data, gating, measure, model, report, sharding, strategies
 from jaxsuite.moe.replay import layer_slots, overlap_degree, planner, with_experts
@@ -211,31 +214,51 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     measured: dict[str, dict[str, Any]] = {}
     for strategy, skew in runs:
         path = os.path.join(trace_dir, f"{strategy}_skew{skew:g}.npz")
-        fresh = not os.path.exists(path)
+        tr = _load_saved(path, _read_npz)
+        fresh = tr is None
         if fresh:
             name = f"{strategy}_skew{skew:g}"
             tr = train(setup, strategy, skew, overlap, workdir=workdir, name=name)
             tr.pop("state")
             if jax.process_index() == 0:
-                np.savez(path, **tr)
-        else:
-            tr = dict(np.load(path))
+                atomic.save_npz(path, **tr)
         traces[(strategy, skew)] = tr
         if skew == config.train_skew and strategy not in measured:
             mpath = os.path.join(trace_dir, f"{strategy}_measured.json")
-            if fresh or not os.path.exists(mpath):
+            saved = None if fresh else _load_saved(mpath, atomic.read_json)
+            if saved is None:
                 measured[strategy] = _measure(setup, strategy, skew, overlap)
                 if jax.process_index() == 0:
-                    with open(mpath, "w") as f:
-                        json.dump(measured[strategy], f)
+                    atomic.write_json(mpath, measured[strategy], indent=None)
             else:
-                with open(mpath) as f:
-                    measured[strategy] = json.load(f)
+                measured[strategy] = saved
         print(f"[hecate] {strategy} skew={skew:g}: final loss {tr['loss'][-1]:.4f}")
     sweep = _expert_sweep(config, traces, workdir, trace_dir)
     return report.write_report(
         config, workdir, traces, measured, overlap, t_start, sweep
     )
+
+
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+    with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _load_saved(path: str, reader) -> Any:
+    """A saved trace or summary, or None if absent or unreadable (then redone).
+
+    Files are written atomically, so an unreadable one was damaged after the
+    fact; it is set aside (``.bad``) with a warning and recomputed.
+    """
+    if not os.path.exists(path):
+        return None
+    try:
+        return reader(path)
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        logging.warning("%s cannot be read (%s); recomputing it.", path, e)
+        if jax.process_index() == 0:
+            os.replace(path, path + ".bad")
+        return None
 
 
 def _expert_sweep(
@@ -249,8 +272,9 @@ def _expert_sweep(
             out[experts] = traces[("fssdp", skew)]["load"]
             continue
         path = os.path.join(trace_dir, f"fssdp_skew{skew:g}_experts{experts}.npz")
-        if os.path.exists(path):
-            out[experts] = np.load(path)["load"]
+        saved = _load_saved(path, _read_npz)
+        if saved is not None and "load" in saved:
+            out[experts] = saved["load"]
             continue
         sub = with_experts(config, experts)
         name = f"fssdp_skew{skew:g}_experts{experts}"
@@ -258,7 +282,7 @@ def _expert_sweep(
             _Setup(sub), "fssdp", skew, overlap_degree(sub), workdir=workdir, name=name
         )
         if jax.process_index() == 0:
-            np.savez(path, load=tr["load"], loss=tr["loss"])
+            atomic.save_npz(path, load=tr["load"], loss=tr["loss"])
         out[experts] = tr["load"]
         print(f"[hecate] fssdp experts={experts}: final loss {tr['loss'][-1]:.4f}")
     return out

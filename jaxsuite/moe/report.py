@@ -109,6 +109,13 @@ def _sweep_text(expert_rows) -> str:
     return "; ".join(parts)
 
 
+def ep_loss_diff(strat_rows: list[dict[str, Any]]) -> float | str:
+    """Largest loss difference to EP over the strategies, or why there is none."""
+    diffs = [r["max_loss_diff_vs_ep"] for r in strat_rows]
+    numbers = [d for d in diffs if not isinstance(d, str)]
+    return max(numbers) if numbers else "no EP run to compare with"
+
+
 def write_report(
     config, workdir, traces, measured, overlap, t_start, sweep
 ) -> dict[str, Any]:
@@ -138,7 +145,7 @@ def write_report(
                 "max_loss_diff_vs_ep": (
                     float(np.max(np.abs(tr["loss"] - ep_loss)))
                     if ep_loss is not None
-                    else float("nan")
+                    else "no EP run to compare with"
                 ),
                 "dropped_per_step": float(np.mean(tr["dropped"])),
             }
@@ -191,7 +198,7 @@ def write_report(
                 spread[1], f"experts (even sharding: {even})"
             ),
             "max_loss_diff_between_strategies": metrics_lib.metric(
-                max(r["max_loss_diff_vs_ep"] for r in strat_rows), "nats"
+                ep_loss_diff(strat_rows), "nats"
             ),
         }
     )

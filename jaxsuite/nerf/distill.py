@@ -215,7 +215,8 @@ def make_distill_step(
         (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return DistillState(params, opt_state), {"loss": loss, **terms}
+        scalars = {"loss": loss, "grad_norm": optax.tree.norm(grads), **terms}
+        return DistillState(params, opt_state), scalars
 
     return step_fn
 
@@ -275,5 +276,6 @@ def distill(
         eval_fn=eval_fn,
         eval_steps=trainer.eval_schedule(dc.total_steps, num_evals),
         log=log,
+        name=f"distillation {teacher_arch} -> {student_arch}",
     )
     return state, curve, copied

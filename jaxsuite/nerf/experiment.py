@@ -18,13 +18,15 @@
    excludes training the teacher (as in the paper's comparison).
 
 Each finished phase is saved under ``workdir/phases`` (a JSON summary and an
-Orbax checkpoint of the teacher), so an interrupted run resumes at the phase
-it was in.
+Orbax checkpoint of the teacher, both written atomically), so an interrupted
+run resumes at the phase it was in. A loss or gradient norm that turns NaN
+stops the run (``NonFiniteError``, naming the phase and the step) before that
+phase is saved; a ratio that cannot be computed (a run that never came within
+1 dB of the teacher) is reported as ``"not reached within N s"``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -33,7 +35,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxsuite.core import figures
+from jaxsuite.core import atomic, figures
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.core import train as train_lib
 from jaxsuite.nerf import distill, fields, occupancy, scenes, trainer
@@ -123,6 +125,8 @@ def pair_row(
         "scratch_psnr_equal_time": psnr_at_time(scratch["curve"], seconds),
         "scratch_psnr_final": scratch["curve"]["psnr"][-1],
         "scratch_seconds": scratch["curve"]["seconds"][-1],
+        "distill_steps": dist["curve"]["steps"][-1],
+        "scratch_steps": scratch["curve"]["steps"][-1],
         "distill_seconds_to_1db": t_d,
         "scratch_seconds_to_1db": t_s,
         "time_ratio_to_1db": ratio,
@@ -154,16 +158,12 @@ def _load_state(path: str, params, occ):
 def _phase(workdir: str, name: str) -> tuple[str, dict | None]:
     path = os.path.join(workdir, "phases", name + ".json")
     if os.path.exists(path):
-        with open(path) as f:
-            return path, json.load(f)
+        return path, atomic.read_json(path)
     return path, None
 
 
 def _write_phase(path: str, summary: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(summary, f)
-    os.replace(path + ".tmp", path)
+    atomic.write_json(path, summary, indent=None)
 
 
 def run(config: Any, workdir: str) -> dict[str, Any]:
@@ -278,7 +278,9 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
                         _first(ds.test),
                         config.num_samples,
                     )
-                    np.save(path.replace(".json", "_render.npy"), np.asarray(img[0]))
+                    atomic.save_npy(
+                        path.replace(".json", "_render.npy"), np.asarray(img[0])
+                    )
                     summary = {
                         "curve": curve.to_dict(),
                         "inherited": copied,
@@ -330,8 +332,7 @@ def _figures(workdir, config, renders, scratch, rows) -> None:
         if r["teacher"] == primary:
             s = r["student"]
             path = os.path.join(workdir, "phases", f"distill_{primary}_to_{s}.json")
-            with open(path) as f:
-                c = json.load(f)["curve"]
+            c = atomic.read_json(path)["curve"]
             curves[f"{s} distilled from {primary}"] = (c["seconds"][1:], c["psnr"][1:])
     xs = [x for c in curves.values() for x in c[0] if x > 0]
     if xs:
@@ -413,6 +414,28 @@ def _verdict(rows: list[dict], primary: str) -> str:
     return text
 
 
+def unreached(row: dict[str, Any], axis: str) -> str:
+    """Why a ratio of ``row`` has no value: the run that did not get there.
+
+    ``axis``: ``"s"`` (time to within 1 dB of the teacher), ``"steps"`` (steps
+    to within 1 dB) or ``"best"`` (time to the best from-scratch PSNR).
+    """
+    if axis == "best":
+        if row["distill_seconds_to_scratch_best"] is None:
+            return f"not reached within {row['distill_seconds']:.0f} s (distillation)"
+        return f"not reached within {row['scratch_seconds']:.0f} s (from scratch)"
+    if axis == "s":
+        d = row["distill_seconds_to_1db"]
+        limits = row["distill_seconds"], row["scratch_seconds"]
+    else:
+        d = row["distill_steps_to_1db"]
+        limits = row.get("distill_steps"), row.get("scratch_steps")
+    who, limit = (
+        ("distillation", limits[0]) if d is None else ("from scratch", limits[1])
+    )
+    return f"not reached within {limit:.0f} {axis} ({who})"
+
+
 def _write(workdir, config, rows, scratch, wall) -> dict[str, Any]:
     primary = config.teachers[0]
     mets = {}
@@ -429,14 +452,14 @@ def _write(workdir, config, rows, scratch, wall) -> dict[str, Any]:
         ratio = r["time_ratio_to_1db"]
         steps = r["step_ratio_to_1db"]
         mets[f"{name}/step_ratio_to_1db"] = metrics_lib.metric(
-            steps if steps is not None else float("nan"), "x"
+            steps if steps is not None else unreached(r, "steps"), "x"
         )
         eq = r["time_ratio_at_scratch_best"]
         mets[f"{name}/time_ratio_at_scratch_best"] = metrics_lib.metric(
-            eq if eq is not None else float("nan"), "x"
+            eq if eq is not None else unreached(r, "best"), "x"
         )
         mets[f"{name}/time_ratio_to_1db"] = metrics_lib.metric(
-            ratio if ratio is not None else float("nan"),
+            ratio if ratio is not None else unreached(r, "s"),
             "x",
             lower_bound=r["time_ratio_lower_bound"],
         )

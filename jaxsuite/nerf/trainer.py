@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxsuite.core import cameras, image
+from jaxsuite.core import cameras, finite, image
 from jaxsuite.nerf import fields, occupancy, renderer
 from jaxsuite.nerf.scenes import PosedImages
 
@@ -105,7 +105,8 @@ def make_train_step(
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return TrainState(params, opt_state, state.occ), {"loss": loss}
+        scalars = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+        return TrainState(params, opt_state, state.occ), scalars
 
     return step_fn
 
@@ -172,31 +173,43 @@ def timed_loop(
     eval_steps: tuple[int, ...],
     between: Callable[[Any, int], Any] | None = None,
     log: Callable[[str], None] | None = None,
+    name: str = "",
 ) -> tuple[Any, Curve]:
     """Runs ``num_steps`` steps, evaluating at ``eval_steps`` (0 = before any).
 
     The clock counts only the optimisation (``step_fn`` and ``between``, the
     per-step extra work such as occupancy updates), not the evaluations nor
     the compilation of a jitted ``step_fn`` (compiled ahead of the loop).
+    Every floating-point scalar of every step (loss, gradient norm) is
+    watched on the device, without waiting for it, and checked at each
+    evaluation and at the end.
 
     Returns:
       ``(state, curve)``.
+
+    Raises:
+      jaxsuite.core.finite.NonFiniteError: a scalar was NaN or infinite,
+        naming the first such step and scalar (nothing is returned, so the
+        caller saves nothing of this run).
     """
     curve = Curve()
     if hasattr(step_fn, "lower"):
         step_fn = step_fn.lower(state, jnp.asarray(1, jnp.int32)).compile()
     elapsed = 0.0
     evals = set(eval_steps)
+    watch = finite.FiniteWatch(name)
     if 0 in evals:
         curve.add(0, 0.0, eval_fn(state))
     for step in range(1, num_steps + 1):
         t0 = time.perf_counter()
         state, scalars = step_fn(state, jnp.asarray(step, jnp.int32))
+        watch.update(step, scalars)
         if between is not None:
             state = between(state, step)
         if step in evals or step == num_steps:
             jax.block_until_ready(state)
             elapsed += time.perf_counter() - t0
+            watch.check()
             psnr = eval_fn(state)
             curve.add(step, elapsed, psnr)
             if log is not None:
@@ -278,4 +291,5 @@ def train_from_images(
         eval_steps=eval_schedule(oc.total_steps, num_evals),
         between=between,
         log=log,
+        name=f"training {arch} from scratch",
     )

@@ -8,53 +8,34 @@ models raise an error that names the fix, ``colmap image_undistorter``.
 COLMAP stores world-to-camera rotations as quaternions ``(w, x, y, z)`` and
 translations in the OpenCV camera convention; :func:`load` returns OpenGL
 camera-to-world poses (``jaxsuite.core.cameras`` convention).
+
+The readers never return wrong data: a cut file, a missing line, a count that
+does not match the records, an unknown camera model, a wrong number of
+parameters, a zero quaternion or a non-finite value raises ``ValueError``
+naming the file, the line (text) or record (binary) and what was expected;
+the header counts COLMAP writes (``# Number of points: 5``) and the end of a
+binary file are checked too, so a file cut between two records is caught.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 from typing import NamedTuple
 
 import numpy as np
 
-from jaxsuite.core import cameras as cameras_lib
-
-# model id -> (name, number of parameters), from COLMAP's camera_models.h.
-CAMERA_MODELS = {
-    0: ("SIMPLE_PINHOLE", 3),
-    1: ("PINHOLE", 4),
-    2: ("SIMPLE_RADIAL", 4),
-    3: ("RADIAL", 5),
-    4: ("OPENCV", 8),
-    5: ("OPENCV_FISHEYE", 8),
-    6: ("FULL_OPENCV", 12),
-    7: ("FOV", 5),
-    8: ("SIMPLE_RADIAL_FISHEYE", 4),
-    9: ("RADIAL_FISHEYE", 5),
-    10: ("THIN_PRISM_FISHEYE", 12),
-}
-SUPPORTED = ("SIMPLE_PINHOLE", "PINHOLE")
-
-
-class Camera(NamedTuple):
-    """A COLMAP camera: ``model`` name, image size and raw ``params``."""
-
-    camera_id: int
-    model: str
-    width: int
-    height: int
-    params: np.ndarray
-
-
-class Image(NamedTuple):
-    """A registered image: world-to-camera ``qvec`` (w, x, y, z) and ``tvec``."""
-
-    image_id: int
-    qvec: np.ndarray
-    tvec: np.ndarray
-    camera_id: int
-    name: str
+from jaxsuite.splat.colmap_read import (  # noqa: F401 - re-exported
+    CAMERA_MODELS,
+    SUPPORTED,
+    Camera,
+    Image,
+    read_cameras_binary,
+    read_cameras_text,
+    read_images_binary,
+    read_images_text,
+    read_points_binary,
+    read_points_text,
+)
 
 
 class Scene(NamedTuple):
@@ -77,8 +58,16 @@ class Scene(NamedTuple):
 
 
 def qvec_to_rotation(q: np.ndarray) -> np.ndarray:
-    """Rotation matrix of a unit quaternion ``(w, x, y, z)``."""
-    w, x, y, z = q / np.linalg.norm(q)
+    """Rotation matrix of a quaternion ``(w, x, y, z)`` (normalised first).
+
+    Raises:
+      ValueError: for a zero or non-finite quaternion (no rotation).
+    """
+    q = np.asarray(q, float)
+    norm = float(np.linalg.norm(q))
+    if not np.isfinite(norm) or norm < 1e-8:
+        raise ValueError(f"quaternion {q.tolist()} is not a rotation (norm {norm}).")
+    w, x, y, z = q / norm
     return np.array(
         [
             [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
@@ -86,100 +75,6 @@ def qvec_to_rotation(q: np.ndarray) -> np.ndarray:
             [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
         ]
     )
-
-
-def _lines(path):
-    with open(path) as f:
-        return [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
-
-
-def read_cameras_text(path: str) -> dict[int, Camera]:
-    out = {}
-    for line in _lines(path):
-        w = line.split()
-        cid = int(w[0])
-        out[cid] = Camera(cid, w[1], int(w[2]), int(w[3]), np.array(w[4:], float))
-    return out
-
-
-def read_images_text(path: str) -> dict[int, Image]:
-    out = {}
-    with open(path) as f:
-        lines = [ln.rstrip("\n") for ln in f if not ln.startswith("#")]
-    i = 0
-    while i < len(lines):
-        if not lines[i].strip():
-            i += 1
-            continue
-        w = lines[i].split()
-        iid = int(w[0])
-        out[iid] = Image(
-            iid,
-            np.array(w[1:5], float),
-            np.array(w[5:8], float),
-            int(w[8]),
-            " ".join(w[9:]),
-        )
-        i += 2  # the next line lists the 2D points
-    return out
-
-
-def read_points_text(path: str) -> tuple[np.ndarray, np.ndarray]:
-    rows = [ln.split() for ln in _lines(path)]
-    if not rows:
-        return np.zeros((0, 3)), np.zeros((0, 3))
-    xyz = np.array([r[1:4] for r in rows], float)
-    rgb = np.array([r[4:7] for r in rows], float) / 255.0
-    return xyz, rgb
-
-
-def _read(f, fmt):
-    return struct.unpack("<" + fmt, f.read(struct.calcsize("<" + fmt)))
-
-
-def read_cameras_binary(path: str) -> dict[int, Camera]:
-    out = {}
-    with open(path, "rb") as f:
-        (num,) = _read(f, "Q")
-        for _ in range(num):
-            cid, model_id, width, height = _read(f, "iiQQ")
-            if model_id not in CAMERA_MODELS:
-                raise ValueError(f"{path}: unknown COLMAP camera model id {model_id}.")
-            name, nparams = CAMERA_MODELS[model_id]
-            params = np.array(_read(f, "d" * nparams))
-            out[cid] = Camera(cid, name, width, height, params)
-    return out
-
-
-def read_images_binary(path: str) -> dict[int, Image]:
-    out = {}
-    with open(path, "rb") as f:
-        (num,) = _read(f, "Q")
-        for _ in range(num):
-            iid, *rest = _read(f, "idddddddi")
-            qvec, tvec, cid = np.array(rest[:4]), np.array(rest[4:7]), rest[7]
-            name = b""
-            while (ch := f.read(1)) != b"\x00":
-                name += ch
-            (npts,) = _read(f, "Q")
-            f.seek(24 * npts, os.SEEK_CUR)  # (x, y, point3D_id) per 2D point
-            out[iid] = Image(iid, qvec, tvec, cid, name.decode())
-    return out
-
-
-def read_points_binary(path: str) -> tuple[np.ndarray, np.ndarray]:
-    xyz, rgb = [], []
-    with open(path, "rb") as f:
-        (num,) = _read(f, "Q")
-        for _ in range(num):
-            _, x, y, z, r, g, b, _ = _read(f, "QdddBBBd")
-            (track,) = _read(f, "Q")
-            f.seek(8 * track, os.SEEK_CUR)
-            xyz.append((x, y, z))
-            rgb.append((r, g, b))
-    return np.array(xyz, float).reshape(-1, 3), np.array(rgb, float).reshape(
-        -1, 3
-    ) / 255
 
 
 def intrinsics_of(camera: Camera) -> np.ndarray:
@@ -200,11 +95,24 @@ def intrinsics_of(camera: Camera) -> np.ndarray:
             "`colmap image_undistorter --image_path IMAGES --input_path "
             "sparse/0 --output_path undistorted` and load undistorted/sparse."
         )
+    tiny = float(np.finfo(np.float32).tiny)  # the smallest normal float32
+    if not (fx >= tiny and fy >= tiny):
+        raise ValueError(
+            f"COLMAP camera {camera.camera_id}: focal lengths ({fx}, {fy}) must be "
+            "positive."
+        )
     return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], float)
 
 
 def load(model_dir: str) -> Scene:
-    """Loads a COLMAP model folder (binary files preferred, else text)."""
+    """Loads a COLMAP model folder (binary files preferred, else text).
+
+    Raises:
+      FileNotFoundError: a file of the model is missing.
+      ValueError: a file is cut or corrupted, an image refers to a camera that
+        is not defined, or the model has no images; the message names the
+        file and the record or line.
+    """
 
     def pick(stem):
         for ext, kind in ((".bin", "binary"), (".txt", "text")):
@@ -213,27 +121,63 @@ def load(model_dir: str) -> Scene:
                 return path, kind
         raise FileNotFoundError(f"No {stem}.bin or {stem}.txt in {model_dir}.")
 
-    path, kind = pick("cameras")
-    cams = read_cameras_binary(path) if kind == "binary" else read_cameras_text(path)
-    path, kind = pick("images")
-    imgs = read_images_binary(path) if kind == "binary" else read_images_text(path)
+    cam_path, kind = pick("cameras")
+    cams = (
+        read_cameras_binary(cam_path)
+        if kind == "binary"
+        else read_cameras_text(cam_path)
+    )
+    img_path, kind = pick("images")
+    imgs = (
+        read_images_binary(img_path) if kind == "binary" else read_images_text(img_path)
+    )
     path, kind = pick("points3D")
     pts = read_points_binary(path) if kind == "binary" else read_points_text(path)
+    if not imgs:
+        raise ValueError(f"{img_path} lists no images.")
     images = sorted(imgs.values(), key=lambda im: im.name)
+    names = [im.name for im in images]
+    for a, b in zip(names, names[1:]):
+        if a == b:
+            raise ValueError(f"{img_path}: two images are named {a!r}.")
     c2w, ks, sizes = [], [], []
     for im in images:
-        cam = cams[im.camera_id]
+        cam = cams.get(im.camera_id)
+        if cam is None:
+            raise ValueError(
+                f"{img_path}: image {im.image_id} ({im.name}) uses camera "
+                f"{im.camera_id}, which {cam_path} does not define (it defines "
+                f"{sorted(cams)})."
+            )
         w2c = np.eye(4)
         w2c[:3, :3] = qvec_to_rotation(im.qvec)
         w2c[:3, 3] = im.tvec
-        c2w.append(np.asarray(cameras_lib.opencv_to_opengl(np.linalg.inv(w2c))))
+        c2w.append(np.linalg.inv(w2c) @ _FLIP_YZ)
         ks.append(intrinsics_of(cam))
         sizes.append((cam.width, cam.height))
     return Scene(
-        names=[im.name for im in images],
-        c2w=np.array(c2w, np.float32).reshape(-1, 4, 4),
-        intrinsics=np.array(ks, np.float32).reshape(-1, 3, 3),
+        names=names,
+        c2w=_float32(c2w, img_path, "a camera pose", names).reshape(-1, 4, 4),
+        intrinsics=_float32(ks, cam_path, "a camera", names).reshape(-1, 3, 3),
         sizes=np.array(sizes, int).reshape(-1, 2),
-        points=pts[0].astype(np.float32),
+        points=_float32(pts[0], path, "a 3D point").reshape(-1, 3),
         colors=pts[1].astype(np.float32),
     )
+
+
+def _float32(values, path: str, what: str, names=None) -> np.ndarray:
+    """``values`` as float32, refusing what float32 cannot hold."""
+    a = np.asarray(values, np.float64)
+    big = ~(np.abs(a) <= np.finfo(np.float32).max)
+    if big.any():
+        index = int(np.argmax(big.reshape(len(a), -1).any(axis=1)))
+        who = f" ({names[index]})" if names is not None else f" #{index}"
+        raise ValueError(
+            f"{path}: {what}{who} holds a value beyond float32's range "
+            f"({np.finfo(np.float32).max:.3g})."
+        )
+    return a.astype(np.float32)
+
+
+# OpenCV -> OpenGL camera axes (y and z flipped), as cameras.opencv_to_opengl.
+_FLIP_YZ = np.diag([1.0, -1.0, -1.0, 1.0])

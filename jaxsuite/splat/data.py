@@ -1,7 +1,9 @@
 """Data of the Deblurring-3DGS experiment: the scene, its blurry views, the points.
 
 ``make_data`` renders the procedural ground truth (``scenes``) at every view,
-sharp and through each blur type's sub-cameras, and averages the sub-frames;
+sharp and through each blur type's sub-cameras, and averages the sub-frames
+(it raises ``OverflowError`` if any of those renders overflowed the
+rasteriser's workspace, since the ground truth would then be wrong);
 ``initial_gaussians`` draws the noisy sparse point cloud every method starts
 from.
 """
@@ -14,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsuite.kernels.splatting import binning
 from jaxsuite.splat import gaussians as gl
 from jaxsuite.splat import scenes
 
@@ -37,13 +40,21 @@ def make_data(config: Any) -> dict[str, Any]:
 
     @jax.jit
     def render_batch(poses, ks):
-        fn = lambda p, k: scenes.render_sharp(gt, p, k, size, size, **kw)
+        fn = lambda p, k: scenes.render_sharp(
+            gt, p, k, size, size, with_overflow=True, **kw
+        )
         return jax.lax.map(lambda pk: fn(*pk), (poses, ks))
 
     nsub, nv = config.blur_samples, config.num_views
     key = jax.random.PRNGKey(config.seed + 1)
     poses, ks, focus = jax.jit(lambda k: _blur_cameras(config, views, k))(key)
-    images = render_batch(poses, ks)
+    images, counts, overflow = render_batch(poses, ks)
+    require_complete(
+        overflow,
+        counts,
+        config,
+        "ground-truth renders (sharp views and blur sub-frames)",
+    )
     sharp = images[:nv]
     blurry, blur_cameras = {}, {}
     for i, blur in enumerate(config.blur_types):
@@ -66,6 +77,28 @@ def make_data(config: Any) -> dict[str, Any]:
         blur_cameras=blur_cameras,
         focus=focus,
         extent=max(extent, 1e-3),
+    )
+
+
+def require_complete(overflow: Any, counts: Any, config: Any, what: str) -> None:
+    """Raises ``OverflowError`` if any of ``what`` overflowed the workspace.
+
+    Args:
+      overflow: ``(...)`` bools, one per render.
+      counts: ``(...)`` intersections each render needed.
+      config: holds ``capacity`` and ``max_per_tile``.
+      what: names the renders in the message.
+    """
+    flows = np.asarray(jax.device_get(overflow))
+    if not flows.any():
+        return
+    needed = int(np.max(np.asarray(jax.device_get(counts))))
+    raise binning.OverflowError(
+        f"{int(flows.sum())} of {flows.size} {what} overflowed the rasteriser's "
+        f"workspace (up to {needed} tile intersections for capacity="
+        f"{config.capacity}, or more than max_per_tile={config.max_per_tile} "
+        "Gaussians in one tile), so they are incomplete. Raise capacity (to at "
+        f"least {needed}) or max_per_tile."
     )
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from absl import logging
 
 from jaxsuite.core import figures
@@ -91,7 +92,8 @@ def train_method(config, data, blur, method, workdir, writer):
 
     Returns:
       ``(params, overflow_steps)``: the final parameters and the number of
-      steps (of this process's run) whose render overflowed the workspace.
+      steps whose render overflowed the workspace (a counter kept in the
+      checkpointed state, so it covers the steps of an interrupted run too).
     """
     deblur = method == "deblur"
     step_config = blur_config(config, blur)
@@ -107,7 +109,11 @@ def train_method(config, data, blur, method, workdir, writer):
         )
     params = splat_train.init_params(initial_gaussians(config, data["gt"]), mlp)
     opt = splat_train.make_optimizer(config, data["extent"])
-    state = {"params": params, "opt": opt.init(params)}
+    state = {
+        "params": params,
+        "opt": opt.init(params),
+        "overflow_steps": jnp.zeros((), jnp.int32),
+    }
     views = data["views"]
     train_ids = jnp.asarray(data["train_ids"])
     train_centres = views.c2w[train_ids][:, :3, 3]
@@ -168,8 +174,14 @@ def train_method(config, data, blur, method, workdir, writer):
         )
         updates, opt_state = opt.update(grads, state["opt"], state["params"])
         params = jax.tree.map(lambda a, b: a + b, state["params"], updates)
-        scalars = {"loss": loss, "intersections": count, "overflow": overflow}
-        return {"params": params, "opt": opt_state}, scalars
+        scalars = {
+            "loss": loss,
+            "grad_norm": optax.tree.norm(grads),
+            "intersections": count,
+            "overflow": overflow,
+        }
+        flows = state["overflow_steps"] + overflow.astype(jnp.int32)
+        return {"params": params, "opt": opt_state, "overflow_steps": flows}, scalars
 
     @jax.jit
     def densify(state, step):
@@ -183,7 +195,7 @@ def train_method(config, data, blur, method, workdir, writer):
         p, o, moved = splat_train.relocate(
             p, state["opt"], jax.random.fold_in(key, step + 10**7), thr
         )
-        return {"params": p, "opt": o}, moved
+        return dict(state, params=p, opt=o), moved
 
     @jax.jit
     def compensate(state, step):
@@ -194,15 +206,13 @@ def train_method(config, data, blur, method, workdir, writer):
             max_points=config.compensate_points,
             max_distance=config.compensate_distance,
         )
-        return {"params": p, "opt": o}, added
-
-    overflow_steps = []
+        return dict(state, params=p, opt=o), added
 
     def step_fn(state, step):
         state, scalars = update(state, step)
         if bool(scalars["overflow"]):
-            overflow_steps.append(step)
-            # Reported, never silent: logged here and counted in results.json.
+            # Reported, never silent: logged here and counted (in the state,
+            # so across interruptions) in results.json.
             logging.warning(
                 "%s/%s step %d: the intersection workspace overflowed (%d "
                 "needed, capacity %d, max_per_tile %d); the render was incomplete.",
@@ -236,7 +246,7 @@ def train_method(config, data, blur, method, workdir, writer):
         name=f"{blur}_{method}",
         step_delay=config.step_delay,
     )
-    return state["params"], len(overflow_steps)
+    return state["params"], int(state["overflow_steps"])
 
 
 class _Prefixed:
@@ -255,26 +265,44 @@ class _Prefixed:
 
 
 def evaluate(config, data, params) -> tuple[dict[str, float], np.ndarray]:
-    """Sharp test-view metrics of the plain Gaussians (no MLP) and their renders."""
+    """Sharp test-view metrics of the plain Gaussians (no MLP) and their renders.
+
+    ``test_overflow_views`` counts the test renders that overflowed the
+    rasteriser's workspace (their scores are then not trustworthy; each is
+    also logged as a warning).
+    """
     g = splat_train.to_gaussians(params)
     views = data["views"]
     render = _test_renderer(config, views)
-    renders = np.stack([np.asarray(render(g, views.c2w[v])) for v in data["test_ids"]])
+    outs = [render(g, views.c2w[v]) for v in data["test_ids"]]
+    renders = np.stack([np.asarray(img) for img, _, _ in outs])
+    flows = [bool(f) for _, _, f in outs]
+    for v, (_, count, flow) in zip(data["test_ids"], outs):
+        if bool(flow):
+            logging.warning(
+                "Test view %d: the render overflowed the intersection workspace "
+                "(%d needed, capacity %d, max_per_tile %d); its scores are wrong.",
+                int(v),
+                int(count),
+                config.capacity,
+                config.max_per_tile,
+            )
     target = np.asarray(data["sharp"])[data["test_ids"]]
     out = {
         "psnr": float(np.mean(image_lib.psnr(renders, target))),
         "ssim": float(np.mean(image_lib.ssim(renders, target))),
+        "test_overflow_views": float(sum(flows)),
     }
     if config.lpips:
         try:
             out["lpips"] = float(np.mean(image_lib.lpips(renders, target)))
         except ImportError:
             pass
-    render(g, views.c2w[data["test_ids"][0]]).block_until_ready()
+    jax.block_until_ready(render(g, views.c2w[data["test_ids"][0]]))
     t0 = time.perf_counter()
     for i in range(config.fps_repeats):
         v = data["test_ids"][i % len(data["test_ids"])]
-        render(g, views.c2w[v]).block_until_ready()
+        jax.block_until_ready(render(g, views.c2w[v]))
     out["fps"] = config.fps_repeats / (time.perf_counter() - t0)
     return out, renders
 
@@ -315,7 +343,7 @@ def _test_renderer(config, views):
             background=jnp.ones(3),
             **kw,
         )
-        return jnp.clip(out.image, 0.0, 1.0)
+        return jnp.clip(out.image, 0.0, 1.0), out.num_intersections, out.overflow
 
     return render
 
@@ -363,6 +391,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
                         "psnr": "dB",
                         "fps": "frames/s",
                         "overflow_steps": "steps",
+                        "test_overflow_views": "views",
                         "mlp_offset_mean": "scene units",
                     }
                     unit = unit.get(name, "")
@@ -460,6 +489,18 @@ def _verdict(gains, metrics, config) -> str:
         if found:
             controls.append(f"{text} gains {', '.join(found)}")
     controls = f"Over 3DGS, {'; '.join(controls)}. " if controls else ""
+    flows = {
+        kind: int(sum(v["value"] for k, v in metrics.items() if k.endswith(kind)))
+        for kind in ("/overflow_steps", "/test_overflow_views")
+    }
+    if any(flows.values()):
+        controls += (
+            f"WARNING: renders overflowed the rasteriser's workspace "
+            f"({flows['/overflow_steps']} training steps, "
+            f"{flows['/test_overflow_views']} test views; capacity "
+            f"{config.capacity}), so the numbers above are not trustworthy: raise "
+            "capacity. "
+        )
     changed = []
     for b in gains:
         found = departures(config, b)

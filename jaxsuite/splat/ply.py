@@ -8,24 +8,24 @@ order splat viewers (SuperSplat, the SIBR viewer, gsplat, nerfstudio) expect::
 ``f_rest`` is channel-major (all of red's higher bands, then green's, then
 blue's), ``opacity`` is the logit, ``scale_*`` are log standard deviations and
 ``rot_*`` the raw quaternion ``(w, x, y, z)``; normals are written as zeros.
+
+Files are read and written with ``plyfile`` (as the original 3DGS code does),
+so binary (either byte order) and ASCII files with other elements or extra
+properties load. The loader never returns wrong data: a cut or corrupted
+file, a wrong row count, missing or misnumbered properties, a non-finite
+value or a zero quaternion raise ``ValueError`` naming the file (and the
+vertex).
 """
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+import plyfile
 
+from jaxsuite.core import atomic
 from jaxsuite.splat import gaussians as gl
-
-_TYPES = {
-    "float": "<f4",
-    "float32": "<f4",
-    "double": "<f8",
-    "float64": "<f8",
-    "uchar": "u1",
-    "uint8": "u1",
-    "int": "<i4",
-    "int32": "<i4",
-}
 
 
 def property_names(num_sh: int) -> list[str]:
@@ -38,7 +38,7 @@ def property_names(num_sh: int) -> list[str]:
 
 
 def save_ply(path: str, g: gl.Gaussians) -> None:
-    """Writes ``g`` (SH degree 0 to 3) as a binary 3DGS PLY file."""
+    """Writes ``g`` (SH degree 0 to 3) as a binary 3DGS PLY file (atomically)."""
     n, k = g.sh.shape[0], g.sh.shape[1]
     sh = np.asarray(g.sh, np.float32)
     cols = [
@@ -50,71 +50,112 @@ def save_ply(path: str, g: gl.Gaussians) -> None:
         np.asarray(g.log_scales, np.float32),
         np.asarray(g.quats, np.float32),
     ]
-    data = np.ascontiguousarray(np.concatenate(cols, axis=1), dtype="<f4")
+    data = np.concatenate(cols, axis=1)
     names = property_names(k)
-    header = ["ply", "format binary_little_endian 1.0", f"element vertex {n}"]
-    header += [f"property float {name}" for name in names]
-    header.append("end_header")
-    with open(path, "wb") as f:
-        f.write(("\n".join(header) + "\n").encode("ascii"))
-        f.write(data.tobytes())
+    rows = np.empty(n, dtype=[(name, "<f4") for name in names])
+    for i, name in enumerate(names):
+        rows[name] = data[:, i]
+    element = plyfile.PlyElement.describe(rows, "vertex")
+    with atomic.open_atomic(path, "wb") as f:
+        plyfile.PlyData([element], byte_order="<").write(f)
+
+
+def _need(num_rest: int) -> list[str]:
+    need = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity"]
+    need += [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
+    return need + [f"f_rest_{i}" for i in range(num_rest)]
+
+
+def _read(path: str) -> plyfile.PlyData:
+    """Parses ``path`` whole, checking that nothing is cut or left over."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    stream = io.BytesIO(raw)
+    try:
+        ply = plyfile.PlyData.read(stream)
+    except Exception as e:  # noqa: BLE001 - any parse failure means a bad file
+        raise ValueError(
+            f"{path}: not a readable PLY file ({type(e).__name__}: {e})."
+        ) from None
+    if ply.text:
+        # ASCII rows are lines: a cut last row would still parse, so the file
+        # must end with a newline, and no row may follow the last element.
+        body = raw.split(b"end_header", 1)[1].split(b"\n", 1)[-1]
+        rows = sum(1 for line in body.split(b"\n") if line.strip())
+        expected = sum(len(el.data) for el in ply.elements)
+        if not raw.endswith(b"\n"):
+            raise ValueError(f"{path}: the last line is cut (no final newline).")
+        if rows != expected:
+            raise ValueError(
+                f"{path}: the header declares {expected} rows but the file holds "
+                f"{rows}."
+            )
+    elif stream.tell() != len(raw):
+        raise ValueError(
+            f"{path}: {len(raw) - stream.tell()} bytes follow the elements the "
+            "header declares (wrong count or corrupted file)."
+        )
+    return ply
 
 
 def load_ply(path: str) -> gl.Gaussians:
-    """Reads a binary little-endian 3DGS PLY file (any property order).
+    """Reads a 3DGS PLY file: binary (either byte order) or ASCII, any element
+    order, any property order, extra properties and elements ignored.
 
     Raises:
-      ValueError: for ASCII or big-endian files, or missing properties.
+      FileNotFoundError: no such file.
+      ValueError: a cut or corrupted file, no ``vertex`` element, missing or
+        misnumbered 3DGS properties, or a non-finite value or zero quaternion
+        (naming the vertex).
     """
-    with open(path, "rb") as f:
-        if f.readline().strip() != b"ply":
-            raise ValueError(f"{path} is not a PLY file.")
-        props, count, fmt, in_vertex = [], 0, None, False
-        while True:
-            line = f.readline()
-            if not line:
-                raise ValueError(f"{path}: header has no end_header.")
-            words = line.decode("ascii").split()
-            if not words or words[0] in ("comment", "obj_info"):
-                continue
-            if words[0] == "end_header":
-                break
-            if words[0] == "format":
-                fmt = words[1]
-            elif words[0] == "element":
-                in_vertex = words[1] == "vertex"
-                if in_vertex:
-                    count = int(words[2])
-                elif count and not props:
-                    raise ValueError(f"{path}: unexpected element before vertex.")
-            elif words[0] == "property" and in_vertex:
-                if words[1] == "list" or words[1] not in _TYPES:
-                    raise ValueError(f"{path}: unsupported property {line!r}.")
-                props.append((words[2], _TYPES[words[1]]))
-        if fmt != "binary_little_endian":
-            raise ValueError(
-                f"{path}: only binary_little_endian PLY is supported, got {fmt}."
-            )
-        data = np.frombuffer(f.read(), dtype=np.dtype(props), count=count)
-    names = [p[0] for p in props]
-    need = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity"]
-    need += [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
-    missing = [p for p in need if p not in names]
+    ply = _read(path)
+    names = [el.name for el in ply.elements]
+    if "vertex" not in names:
+        raise ValueError(f"{path}: no 'vertex' element (elements: {names}).")
+    vertex = ply["vertex"]
+    data = vertex.data
+    props = [p.name for p in vertex.properties]
+    lists = [
+        p.name for p in vertex.properties if isinstance(p, plyfile.PlyListProperty)
+    ]
+    rest = [p for p in props if p.startswith("f_rest_")]
+    missing = [p for p in _need(len(rest)) if p not in props]
     if missing:
-        raise ValueError(f"{path}: missing 3DGS properties {missing}.")
-    col = lambda *keys: np.stack([data[k].astype(np.float32) for k in keys], -1)
-    rest = sorted(
-        (p for p in names if p.startswith("f_rest_")), key=lambda p: int(p[7:])
-    )
+        raise ValueError(f"{path}: vertex lacks the 3DGS properties {missing}.")
     num_sh = 1 + len(rest) // 3
+    if len(rest) % 3 or int(round(num_sh**0.5)) ** 2 != num_sh:
+        raise ValueError(
+            f"{path}: {len(rest)} f_rest properties; expected 3 ((d + 1)^2 - 1) "
+            "for an SH degree d (0, 9, 24 or 45)."
+        )
+    used = _need(len(rest))
+    bad = [p for p in lists if p in used]
+    if bad:
+        raise ValueError(f"{path}: properties {bad} are lists, expected numbers.")
+    count = len(data)
+    col = lambda *keys: np.stack([data[k].astype(np.float32) for k in keys], -1)
+    table = col(*used).reshape(count, -1)
+    finite = np.all(np.isfinite(table), axis=1)
+    if not finite.all():
+        row = int(np.argmin(finite))
+        raise ValueError(f"{path}: vertex {row} holds a non-finite value.")
+    quats = col("rot_0", "rot_1", "rot_2", "rot_3").reshape(count, 4)
+    norms = np.linalg.norm(quats.astype(np.float64), axis=-1)
+    if count and norms.min() < 1e-12:
+        row = int(np.argmin(norms))
+        raise ValueError(
+            f"{path}: vertex {row} has the zero quaternion {quats[row].tolist()}; "
+            "expected a rotation."
+        )
     sh = np.zeros((count, num_sh, 3), np.float32)
-    sh[:, 0] = col("f_dc_0", "f_dc_1", "f_dc_2")
+    sh[:, 0] = col("f_dc_0", "f_dc_1", "f_dc_2").reshape(count, 3)
     if rest:
-        sh[:, 1:] = col(*rest).reshape(count, 3, num_sh - 1).transpose(0, 2, 1)
+        ordered = [f"f_rest_{i}" for i in range(len(rest))]
+        sh[:, 1:] = col(*ordered).reshape(count, 3, num_sh - 1).transpose(0, 2, 1)
     return gl.Gaussians(
-        means=col("x", "y", "z"),
-        log_scales=col("scale_0", "scale_1", "scale_2"),
-        quats=col("rot_0", "rot_1", "rot_2", "rot_3"),
+        means=col("x", "y", "z").reshape(count, 3),
+        log_scales=col("scale_0", "scale_1", "scale_2").reshape(count, 3),
+        quats=quats,
         opacity_logits=data["opacity"].astype(np.float32),
         sh=sh,
     )

@@ -142,8 +142,15 @@ def linear_to_srgb(x: jax.Array) -> jax.Array:
     )
 
 
-def render_sharp(g: gl.Gaussians, c2w, K, width, height, **kw) -> jax.Array:
-    """Sharp ``(H, W, 3)`` render of the ground truth on a white background."""
+def render_sharp(
+    g: gl.Gaussians, c2w, K, width, height, *, with_overflow: bool = False, **kw
+) -> jax.Array | tuple[jax.Array, jax.Array, jax.Array]:
+    """Sharp ``(H, W, 3)`` render of the ground truth on a white background.
+
+    With ``with_overflow`` it returns ``(image, num_intersections, overflow)``:
+    an overflowing render is incomplete, and ground truth made from one is
+    wrong (``data.make_data`` refuses it).
+    """
     out = render_lib.render_gaussians(
         g,
         c2w,
@@ -154,7 +161,10 @@ def render_sharp(g: gl.Gaussians, c2w, K, width, height, **kw) -> jax.Array:
         background=jnp.ones(3),
         **kw,
     )
-    return jnp.clip(out.image, 0.0, 1.0)
+    image = jnp.clip(out.image, 0.0, 1.0)
+    if with_overflow:
+        return image, out.num_intersections, out.overflow
+    return image
 
 
 def aperture_samples(num: int) -> np.ndarray:

@@ -80,7 +80,7 @@ def _rasterize(
         counts = binning_lib.count_intersections(
             sg(means2d), radii, width, height, tile
         )
-        total = jnp.sum(counts).astype(jnp.int32)
+        total = binning_lib.total_intersections(counts)
         overflow = total > capacity
         image, t = reference_lib.rasterize(
             means2d, conics, colors, opacities, depths, radii, width, height, tile

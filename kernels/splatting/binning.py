@@ -14,6 +14,13 @@ excess intersections, so callers must check ``overflow`` (see
 two uint32 keys (tile id, float bits of the positive depth), which orders like
 the original's 64-bit ``tile << 32 | depth`` key without enabling x64, and is
 stable, so equal depths keep Gaussian order (as CUB's radix sort does).
+
+Counts cannot wrap: the running total of intersections is a saturating int32
+sum that stops at :data:`MAX_COUNT` (``2**30 - 1``), so a frame that needs
+billions of intersections (600 Gaussians over a 2048 x 2048 image of 1-pixel
+tiles need 2.5e9, past int32's 2**31 - 1) reports ``MAX_COUNT`` intersections
+and ``overflow=True``, never a negative count with ``overflow=False``. The
+capacity must stay below ``MAX_COUNT``.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 
 TILE = 16
+# Intersection counts saturate here (any capacity must be below it).
+MAX_COUNT = (1 << 30) - 1
 
 
 class Binning(NamedTuple):
@@ -35,7 +44,8 @@ class Binning(NamedTuple):
         (``N`` for unused slots).
       tile_starts: ``(ny, nx)`` int32, first slot of each tile.
       tile_ends: ``(ny, nx)`` int32, one past the last slot of each tile.
-      num_intersections: ``()`` int32, intersections the frame needs.
+      num_intersections: ``()`` int32, intersections the frame needs
+        (saturated at :data:`MAX_COUNT`).
       overflow: ``()`` bool, ``num_intersections > capacity``.
     """
 
@@ -78,13 +88,48 @@ def tile_rects(
     return jnp.where(culled, 0, lo), jnp.where(culled, 0, hi)
 
 
+def _check_sizes(width: int, height: int, tile: int, capacity: int | None) -> None:
+    ny, nx = tile_grid(width, height, tile)
+    if ny * nx > MAX_COUNT:
+        raise ValueError(
+            f"{width} x {height} pixels in {tile}-pixel tiles make {ny * nx} tiles; "
+            f"at most {MAX_COUNT} are supported (use larger tiles)."
+        )
+    if capacity is not None and not 0 < capacity < MAX_COUNT:
+        raise ValueError(f"capacity={capacity}: expected 0 < capacity < {MAX_COUNT}.")
+
+
 def count_intersections(
     means2d: jax.Array, radii: jax.Array, width: int, height: int, tile: int = TILE
 ) -> jax.Array:
-    """Tiles touched by each Gaussian, ``(N,)`` int32."""
+    """Tiles touched by each Gaussian, ``(N,)`` int32 (at most the tile count)."""
+    _check_sizes(width, height, tile, None)
     lo, hi = tile_rects(means2d, radii, width, height, tile)
     ext = hi - lo
     return ext[:, 0] * ext[:, 1]
+
+
+def _saturating_add(a: jax.Array, b: jax.Array) -> jax.Array:
+    # a, b <= MAX_COUNT < 2**30, so a + b < 2**31 fits in int32.
+    return jnp.minimum(a + b, MAX_COUNT)
+
+
+def running_total(counts: jax.Array) -> jax.Array:
+    """Inclusive prefix sums of ``(N,)`` non-negative int32 ``counts``, saturated.
+
+    Exact while below :data:`MAX_COUNT`, then equal to it: the sum cannot wrap
+    around to a negative number however many intersections a frame needs.
+    """
+    counts = jnp.minimum(counts.astype(jnp.int32), MAX_COUNT)
+    if counts.shape[0] == 0:
+        return counts
+    return jax.lax.associative_scan(_saturating_add, counts)
+
+
+def total_intersections(counts: jax.Array) -> jax.Array:
+    """``()`` int32 sum of ``counts``, saturated at :data:`MAX_COUNT`."""
+    ends = running_total(counts)
+    return ends[-1] if ends.shape[0] else jnp.int32(0)
 
 
 def bin_gaussians(
@@ -111,17 +156,21 @@ def bin_gaussians(
       :class:`Binning`.
     """
     n = means2d.shape[0]
+    _check_sizes(width, height, tile, capacity)
     ny, nx = tile_grid(width, height, tile)
     lo, hi = tile_rects(means2d, radii, width, height, tile)
     ext = hi - lo
     counts = ext[:, 0] * ext[:, 1]
-    ends = jnp.cumsum(counts)
+    # Saturated prefix sums are exact below MAX_COUNT > capacity, which is all
+    # the slots below need; the total saturates instead of wrapping.
+    ends = running_total(counts)
+    starts = jnp.concatenate([jnp.zeros((1,), jnp.int32), ends[:-1]])
     total = ends[-1] if n else jnp.int32(0)
     slots = jnp.arange(capacity, dtype=jnp.int32)
     gid = jnp.searchsorted(ends, slots, side="right").astype(jnp.int32)
     valid = slots < total
     g = jnp.minimum(gid, n - 1)
-    local = slots - (ends[g] - counts[g])
+    local = slots - starts[g]
     w = jnp.maximum(ext[g, 0], 1)
     tx = lo[g, 0] + local % w
     ty = lo[g, 1] + local // w
@@ -158,7 +207,9 @@ def check_overflow(num_intersections, capacity: int) -> None:
     """
     needed = int(np.max(np.asarray(jax.device_get(num_intersections))))
     if needed > capacity:
+        at_least = "at least " if needed >= MAX_COUNT else ""
         raise OverflowError(
-            f"The frame needs {needed} tile intersections but the workspace "
-            f"holds {capacity}; raise the capacity to at least {needed}."
+            f"The frame needs {at_least}{needed} tile intersections but the "
+            f"workspace holds {capacity}; raise the capacity to at least "
+            f"{needed}."
         )

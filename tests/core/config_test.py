@@ -98,3 +98,104 @@ def test_repo_configs_build_every_preset(name):
         assert module.get_config(preset).preset == preset
     with pytest.raises(ValueError, match="Valid presets"):
         module.get_config("nope")
+
+
+SPEC = {
+    "steps": config_lib.positive_int,
+    "lr": config_lib.positive_float,
+    "sizes": config_lib.Tuple(config_lib.positive_int, min_len=1),
+    "name": config_lib.Choice("a", "b"),
+    "model.width": config_lib.Int(min=4, max=64),
+}
+
+
+def _checked(arg):
+    return config_lib.build_config(arg, base=_base, presets=PRESETS, spec=SPEC)
+
+
+@pytest.mark.parametrize(
+    "arg,message",
+    [
+        ("smoke,steps=0", "steps=0: expected an integer >= 1."),
+        ("smoke,steps=-3", "steps=-3: expected an integer >= 1."),
+        ("smoke,steps=1.5e0", "steps='1.5e0': expected an integer."),
+        ("smoke,lr=0", "lr=0.0: expected a finite number > 0.0."),
+        ("smoke,lr=nan", "lr='nan': expected a finite number."),
+        ("smoke,sizes=(3,-1)", "sizes=(3, -1): element 1 (-1): expected an integer"),
+        ("smoke,sizes=()", "sizes=(): expected a tuple of 1+ elements"),
+        ("smoke,name=c", "name='c': expected one of 'a', 'b'."),
+        ("smoke,model.width=128", "model.width=128: expected an integer in [4, 64]."),
+        ("smoke,model=3", "model='3': model is a group of settings, not a value"),
+        ("smoke,sizes=(1,x)", "sizes[1]='x': expected an integer."),
+    ],
+)
+def test_declared_ranges_name_key_value_and_what_is_allowed(arg, message):
+    with pytest.raises(ValueError) as info:
+        _checked(arg)
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_overrides_parse_element_wise_and_integral_floats():
+    c = _checked("smoke,steps=1e3,sizes=(4,5,),name='b'")
+    assert c.steps == 1000 and isinstance(c.steps, int)
+    assert c.sizes == (4, 5) and c.name == "b"
+    assert _checked("smoke,sizes=7").sizes == (7,)
+
+    def base():
+        c = _base()
+        c.modes = ("ep", "fssdp")
+        return c
+
+    spec = {"modes": config_lib.Tuple(config_lib.Choice("ep", "fsdp", "fssdp"))}
+    build = lambda arg: config_lib.build_config(
+        arg, base=base, presets=PRESETS, spec=spec
+    )
+    assert build("smoke,modes=(ep,fsdp)").modes == ("ep", "fsdp")
+    assert build("smoke,modes=[fssdp]").modes == ("fssdp",)
+    with pytest.raises(ValueError, match=r"element 1 \('foo'\): expected one of"):
+        build("smoke,modes=(ep,foo)")
+
+
+def test_presets_are_checked_and_spec_typos_are_caught():
+    bad = {"smoke": {"steps": 0}}
+    with pytest.raises(ValueError, match="steps=0: expected an integer >= 1"):
+        config_lib.build_config("smoke", base=_base, presets=bad, spec=SPEC)
+    wrong_type = {"smoke": {"steps": 2.5}}
+    with pytest.raises(ValueError, match=r"steps=2.5: expected an integer like"):
+        config_lib.build_config("smoke", base=_base, presets=wrong_type)
+    with pytest.raises(ValueError, match="spec names 'stepz', which is not a key"):
+        config_lib.build_config(
+            "smoke", base=_base, presets=PRESETS, spec={"stepz": config_lib.Int()}
+        )
+    check = lambda c: f"steps={c.steps} exceeds 5." if c.steps > 5 else None
+    with pytest.raises(ValueError, match="steps=100 exceeds 5"):
+        config_lib.build_config("small", base=_base, presets=PRESETS, checks=(check,))
+
+
+@pytest.mark.parametrize("name", ["example", "lsmgnn", "hecate", "pvd", "deblur3dgs"])
+def test_paper_configs_refuse_bad_sizes(name):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[2] / "configs" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"cfg_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for preset in module.PRESETS:  # every preset satisfies its spec
+        module.get_config(preset)
+    bad = {
+        "example": ["steps=0", "batch_size=0", "hidden=(32,0)"],
+        "lsmgnn": ["train.batch_per_device=0", "train.fanouts=(5,-1)", "train=3"],
+        "hecate": [
+            "steps=0",
+            "model.batch_per_device=0",
+            "strategies=(ep,foo)",
+            "model=3",
+        ],
+        "pvd": ["scene.size=0", "batch_rays=-64", "steps=1.5e0", "teachers=(nerf,)"],
+        "deblur3dgs": ["steps=0", "image_size=0", "capacity=0", "methods=(vanilla,x)"],
+    }[name]
+    for override in bad:
+        key = override.split("=")[0]
+        with pytest.raises(ValueError, match=rf"^{key}"):
+            module.get_config(f"smoke,{override}")

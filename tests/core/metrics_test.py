@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import pathlib
 
 import jax.numpy as jnp
 import numpy as np
@@ -108,3 +109,75 @@ def test_figures_write_pngs_with_the_drawn_content(tmp_path):
     for p in (grid, curves, bars):
         with Image.open(p) as im:
             assert im.format == "PNG" and min(im.size) > 100
+
+
+def test_writer_flushes_each_row_and_resumes_without_repeats(tmp_path):
+    wd = str(tmp_path)
+    w = metrics_lib.MetricWriter(wd)
+    w.write_hparams({"lr": 0.1, "preset": "smoke"})
+    for step in (1, 2, 3):
+        w.write_scalars(step, {"loss": 1.0 / step})
+    # Readable before the writer closes: a killed run keeps its rows.
+    assert [r["step"] for r in metrics_lib.read_metrics(wd)] == [1, 2, 3]
+    with open(os.path.join(wd, "metrics.jsonl"), "a") as f:
+        f.write('{"step": 4, "lo')  # a row cut by SIGKILL mid-write
+    assert [r["step"] for r in metrics_lib.read_metrics(wd)] == [1, 2, 3]
+    # The resumed run repeats steps 2-3 and its hparams (paced differently).
+    with metrics_lib.MetricWriter(wd) as again:
+        again.write_hparams({"lr": 0.1, "preset": "smoke,step_delay=1"})
+        for step in (2, 3, 4):
+            again.write_scalars(step, {"loss": 1.0 / step})
+        again.write_scalars(4, {"test_mse": 0.5})  # other names: a new row
+    w.close()
+    with open(os.path.join(wd, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    assert sum("hparams" in r for r in rows) == 1
+    steps = [(r["step"], sorted(r)) for r in rows if "step" in r]
+    assert steps == [
+        (1, ["loss", "step"]),
+        (2, ["loss", "step"]),
+        (3, ["loss", "step"]),
+        (4, ["loss", "step"]),
+        (4, ["step", "test_mse"]),
+    ]
+
+
+def test_results_are_strict_json(tmp_path):
+    import ml_collections
+
+    config = ml_collections.ConfigDict({"steps": 3})
+    kw = dict(paper="demo", config=config, claim="c", verdict="v", wall_seconds=1.0)
+    with pytest.raises(ValueError, match=r"metrics\.ratio\.value is nan"):
+        metrics_lib.write_results(
+            str(tmp_path), metrics={"ratio": metrics_lib.metric(np.nan, "x")}, **kw
+        )
+    with pytest.raises(ValueError, match=r"tables\.rows\[1\]\.loss is inf"):
+        metrics_lib.write_results(
+            str(tmp_path),
+            metrics={},
+            tables={"rows": [{"loss": 1.0}, {"loss": float("inf")}]},
+            **kw,
+        )
+    assert not os.path.exists(tmp_path / "results.json")
+    late = metrics_lib.metric("not reached within 30 s", "x")
+    path = metrics_lib.write_results(str(tmp_path), metrics={"ratio": late}, **kw)
+    assert metrics_lib.read_results(path)["metrics"]["ratio"]["value"] == (
+        "not reached within 30 s"
+    )
+    text = pathlib.Path(path).read_text()
+    pathlib.Path(path).write_text(text.replace('"not reached within 30 s"', "NaN"))
+    with pytest.raises(ValueError, match="results.json is not valid JSON"):
+        metrics_lib.read_results(path)
+
+
+def test_committed_results_files_are_strict_json():
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "results")
+    paths = sorted(glob.glob(os.path.join(root, "*.json")))
+    assert paths
+    for path in paths:
+        with open(path) as f:
+            json.loads(f.read(), parse_constant=_refuse)
+
+
+def _refuse(name):
+    raise ValueError(f"{name} in a committed results file")

@@ -249,3 +249,35 @@ def test_reference_single_gaussian_footprint():
     alpha = 0.5 * np.exp(-((xs - 16) ** 2 + (ys - 16) ** 2) / (2 * var))
     alpha = np.where(alpha >= 1 / 255, alpha, 0.0)
     np.testing.assert_allclose(out[0][..., 0], alpha, atol=1e-6)
+
+
+def test_running_total_saturates_instead_of_wrapping():
+    big = 1 << 29
+    counts = np.array([big, big, big, big - 1, 7, 0, 3], np.int64)
+    got = np.asarray(binning.running_total(jnp.asarray(counts, jnp.int32)))
+    want = np.minimum(np.cumsum(counts), binning.MAX_COUNT)
+    np.testing.assert_array_equal(got, want)
+    assert int(binning.total_intersections(jnp.asarray(counts[:1], jnp.int32))) == big
+    small = np.arange(50, dtype=np.int32)
+    np.testing.assert_array_equal(binning.running_total(small), np.cumsum(small))
+
+
+def test_billions_of_intersections_overflow_instead_of_going_negative():
+    # 600 Gaussians over a 2048 x 2048 image of 1-pixel tiles: 2.5e9
+    # intersections, past int32's 2**31 - 1.
+    n, size = 600, 2048
+    means = jnp.full((n, 2), size / 2.0)
+    radii = jnp.full((n,), 4 * size, jnp.int32)
+    depths = jnp.linspace(1.0, 2.0, n)
+    counts = binning.count_intersections(means, radii, size, size, tile=1)
+    assert int(counts[0]) == size * size
+    total = binning.total_intersections(counts)
+    assert int(total) == binning.MAX_COUNT
+    b = binning.bin_gaussians(means, depths, radii, size, size, capacity=1024, tile=1)
+    assert int(b.num_intersections) == binning.MAX_COUNT and bool(b.overflow)
+    # The first slots still hold the front Gaussian's first tiles, in order.
+    assert int(b.tile_starts[0, 0]) == 0 and int(b.tile_ends[0, 0]) == 1
+    with pytest.raises(binning.OverflowError, match="needs at least 1073741823"):
+        binning.check_overflow(b.num_intersections, 1024)
+    with pytest.raises(ValueError, match="capacity="):
+        binning.bin_gaussians(means, depths, radii, 64, 64, capacity=1 << 30)

@@ -104,3 +104,50 @@ def test_interrupted_training_resumes_to_the_same_state(tmp_path):
         jax.tree.leaves(resumed["state"]), jax.tree.leaves(straight["state"])
     ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_diverging_run_stops_before_saving_nan(tmp_path):
+    # With learning_rate=1e6 the loss turns NaN: the run must stop with the
+    # step named instead of finishing and reporting NaN.
+    from jaxsuite.core import finite
+
+    config = _get_config("smoke,model.learning_rate=1e6")
+    setup = experiment._Setup(config)
+    with pytest.raises(
+        finite.NonFiniteError, match=r"'ep' stopped: loss is nan at"
+    ) as e:
+        experiment.train(
+            setup,
+            "ep",
+            3.0,
+            replay.overlap_degree(config),
+            workdir=str(tmp_path),
+            name="ep",
+        )
+    assert "last good checkpoint, step" in str(e.value)
+    saved = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints" / "ep"))
+    assert saved and max(saved) < e.value.step
+
+
+def test_a_damaged_trace_file_is_named_and_recomputed(tmp_path, caplog):
+    # Traces are written atomically; one damaged later (here cut in half) is
+    # set aside with a warning naming it, and recomputed instead of stopping
+    # the run with a BadZipFile that names no file.
+    path = str(tmp_path / "ep_skew3.npz")
+    from jaxsuite.core import atomic
+
+    atomic.save_npz(path, loss=np.arange(4.0))
+    assert experiment._load_saved(path, experiment._read_npz)["loss"].tolist() == [
+        0.0,
+        1.0,
+        2.0,
+        3.0,
+    ]
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+    with caplog.at_level("WARNING"):
+        assert experiment._load_saved(path, experiment._read_npz) is None
+    assert "ep_skew3.npz cannot be read" in caplog.text and "recomputing" in caplog.text
+    assert not os.path.exists(path) and os.path.exists(path + ".bad")

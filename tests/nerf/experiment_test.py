@@ -96,3 +96,40 @@ def test_smoke_runs_all_pairs_and_resumes(tmp_path):
         assert metrics_lib.read_results(
             os.path.join(workdir, "results.json")
         ) == json.load(f)
+
+
+def test_ratios_that_cannot_be_computed_say_why():
+    dist = {"curve": _curve([0.0, 1.0, 2.0], [10.0, 27.0, 28.0]), "inherited": []}
+    slow = {"curve": _curve([0.0, 3.0, 6.0], [10.0, 20.0, 22.0])}
+    row = experiment.pair_row("hash", "mlp", 28.0, dist, slow)
+    assert experiment.unreached(row, "s") == "not reached within 6 s (from scratch)"
+    assert experiment.unreached(row, "steps") == (
+        "not reached within 2 steps (from scratch)"
+    )
+    stuck = {"curve": _curve([0.0, 5.0], [10.0, 12.0]), "inherited": []}
+    row = experiment.pair_row("hash", "mlp", 28.0, stuck, slow)
+    assert experiment.unreached(row, "s") == "not reached within 5 s (distillation)"
+    assert experiment.unreached(row, "best") == (
+        "not reached within 5 s (distillation)"
+    )
+
+
+def test_timed_loop_stops_on_a_nonfinite_loss():
+    from jaxsuite.core import finite
+    from jaxsuite.nerf import trainer
+
+    def step_fn(state, step):
+        loss = np.float32(np.nan) if int(step) >= 3 else np.float32(1.0)
+        return state + 1, {"loss": loss, "grad_norm": np.float32(1.0)}
+
+    with pytest.raises(
+        finite.NonFiniteError, match="demo: loss was not finite at step 3"
+    ):
+        trainer.timed_loop(
+            0,
+            step_fn,
+            num_steps=6,
+            eval_fn=lambda s: 0.0,
+            eval_steps=(0, 5),
+            name="demo",
+        )

@@ -7,6 +7,7 @@ import pytest
 
 from jaxsuite.core import cameras
 from jaxsuite.splat import colmap
+from tests.core import fuzz
 
 
 def _quat(rng):
@@ -100,4 +101,86 @@ def test_distorted_cameras_name_the_undistortion_step(tmp_path):
 
 def test_missing_files_raise(tmp_path):
     with pytest.raises(FileNotFoundError, match="cameras"):
+        colmap.load(str(tmp_path))
+
+
+def test_binary_name_cut_off_fails_fast_instead_of_looping(tmp_path):
+    # images.bin cut inside an image name used to loop forever looking for NUL.
+    rng = np.random.default_rng(2)
+    _write_binary(tmp_path, *_model(rng))
+    data = (tmp_path / "images.bin").read_bytes()
+    cut = data.index(b"a.png") + 2  # inside the second image's name
+    (tmp_path / "images.bin").write_bytes(data[:cut])
+    with fuzz.time_limit(5.0):
+        with pytest.raises(ValueError, match=r"images\.bin: the name of image #1"):
+            colmap.load(str(tmp_path))
+
+
+def test_text_images_without_points_lines_are_refused(tmp_path):
+    # Without the POINTS2D line after each image, every second image was lost.
+    rng = np.random.default_rng(3)
+    cams, imgs, pts, rgb = _model(rng)
+    _write_text(tmp_path, cams, imgs, pts, rgb)
+    lines = (tmp_path / "images.txt").read_text().splitlines(keepends=True)
+    (tmp_path / "images.txt").write_text("".join(lines[:1] + lines[1::2]))
+    with pytest.raises(ValueError, match=r"images\.txt, line 3: bad POINTS2D line"):
+        colmap.load(str(tmp_path))
+
+
+def test_zero_quaternion_is_an_error_naming_the_image(tmp_path):
+    rng = np.random.default_rng(4)
+    cams, imgs, pts, rgb = _model(rng)
+    imgs[1] = (3, np.zeros(4), imgs[1][2], 2, "a.png")
+    for writer, where in ((_write_text, "line 4"), (_write_binary, "image #1")):
+        writer(tmp_path, cams, imgs, pts, rgb)
+        with pytest.raises(ValueError, match=f"{where}: .*quaternion.* is zero"):
+            colmap.load(str(tmp_path))
+        for f in tmp_path.iterdir():
+            f.unlink()
+
+
+@pytest.mark.parametrize(
+    "name,text,message",
+    [
+        ("cameras.txt", "1 PINHOLE 64 48 50 55 31\n", r"line 1: PINHOLE has 4 param"),
+        ("cameras.txt", "1 PINHOLE 64 x 50 55 31 23\n", r"line 1: invalid literal"),
+        ("cameras.txt", "1 FISH 64 48 1 2 3\n", r"line 1: unknown camera model"),
+        ("points3D.txt", "1 0 0 0 255 0 300 0.5\n", r"line 1: 300 is outside"),
+        ("points3D.txt", "1 0 0 nan 255 0 3 0.5\n", r"line 1: a value of .* finite"),
+        ("points3D.txt", "1 0 0 0 255 0 3 0.5 7\n", r"line 1: 9 fields"),
+        (
+            "cameras.txt",
+            "# Number of cameras: 2\n1 PINHOLE 6 4 5 5 3 2\n",
+            "announces 2",
+        ),
+        ("cameras.txt", "1 PINHOLE 64 48 50 55 31 23", "does not end with a newline"),
+    ],
+)
+def test_text_errors_name_the_file_and_line(tmp_path, name, text, message):
+    reader = {"cameras.txt": colmap.read_cameras_text}
+    reader["points3D.txt"] = colmap.read_points_text
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match=message) as e:
+        reader[name](str(tmp_path / name))
+    assert str(tmp_path / name) in str(e.value)
+
+
+def test_binary_cut_and_trailing_bytes_name_the_record(tmp_path):
+    rng = np.random.default_rng(5)
+    _write_binary(tmp_path, *_model(rng))
+    data = (tmp_path / "points3D.bin").read_bytes()
+    (tmp_path / "points3D.bin").write_bytes(data[:-3])
+    with pytest.raises(ValueError, match=r"points3D\.bin: point #4 claims 1 entr"):
+        colmap.read_points_binary(str(tmp_path / "points3D.bin"))
+    (tmp_path / "points3D.bin").write_bytes(data + b"\0" * 8)
+    with pytest.raises(ValueError, match="8 bytes follow the 5 points"):
+        colmap.read_points_binary(str(tmp_path / "points3D.bin"))
+
+
+def test_unknown_camera_reference_is_named(tmp_path):
+    rng = np.random.default_rng(6)
+    cams, imgs, pts, rgb = _model(rng)
+    imgs[0] = (*imgs[0][:3], 5, imgs[0][4])
+    _write_text(tmp_path, cams, imgs, pts, rgb)
+    with pytest.raises(ValueError, match=r"image 7 \(b\.png\) uses camera 5"):
         colmap.load(str(tmp_path))

@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pytest
 
 from jaxsuite.splat import gaussians as gl
 from jaxsuite.splat import ply
@@ -88,3 +89,89 @@ def test_reads_reordered_properties_with_extras(tmp_path):
     back = ply.load_ply(str(path))
     np.testing.assert_array_equal(back.quats, np.asarray(g.quats, np.float32))
     np.testing.assert_array_equal(back.sh, np.asarray(g.sh, np.float32))
+
+
+def _write_rows(path, names, rows, fmt="binary_little_endian"):
+    header = ["ply", f"format {fmt} 1.0", f"element vertex {len(rows)}"]
+    header += [f"property float {k}" for k in names] + ["end_header"]
+    if fmt == "ascii":
+        body = "".join(" ".join(repr(float(v)) for v in r) + "\n" for r in rows)
+        body = body.encode()
+    else:
+        body = np.asarray(rows, "<f4" if "little" in fmt else ">f4").tobytes()
+    path.write_bytes(("\n".join(header) + "\n").encode() + body)
+
+
+def test_ascii_big_endian_and_a_leading_element_load_the_same(tmp_path):
+    g = _random(n=5, degree=1)
+    ply.save_ply(str(tmp_path / "a.ply"), g)
+    want = ply.load_ply(str(tmp_path / "a.ply"))
+    names = ply.property_names(4)
+    rows = np.asarray(_random_rows(want, names))
+    for fmt in ("ascii", "binary_big_endian"):
+        _write_rows(tmp_path / f"{fmt}.ply", names, rows, fmt)
+        for a, b in zip(ply.load_ply(str(tmp_path / f"{fmt}.ply")), want):
+            np.testing.assert_array_equal(a, b)
+    # A 'face' element declared (and stored) before 'vertex' used to shift
+    # every vertex value by the face's bytes.
+    raw = (tmp_path / "a.ply").read_bytes()
+    head, body = raw.split(b"end_header\n")
+    head = head.replace(
+        b"element vertex",
+        b"element face 1\nproperty list uchar int vertex_indices\nelement vertex",
+    )
+    face = np.array([3], "u1").tobytes() + np.array([0, 1, 2], "<i4").tobytes()
+    (tmp_path / "f.ply").write_bytes(head + b"end_header\n" + face + body)
+    for a, b in zip(ply.load_ply(str(tmp_path / "f.ply")), want):
+        np.testing.assert_array_equal(a, b)
+
+
+def _random_rows(g, names):
+    cols = {"nx": 0.0, "ny": 0.0, "nz": 0.0}
+    n = len(g.means)
+    sh = np.asarray(g.sh)
+    rest = sh[:, 1:, :].transpose(0, 2, 1).reshape(n, -1)
+    out = []
+    for i in range(n):
+        row = dict(cols, x=g.means[i, 0], y=g.means[i, 1], z=g.means[i, 2])
+        row.update({f"f_dc_{c}": sh[i, 0, c] for c in range(3)})
+        row.update({f"f_rest_{k}": rest[i, k] for k in range(rest.shape[1])})
+        row.update({f"scale_{k}": g.log_scales[i, k] for k in range(3)})
+        row.update({f"rot_{k}": g.quats[i, k] for k in range(4)})
+        row["opacity"] = g.opacity_logits[i]
+        out.append([row[k] for k in names])
+    return out
+
+
+def test_bad_files_raise_errors_naming_file_and_vertex(tmp_path):
+    g = _random(n=4, degree=0)
+    path = tmp_path / "g.ply"
+    ply.save_ply(str(path), g)
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-5])
+    with pytest.raises(ValueError, match=r"g\.ply: not a readable PLY.*end-of-file"):
+        ply.load_ply(str(path))
+    path.write_bytes(raw + b"\0" * 4)
+    with pytest.raises(ValueError, match="4 bytes follow the elements"):
+        ply.load_ply(str(path))
+    names = ply.property_names(1)
+    rows = np.asarray(_random_rows(g, names), np.float32)
+    bad = rows.copy()
+    bad[2, names.index("rot_0") : names.index("rot_0") + 4] = 0.0
+    _write_rows(path, names, bad)
+    with pytest.raises(ValueError, match="vertex 2 has the zero quaternion"):
+        ply.load_ply(str(path))
+    bad = rows.copy()
+    bad[1, 0] = np.nan
+    _write_rows(path, names, bad)
+    with pytest.raises(ValueError, match="vertex 1 holds a non-finite value"):
+        ply.load_ply(str(path))
+    _write_rows(path, [n for n in names if n != "opacity"], rows[:, 1:])
+    with pytest.raises(ValueError, match=r"lacks the 3DGS properties \['opacity'\]"):
+        ply.load_ply(str(path))
+    _write_rows(path, names, rows, "ascii")
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(ValueError, match="the last line is cut"):
+        ply.load_ply(str(path))
+    with pytest.raises(FileNotFoundError):
+        ply.load_ply(str(tmp_path / "missing.ply"))
