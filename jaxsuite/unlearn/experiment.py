@@ -29,6 +29,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
+from jaxsuite.core import atomic
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.core import train as train_lib
 from jaxsuite.unlearn import data as data_lib
@@ -126,10 +127,20 @@ def deletion_rows(run_dir: str) -> list[dict[str, Any]]:
 
 
 def _read_rows(path: str) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines file; a last line cut by a crash is dropped."""
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [line for line in f.read().split("\n") if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            if i != len(lines) - 1:
+                raise
+            atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    return rows
 
 
 def _append_row(path: str, row: dict[str, Any]) -> None:
@@ -202,10 +213,8 @@ def _timed_train(setup, run_dir, settings, seqs) -> dict[str, Any]:
     info = setup.train(run_dir, settings, seqs, log=_log)
     info["compile_seconds"] = compile_seconds
     if info["nodes_trained"] or not os.path.exists(info_path):
-        with open(info_path, "w") as f:
-            json.dump(info, f)
-    with open(info_path) as f:
-        return json.load(f)
+        atomic.write_json(info_path, info)
+    return atomic.read_json(info_path)
 
 
 def run(config: Any, workdir: str) -> dict[str, Any]:
