@@ -172,15 +172,28 @@ def deletion_phase(
     path = os.path.join(run_dir, "curve.jsonl")
     rows = _read_rows(path)
     if not rows:
-        rows.append({"k": 0, "accuracy": evaluator.accuracy(run_dir, body_fn())})
+        body = body_fn()
+        rows.append(
+            {
+                "k": 0,
+                "live_shards": len(ledger.live_shards(body)),
+                "accuracy": evaluator.accuracy(run_dir, body),
+            }
+        )
         _append_row(path, rows[0])
     done = set(body_fn()["state"]["deleted"])
     t0 = time.perf_counter()
     for k, sample in enumerate(stream, start=1):
         if k < len(rows):
             continue
-        if sample in done:  # Deleted before an interruption, row not written.
-            effect, seconds = {"sample": sample}, float("nan")
+        if sample in done:  # Deleted before an interruption, row not written:
+            body = body_fn()  # the ledger holds its effect (it was the last one).
+            shard, slc = ledger.locate(body, sample)
+            died = ledger.served(body)[shard] is None and rows[-1]["live_shards"] > len(
+                ledger.live_shards(body)
+            )
+            effect = {"shard": shard, "slice": slc, "shard_died": died}
+            seconds = None  # Not timed.
         else:
             effect, seconds = delete_fn(sample)
         body = body_fn()
@@ -190,7 +203,7 @@ def deletion_phase(
             "shard": effect.get("shard"),
             "slice": effect.get("slice"),
             "shard_died": bool(effect.get("shard_died", False)),
-            "seconds": seconds if np.isfinite(seconds) else None,
+            "seconds": seconds,
             "live_shards": len(ledger.live_shards(body)),
             "accuracy": evaluator.accuracy(run_dir, body),
         }
