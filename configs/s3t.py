@@ -8,6 +8,8 @@ setting (5 shards x 4 slices x 24 permutations) with a larger backbone and
 longer stages, for machines with accelerators.
 """
 
+import math
+
 import ml_collections
 
 from jaxsuite.core import config as config_lib
@@ -96,5 +98,60 @@ def _base() -> ml_collections.ConfigDict:
     return config
 
 
+_pos_int, _pos = config_lib.positive_int, config_lib.positive_float
+SPEC = {
+    "seed": config_lib.Int(min=0),
+    "num_shards": _pos_int,
+    "num_slices": config_lib.Int(min=1, max=8),
+    "budgets": config_lib.Tuple(_pos_int, min_len=1, unique=True),
+    "sequence_method": config_lib.Choice("cyclic", "bms", "prior_bms"),
+    "devices": config_lib.non_negative_int,
+    "full_reference": config_lib.boolean,
+    "deletions": _pos_int,
+    "accuracy_at": config_lib.Tuple(config_lib.non_negative_int, min_len=1),
+    "checkpoint_every": _pos_int,
+    "log_every": _pos_int,
+    "data.test_fraction": config_lib.Float(min=0.0, max=1.0, open_min=True),
+    "data.max_train": config_lib.non_negative_int,
+    "model.width": _pos_int,
+    "model.depth": _pos_int,
+    "model.adapters": config_lib.Choice("lora", "dense"),
+    "model.lora_rank": _pos_int,
+    "model.lora_alpha": config_lib.non_negative_float,
+    "model.lora_dropout": config_lib.Float(min=0.0, max=0.95),
+    "pretrain.steps": _pos_int,
+    "pretrain.batch_size": _pos_int,
+    "pretrain.learning_rate": _pos,
+    "train.epochs": _pos_int,
+    "train.batch_size": _pos_int,
+    "train.learning_rate": _pos,
+    "monte_carlo.trials": config_lib.Int(min=2),
+    "monte_carlo.prior_budget": _pos_int,
+}
+
+
+def _fits(c) -> str | None:
+    if c.model.depth % c.num_slices:
+        return (
+            f"model.depth={c.model.depth} must be a multiple of "
+            f"num_slices={c.num_slices} (one layer group per stage)."
+        )
+    most = (
+        math.factorial(c.num_slices) if c.sequence_method == "cyclic" else c.num_slices
+    )
+    if max(c.budgets) > most:
+        return (
+            f"budgets={tuple(c.budgets)}: {c.sequence_method} sequences of "
+            f"{c.num_slices} slices allow at most {most} per shard."
+        )
+    if max(c.accuracy_at) > c.deletions:
+        return f"accuracy_at={tuple(c.accuracy_at)} exceeds deletions={c.deletions}."
+    if c.devices > c.num_shards:
+        return f"devices={c.devices} exceeds num_shards={c.num_shards}."
+    return None
+
+
 def get_config(arg=None):
-    return config_lib.build_config(arg, base=_base, presets=PRESETS)
+    return config_lib.build_config(
+        arg, base=_base, presets=PRESETS, spec=SPEC, checks=(_fits,)
+    )

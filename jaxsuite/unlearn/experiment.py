@@ -29,6 +29,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
+from jaxsuite.core import atomic
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.core import train as train_lib
 from jaxsuite.unlearn import data as data_lib
@@ -126,10 +127,20 @@ def deletion_rows(run_dir: str) -> list[dict[str, Any]]:
 
 
 def _read_rows(path: str) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines file; a last line cut by a crash is dropped."""
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [line for line in f.read().split("\n") if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            if i != len(lines) - 1:
+                raise
+            atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    return rows
 
 
 def _append_row(path: str, row: dict[str, Any]) -> None:
@@ -161,15 +172,28 @@ def deletion_phase(
     path = os.path.join(run_dir, "curve.jsonl")
     rows = _read_rows(path)
     if not rows:
-        rows.append({"k": 0, "accuracy": evaluator.accuracy(run_dir, body_fn())})
+        body = body_fn()
+        rows.append(
+            {
+                "k": 0,
+                "live_shards": len(ledger.live_shards(body)),
+                "accuracy": evaluator.accuracy(run_dir, body),
+            }
+        )
         _append_row(path, rows[0])
     done = set(body_fn()["state"]["deleted"])
     t0 = time.perf_counter()
     for k, sample in enumerate(stream, start=1):
         if k < len(rows):
             continue
-        if sample in done:  # Deleted before an interruption, row not written.
-            effect, seconds = {"sample": sample}, float("nan")
+        if sample in done:  # Deleted before an interruption, row not written:
+            body = body_fn()  # the ledger holds its effect (it was the last one).
+            shard, slc = ledger.locate(body, sample)
+            died = ledger.served(body)[shard] is None and rows[-1]["live_shards"] > len(
+                ledger.live_shards(body)
+            )
+            effect = {"shard": shard, "slice": slc, "shard_died": died}
+            seconds = None  # Not timed.
         else:
             effect, seconds = delete_fn(sample)
         body = body_fn()
@@ -179,7 +203,7 @@ def deletion_phase(
             "shard": effect.get("shard"),
             "slice": effect.get("slice"),
             "shard_died": bool(effect.get("shard_died", False)),
-            "seconds": seconds if np.isfinite(seconds) else None,
+            "seconds": seconds,
             "live_shards": len(ledger.live_shards(body)),
             "accuracy": evaluator.accuracy(run_dir, body),
         }
@@ -202,10 +226,8 @@ def _timed_train(setup, run_dir, settings, seqs) -> dict[str, Any]:
     info = setup.train(run_dir, settings, seqs, log=_log)
     info["compile_seconds"] = compile_seconds
     if info["nodes_trained"] or not os.path.exists(info_path):
-        with open(info_path, "w") as f:
-            json.dump(info, f)
-    with open(info_path) as f:
-        return json.load(f)
+        atomic.write_json(info_path, info)
+    return atomic.read_json(info_path)
 
 
 def run(config: Any, workdir: str) -> dict[str, Any]:

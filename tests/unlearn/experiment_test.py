@@ -79,3 +79,24 @@ def test_command_line_deleter(smoke):
         out = call(f"--sample={bad}")
         assert out.returncode != 0 and message in out.stderr, out.stderr
     assert (run / ledger.LEDGER_FILE).read_bytes() == before
+
+
+@pytest.mark.slow
+def test_deletion_curve_resumes_after_a_crash_between_deletion_and_row(smoke):
+    workdir, _ = smoke
+    run = workdir / "runs" / "s3t_B1"
+    curve = run / "curve.jsonl"
+    lines = curve.read_text().splitlines()
+    assert len(lines) == 9
+    # The process died after the 8th deletion was durable but before its row
+    # was complete: a cut line is left where the row should be.
+    curve.write_text("\n".join(lines[:8]) + "\n" + lines[8][:15])
+    config = get_config("smoke")
+    again = experiment.run(config, str(workdir))
+    rows = [json.loads(line) for line in curve.read_text().splitlines()]
+    old = json.loads(lines[8])
+    assert len(rows) == 9 and rows[8]["seconds"] is None
+    for key in ("k", "sample", "shard", "slice", "shard_died", "live_shards"):
+        assert rows[8][key] == old[key], key
+    assert rows[8]["accuracy"] == old["accuracy"]
+    assert again["tables"]["accuracy_curves"]["s3t_B1"][8] == old["accuracy"]
