@@ -111,7 +111,7 @@ def field_query(
     """Density pre-activation (``sigma = trunc_exp(.)``) and colour at ``x``."""
     h = field_features(params, spec, x, levels)
     log_sigma = h[:, 0] + blob_bias(x, spec) - 1.0  # threestudio's shifted exp
-    rgb = jax.nn.sigmoid(h[:, 1:] @ params["color"]["w"] + params["color"]["b"])
+    rgb = jax.nn.sigmoid(h[:, 1:] @ params["color"]["w"] + params["color"]["b"][None])
     return log_sigma, rgb
 
 
