@@ -66,7 +66,8 @@ def draw(cache: Cache, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
 
 
 def phase(step: int, cycle: int) -> str:
-    """``"prior"`` (update the DreamBooth copy only), ``"ref"`` or ``"guide"``."""
+    """``"prior"`` (update the DreamBooth copy only), ``"ref"`` or ``"guide"``
+    for the 0-based ``step`` (the released loop's ``global_step``)."""
     if step % cycle < cycle // PRETRAIN_FRACTION:
         return "prior"
     return "ref" if step % 2 == 0 else "guide"

@@ -71,6 +71,11 @@ class Views(NamedTuple):
     normal: jax.Array  # (H, W, 3) world normals composited (0 where empty)
 
 
+def safe_norm(v: jax.Array, keepdims: bool = False) -> jax.Array:
+    """Norm over the last axis with a finite gradient at zero."""
+    return jnp.sqrt(jnp.sum(v * v, axis=-1, keepdims=keepdims) + 1e-12)
+
+
 # ----------------------------------------------------------------------------
 # Radiance / colour field.
 
@@ -101,7 +106,7 @@ def field_features(
 
 def blob_bias(x: jax.Array, spec: FieldSpec) -> jax.Array:
     """Magic3D's density blob ``blob_density (1 - |x| / blob_radius)``, ``(N,)``."""
-    r = jnp.linalg.norm(x, axis=-1)
+    r = safe_norm(x)
     return spec.blob_density * (1.0 - r / spec.blob_radius)
 
 
@@ -111,7 +116,7 @@ def field_query(
     """Density pre-activation (``sigma = trunc_exp(.)``) and colour at ``x``."""
     h = field_features(params, spec, x, levels)
     log_sigma = h[:, 0] + blob_bias(x, spec) - 1.0  # threestudio's shifted exp
-    rgb = jax.nn.sigmoid(h[:, 1:] @ params["color"]["w"] + params["color"]["b"])
+    rgb = jax.nn.sigmoid(h[:, 1:] @ params["color"]["w"] + params["color"]["b"][None])
     return log_sigma, rgb
 
 
@@ -185,7 +190,7 @@ def sdf_at(grid: jax.Array, x: jax.Array, bound: float) -> jax.Array:
     to the cube is added (so rays are pulled back toward it)."""
     u = (x + bound) / (2.0 * bound)
     inside = fields.sample_grid(grid[..., None], jnp.clip(u, 0.0, 1.0))[:, 0]
-    outside = jnp.linalg.norm(jnp.maximum(jnp.abs(x) - bound, 0.0), axis=-1)
+    outside = safe_norm(jnp.maximum(jnp.abs(x) - bound, 0.0))
     return inside + outside
 
 
@@ -199,7 +204,7 @@ def normal_at(grad: jax.Array, x: jax.Array, bound: float) -> jax.Array:
     """Unit normals at ``x (N, 3)`` from a gradient grid ``(G, G, G, 3)``."""
     u = jnp.clip((x + bound) / (2.0 * bound), 0.0, 1.0)
     g = fields.sample_grid(grad, u)
-    return g / jnp.maximum(jnp.linalg.norm(g, axis=-1, keepdims=True), 1e-6)
+    return g / jnp.maximum(safe_norm(g, keepdims=True), 1e-6)
 
 
 def trace(
@@ -319,7 +324,7 @@ def sdf_from_density(density: np.ndarray, threshold: float, bound: float) -> np.
 def eikonal_loss(grid: jax.Array, bound: float) -> jax.Array:
     """``mean((|grad sdf| - 1)^2)`` over the grid nodes."""
     g = grid_gradient(grid, bound)
-    return jnp.mean((jnp.linalg.norm(g, axis=-1) - 1.0) ** 2)
+    return jnp.mean((safe_norm(g) - 1.0) ** 2)
 
 
 def laplacian_loss(grid: jax.Array, bound: float, band: float = 0.1) -> jax.Array:

@@ -107,21 +107,26 @@ class Render(NamedTuple):
 # Signed distances.
 
 
+def _norm(v: jax.Array) -> jax.Array:
+    """Euclidean norm over the last axis with a finite gradient at 0 (every
+    primitive's formula is evaluated for every part, so unselected branches
+    must not produce NaN gradients)."""
+    return jnp.sqrt(jnp.sum(v * v, axis=-1) + 1e-12)
+
+
 def _part_sdf(kind: jax.Array, center: jax.Array, size: jax.Array, p: jax.Array):
     """Distance of points ``p (N, 3)`` to one primitive: ``(N,)``."""
     q = p - center[None]
-    d_sphere = jnp.linalg.norm(q, axis=-1) - size[0]
+    d_sphere = _norm(q) - size[0]
     rounding = 0.03
     b = jnp.abs(q) - (size[None] - rounding)
     d_box = (
-        jnp.linalg.norm(jnp.maximum(b, 0.0), axis=-1)
-        + jnp.minimum(jnp.max(b, axis=-1), 0.0)
-        - rounding
+        _norm(jnp.maximum(b, 0.0)) + jnp.minimum(jnp.max(b, axis=-1), 0.0) - rounding
     )
-    ring = jnp.linalg.norm(q[:, :2], axis=-1) - size[0]
-    d_torus = jnp.sqrt(ring**2 + q[:, 2] ** 2) - size[1]
+    ring = _norm(q[:, :2]) - size[0]
+    d_torus = jnp.sqrt(ring**2 + q[:, 2] ** 2 + 1e-12) - size[1]
     z = q[:, 2] - jnp.clip(q[:, 2], -size[0], size[0])
-    d_capsule = jnp.sqrt(jnp.sum(q[:, :2] ** 2, -1) + z**2) - size[1]
+    d_capsule = jnp.sqrt(jnp.sum(q[:, :2] ** 2, -1) + z**2 + 1e-12) - size[1]
     return jnp.select(
         [kind == SPHERE, kind == BOX, kind == TORUS],
         [d_sphere, d_box, d_torus],

@@ -180,13 +180,14 @@ def texture_stage(
         k = jax.random.fold_in(key, step)
         f = step / steps
         t_max = guidance.anneal(f, 0.0, t.t_max[0], t.t_max[1], 1.0)
+        s0 = step - 1  # the released loop counts from 0
         if kind == "bsd":
-            ph = bsd.phase(step, cycle)
+            ph = bsd.phase(s0, cycle)
         else:
-            ph = "ref" if step % 2 == 0 or kind == "none" else "guide"
+            ph = "ref" if s0 % 2 == 0 or kind == "none" else "guide"
         s = dict(s)
         if ph == "prior":
-            aug = jnp.asarray((step % cycle) % every == 0)
+            aug = jnp.asarray((s0 % cycle) % every == 0)
             s["db"], s["db_opt"], s["cache"], out = _prior_update(
                 st,
                 s["db"],
