@@ -235,23 +235,23 @@ def summarize(rows: list[dict], variants, n_boot: int) -> tuple[list, dict]:
             entry[k] = float(np.mean([r[k] for r in rs]))
         entry["janus_rate"] = float(np.mean([r["janus"] for r in rs]))
         table.append(entry)
-    sds = {(r["object"], r["seed"]): r for r in rows if r["variant"] == "sds"}
-    for v in variants:
-        if v == "sds" or not sds:
-            continue
-        d = [
-            r["back_psnr"] - sds[(r["object"], r["seed"])]["back_psnr"]
-            for r in rows
-            if r["variant"] == v and (r["object"], r["seed"]) in sds
-        ]
-        if d:
-            mean, lo, hi = evaluation.paired_bootstrap(np.array(d), n_boot)
-            pairs[f"{v}_minus_sds_back_psnr"] = {
-                "mean": mean,
-                "lo": lo,
-                "hi": hi,
-                "n": len(d),
-            }
+    for base in ("sds", "vsd"):
+        ref = {(r["object"], r["seed"]): r for r in rows if r["variant"] == base}
+        others = [v for v in variants if v != base and (base == "sds" or "bsd" in v)]
+        for v in others:
+            d = [
+                r["back_psnr"] - ref[(r["object"], r["seed"])]["back_psnr"]
+                for r in rows
+                if r["variant"] == v and (r["object"], r["seed"]) in ref
+            ]
+            if d:
+                mean, lo, hi = evaluation.paired_bootstrap(np.array(d), n_boot)
+                pairs[f"{v}_minus_{base}_back_psnr"] = {
+                    "mean": mean,
+                    "lo": lo,
+                    "hi": hi,
+                    "n": len(d),
+                }
     return table, pairs
 
 
@@ -334,6 +334,8 @@ def _verdict(table, pairs, config) -> str:
     )
     if p is None:
         return "No BSD-vs-SDS comparison was run. " + scale
+    changed = "," in str(config.preset)
+    prefix = f"Ablation ({config.preset}): " if changed else ""
     ok = p["mean"] >= TARGET_DB and p["lo"] > 0
     what = (
         f"{head.upper()} minus SDS back-view PSNR: {p['mean']:+.2f} dB "
@@ -350,4 +352,10 @@ def _verdict(table, pairs, config) -> str:
         if none
         else ""
     )
-    return f"{what} {status}{base} {scale}"
+    vsd = pairs.get(f"{head}_minus_vsd_back_psnr")
+    if vsd is not None:
+        base += (
+            f" {head.upper()} minus VSD (the bootstrapping itself): "
+            f"{vsd['mean']:+.2f} dB [{vsd['lo']:+.2f}, {vsd['hi']:+.2f}]."
+        )
+    return f"{prefix}{what} {status}{base} {scale}"
