@@ -3,6 +3,7 @@
 import ast
 import configparser
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -150,3 +151,38 @@ def test_import_jaxsuite_is_lazy():
         "import jaxsuite.core.config as c; assert c.parse_arg('a') == ('a', {})"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
+
+
+# Import name of each required distribution whose name differs from it.
+_IMPORT_NAMES = {
+    "orbax-checkpoint": "orbax",
+    "absl-py": "absl",
+    "ml-collections": "ml_collections",
+    "pillow": "PIL",
+    "scikit-learn": "sklearn",
+    "scikit-image": "skimage",
+}
+# Required distributions the library uses without importing them by name.
+_USED_INDIRECTLY = {"netCDF4": "xarray's engine='netcdf4' in jaxsuite.climate.data"}
+
+
+def test_every_required_dependency_is_used_by_the_library():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    required = [
+        re.split(r"[<>=!~\[; ]", line.strip(), maxsplit=1)[0]
+        for line in cfg["options"]["install_requires"].splitlines()
+        if line.strip()
+    ]
+    assert len(required) == len(set(required)), "a requirement is listed twice"
+    imported = set()
+    for folder in ("jaxsuite", "kernels"):
+        for path in (ROOT / folder).rglob("*.py"):
+            imported |= {name.split(".")[0] for name in _resolved_imports(path)}
+    for dist in required:
+        if dist in _USED_INDIRECTLY:
+            continue
+        name = _IMPORT_NAMES.get(dist, dist)
+        assert name in imported, (
+            f"{dist} is required but never imported: use it or move it to an extra"
+        )
