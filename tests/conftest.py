@@ -2,22 +2,71 @@
 
 The device count must be set before JAX initialises its backends, so this runs
 at collection time, before any test module touches a device.
+
+Tests run on the CPU backend. Tests marked ``gpu`` need a CUDA device: they
+are skipped when none is visible, and ``pytest -m gpu`` (a marker expression
+that selects ``gpu`` tests) also lets JAX use every available backend (so
+the GPU is the default device and the CPU stays available), unless
+``JAX_PLATFORMS`` is set.
 """
 
+import importlib
 import os
+import re
 
+_PLATFORMS_FROM_ENV = "JAX_PLATFORMS" in os.environ
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
+def _selects_gpu(markexpr: str) -> bool:
+    """Whether a ``-m`` expression asks for ``gpu`` tests (not ``not gpu``)."""
+    return bool(re.search(r"\bgpu\b", markexpr)) and not re.search(
+        r"\bnot\s+gpu\b", markexpr
+    )
+
+
+def _gpu_available() -> bool:
+    try:
+        return bool(jax.devices("gpu"))
+    except RuntimeError:
+        return False
+
+
 def pytest_configure(config):
-    del config
+    if not _PLATFORMS_FROM_ENV and _selects_gpu(config.getoption("markexpr") or ""):
+        jax.config.update("jax_platforms", None)  # every available backend
     from absl import flags
 
     # absl flags used by library code must be parsed even when not run by app.run.
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()
+
+
+def pytest_collection_modifyitems(config, items):
+    del config
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu_items and not _gpu_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in gpu_items:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def load_config():
+    """``load_config(name, arg=None)``: ``configs/<name>.py``'s ``get_config(arg)``.
+
+    ``configs`` is a package at the repository root (importable because pytest
+    puts the root on ``sys.path``); ``arg`` is the preset string, e.g.
+    ``"smoke"`` or ``"small,steps=10"``.
+    """
+
+    def load(name: str, arg: str | None = None):
+        return importlib.import_module(f"configs.{name}").get_config(arg)
+
+    return load

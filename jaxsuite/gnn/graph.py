@@ -194,3 +194,50 @@ def quantize_u8(scores: np.ndarray) -> np.ndarray:
     n = scores.shape[0]
     ranks = np.searchsorted(np.sort(scores), scores, side="left")
     return (ranks * 256 // max(n, 1)).astype(np.uint8)
+
+
+def graph_from_jraph(
+    graphs_tuple, labels: np.ndarray | None = None, num_classes: int | None = None
+) -> Graph:
+    """A ``jraph.GraphsTuple`` as this package's CSR :class:`Graph`.
+
+    The edges ``senders[e] -> receivers[e]`` (global node ids, as
+    ``jraph.batch`` makes them) are symmetrised and deduplicated, and
+    self-loops dropped (:func:`csr_from_edges`), because the sampler and the
+    caches treat graphs as undirected. A batch of several graphs becomes their
+    disjoint union; padding (``jraph.pad_with_graphs``) adds isolated nodes,
+    so unpad first (``jraph.unpad_with_graphs``) if those are unwanted.
+
+    Args:
+      graphs_tuple: a ``jraph.GraphsTuple`` with ``N = sum(n_node)`` nodes.
+      labels: [N] int class per node; default ``graphs_tuple.nodes["label"]``
+        (``nodes`` a mapping with a ``"label"`` entry).
+      num_classes: default ``max(labels) + 1``.
+
+    Returns:
+      The :class:`Graph` (``indptr`` [N + 1] int64, ``indices`` [E'] int32,
+      ``labels`` [N] int32).
+
+    Raises:
+      TypeError: ``graphs_tuple`` is not a ``jraph.GraphsTuple``.
+      ValueError: no labels given or found, or labels of the wrong shape.
+    """
+    import jraph
+
+    if not isinstance(graphs_tuple, jraph.GraphsTuple):
+        raise TypeError(f"expected a jraph.GraphsTuple, got {type(graphs_tuple)}")
+    num_nodes = int(np.sum(np.asarray(graphs_tuple.n_node)))
+    if labels is None:
+        nodes = graphs_tuple.nodes
+        if not (hasattr(nodes, "keys") and "label" in nodes):
+            raise ValueError('pass labels= or give the graph nodes={"label": ...}')
+        labels = nodes["label"]
+    labels = np.asarray(labels).astype(np.int32)
+    if labels.shape != (num_nodes,):
+        raise ValueError(f"labels {labels.shape} must be [{num_nodes}] (sum(n_node))")
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1 if num_nodes else 0
+    indptr, indices = csr_from_edges(
+        np.asarray(graphs_tuple.senders), np.asarray(graphs_tuple.receivers), num_nodes
+    )
+    return Graph(indptr, indices, labels, int(num_classes))

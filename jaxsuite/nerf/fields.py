@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsuite.core import sh
+from jaxsuite.core.encoding import positional_encoding as _positional_encoding
 
 ARCHS = ("hash", "dense", "vm", "mlp")
 LOG_SIGMA_MIN = -2.0
@@ -160,10 +161,8 @@ def _mlp_apply(p: dict[str, jax.Array], x: jax.Array) -> jax.Array:
 
 
 def positional_encoding(x: jax.Array, num_freqs: int) -> jax.Array:
-    """NeRF's encoding ``[x, sin(2^k x), cos(2^k x)]_k``: ``(N, 3) -> (N, 3+6K)``."""
-    scales = 2.0 ** np.arange(num_freqs, dtype=np.float32)
-    xs = (x[:, None, :] * jnp.asarray(scales)[None, :, None]).reshape(x.shape[0], -1)
-    return jnp.concatenate([x, jnp.sin(xs), jnp.cos(xs)], axis=-1)
+    """NeRF's encoding ``[x, sin(2^k x)_k, cos(2^k x)_k]``: ``(N, 3) -> (N, 3+6K)``."""
+    return _positional_encoding(x, num_freqs, layout="grouped")
 
 
 def _interp_1d(u: jax.Array, res: int) -> tuple[jax.Array, jax.Array]:

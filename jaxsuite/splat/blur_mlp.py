@@ -38,15 +38,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsuite.core.encoding import positional_encoding
+
 Params = dict[str, dict[str, jax.Array]]
-
-
-def positional_encoding(x: jax.Array, num_freqs: int) -> jax.Array:
-    """``[x, sin(2^k x), cos(2^k x)]_k``: ``(N, D)`` -> ``(N, D (1 + 2 L))``."""
-    feats = [x]
-    for k in range(num_freqs):
-        feats += [jnp.sin(x * 2.0**k), jnp.cos(x * 2.0**k)]
-    return jnp.concatenate(feats, axis=-1)
 
 
 def input_dim(pos_freqs: int = 3, view_freqs: int = 10) -> int:

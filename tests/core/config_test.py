@@ -1,5 +1,7 @@
 """Tests for ``preset,key=value`` config parsing."""
 
+import importlib
+
 import ml_collections
 import pytest
 
@@ -86,18 +88,11 @@ def test_to_dict_is_json_ready():
 
 
 @pytest.mark.parametrize("name", ["example", "suite"])
-def test_repo_configs_build_every_preset(name):
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).parents[2] / "configs" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"cfg_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for preset in module.PRESETS:
-        assert module.get_config(preset).preset == preset
+def test_repo_configs_build_every_preset(name, load_config):
+    for preset in importlib.import_module(f"configs.{name}").PRESETS:
+        assert load_config(name, preset).preset == preset
     with pytest.raises(ValueError, match="Valid presets"):
-        module.get_config("nope")
+        load_config(name, "nope")
 
 
 SPEC = {
@@ -173,16 +168,9 @@ def test_presets_are_checked_and_spec_typos_are_caught():
 
 
 @pytest.mark.parametrize("name", ["example", "lsmgnn", "hecate", "pvd", "deblur3dgs"])
-def test_paper_configs_refuse_bad_sizes(name):
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).parents[2] / "configs" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"cfg_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for preset in module.PRESETS:  # every preset satisfies its spec
-        module.get_config(preset)
+def test_paper_configs_refuse_bad_sizes(name, load_config):
+    for preset in importlib.import_module(f"configs.{name}").PRESETS:
+        load_config(name, preset)  # every preset satisfies its spec
     bad = {
         "example": ["steps=0", "batch_size=0", "hidden=(32,0)"],
         "lsmgnn": ["train.batch_per_device=0", "train.fanouts=(5,-1)", "train=3"],
@@ -198,4 +186,4 @@ def test_paper_configs_refuse_bad_sizes(name):
     for override in bad:
         key = override.split("=")[0]
         with pytest.raises(ValueError, match=rf"^{key}"):
-            module.get_config(f"smoke,{override}")
+            load_config(name, f"smoke,{override}")

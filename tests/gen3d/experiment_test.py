@@ -1,9 +1,7 @@
 """End-to-end smoke runs of both launchers' experiments, with resume."""
 
-import importlib.util
 import json
 import os
-import pathlib
 
 import numpy as np
 import pytest
@@ -11,21 +9,10 @@ import pytest
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.gen3d import experiment, mesh, weights
 
-_ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def _config(name, arg):
-    spec = importlib.util.spec_from_file_location(
-        f"{name}_config", _ROOT / "configs" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
 
 @pytest.mark.slow
-def test_dreamcraft3d_smoke_end_to_end_and_resume(tmp_path):
-    config = _config("dreamcraft3d", "smoke")
+def test_dreamcraft3d_smoke_end_to_end_and_resume(tmp_path, load_config):
+    config = load_config("dreamcraft3d", "smoke")
     wd = str(tmp_path / "run")
     res = experiment.run(config, wd)
     assert res["paper"] == "dreamcraft3d" and res["preset"] == "smoke"
@@ -52,8 +39,8 @@ def test_dreamcraft3d_smoke_end_to_end_and_resume(tmp_path):
 
 
 @pytest.mark.slow
-def test_prior_training_smoke_writes_loadable_weights(tmp_path):
-    config = _config("gen3d_prior", "smoke")
+def test_prior_training_smoke_writes_loadable_weights(tmp_path, load_config):
+    config = load_config("gen3d_prior", "smoke")
     wd = str(tmp_path / "priors")
     res = experiment.run_priors(config, wd)
     assert res["paper"] == "gen3d_prior"
@@ -65,15 +52,15 @@ def test_prior_training_smoke_writes_loadable_weights(tmp_path):
     assert metrics_lib.read_results(wd)["preset"] == "smoke"
 
 
-def test_configs_declare_their_ranges():
+def test_configs_declare_their_ranges(load_config):
     for arg in ("smoke", "small", "paper"):
-        _config("dreamcraft3d", arg)
-        _config("gen3d_prior", arg)
+        load_config("dreamcraft3d", arg)
+        load_config("gen3d_prior", arg)
     with pytest.raises(ValueError, match="bsdx"):
-        _config("dreamcraft3d", "small,variants=(sds,bsdx)")
+        load_config("dreamcraft3d", "small,variants=(sds,bsdx)")
     with pytest.raises(ValueError, match="32x32"):
-        _config("dreamcraft3d", "small,size=16")
+        load_config("dreamcraft3d", "small,size=16")
     with pytest.raises(ValueError, match="t_max"):
-        _config("dreamcraft3d", "small,texture.t_min=0.9")
+        load_config("dreamcraft3d", "small,texture.t_min=0.9")
     with pytest.raises(ValueError, match="multiple of 8"):
-        _config("gen3d_prior", "small,channels=(12,24)")
+        load_config("gen3d_prior", "small,channels=(12,24)")

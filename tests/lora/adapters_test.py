@@ -2,6 +2,7 @@
 
 import os
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -164,10 +165,7 @@ def test_save_and_load_adapters_roundtrip_and_refuse_another_model(tmp_path):
     other = tf.Transformer(common.TINY, rngs=nnx.Rngs(7))
     lora.wrap(other, cfg)
     lora.load_adapters(other, path)
-    saved, loaded = lora.adapter_arrays(model), lora.adapter_arrays(other)
-    assert saved.keys() == loaded.keys()
-    for k in saved:
-        np.testing.assert_array_equal(saved[k], loaded[k])
+    chex.assert_trees_all_equal(lora.adapter_arrays(model), lora.adapter_arrays(other))
     # Another model: fewer layers, or other shapes, is refused by name.
     small = tf.Transformer(
         tf.TransformerConfig(vocab=24, d_model=24, n_layers=2, n_heads=2, d_ff=24),

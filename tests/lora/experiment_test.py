@@ -1,26 +1,13 @@
 """The MoS experiment: method strings, the report's arithmetic, a smoke run."""
 
-import importlib.util
 import json
 import os
-import pathlib
 
 import numpy as np
 import pytest
 
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.lora import adapt, data, experiment, report
-
-_ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def _get_config(arg):
-    spec = importlib.util.spec_from_file_location(
-        "mos_config", _ROOT / "configs" / "mos.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def test_parse_method_strings():
@@ -83,8 +70,8 @@ def test_remap_chain_relabels_a_cycle_and_low_rank_update_has_its_rank():
 
 
 @pytest.mark.slow
-def test_smoke_run_writes_results_and_resumes(tmp_path, monkeypatch):
-    config = _get_config("smoke")
+def test_smoke_run_writes_results_and_resumes(tmp_path, monkeypatch, load_config):
+    config = load_config("mos", "smoke")
     workdir = str(tmp_path / "mos")
     results = experiment.run(config, workdir)
     assert results["paper"] == "mos" and results["preset"] == "smoke"

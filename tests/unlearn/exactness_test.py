@@ -9,6 +9,7 @@ program (like with like).
 import pathlib
 import shutil
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -73,6 +74,7 @@ def _copy(trained, name, tmp_path):
 
 
 def _bitwise_equal(a, b):
+    """Same keys and bitwise equal arrays (for the checks that expect a change)."""
     return set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
 
 
@@ -94,10 +96,10 @@ def test_served_model_after_deletions_is_bitwise_the_retrained_one(trained, tmp_
         gone = {i for i in samples if body["assignment"][i][0] == shard}
         # Retrained from scratch on the surviving prefix ...
         scratch = setup.train_chain(settings, shard, prefix)[-1]
-        assert _bitwise_equal(node, scratch)
+        chex.assert_trees_all_equal(node, scratch)
         # ... and on the whole prefix with the deleted samples removed.
         without = setup.train_chain(settings, shard, prefix, removed=gone)[-1]
-        assert _bitwise_equal(node, without)
+        chex.assert_trees_all_equal(node, without)
         logits = setup._logits(scratch, trained["split"].x_test)
         assert np.array_equal(per_shard[shard], logits)
         # Every served parameter group has seen none of the deleted slices.
@@ -120,7 +122,7 @@ def test_replacing_the_deleted_sample_by_noise_leaves_the_served_model_unchanged
     run = str(trained["root"] / "s3t")
     body, _ = ledger.apply_deletion(ledger.load(run), sample)
     for shard, prefix in ledger.served(body).items():
-        assert _bitwise_equal(
+        chex.assert_trees_all_equal(
             setup.node(run, shard, prefix), noisy.node(noisy_run, shard, prefix)
         )
     # The noise did change every node that trained on slice 1 of shard 0.
@@ -137,7 +139,7 @@ def test_parallel_shards_match_one_device_bitwise(trained):
         _settings("s3t"), jobs, parents, runner=training.NodeRunner(1)
     )
     for a, b in zip(parallel, single):
-        assert _bitwise_equal(a, b)
+        chex.assert_trees_all_equal(a, b)
     assert not _bitwise_equal(parallel[1], parallel[2])  # Different slices.
 
 
@@ -153,8 +155,8 @@ def test_sisa_retraining_equals_training_without_the_sample(trained, tmp_path):
     order = tuple(range(L))
     scratch = setup.train_chain(settings, 1, order, removed={sample})
     for t, reference in enumerate(scratch, start=1):
-        assert _bitwise_equal(setup.node(run, 1, order[:t]), reference)
-    assert _bitwise_equal(setup.node(run, 1, (0,)), before)  # Slice 0 untouched.
+        chex.assert_trees_all_equal(setup.node(run, 1, order[:t]), reference)
+    chex.assert_trees_all_equal(setup.node(run, 1, (0,)), before)  # Slice 0 untouched.
     prov = body["provenance"]["1"][ledger.node_key(order)]
     assert prov["removed"] == [sample]
     with pytest.raises(ledger.AlreadyDeletedError):
