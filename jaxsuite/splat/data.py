@@ -32,7 +32,10 @@ def raster_kwargs(config: Any) -> dict:
 
 def make_data(config: Any) -> dict[str, Any]:
     """Ground truth, cameras, sharp images and blurry images per blur type."""
-    gt = scenes.make_scene(config.scene_detail, tuple(config.wall_half))
+    if config.scene == "detailed":
+        gt = scenes.make_detailed_scene(config.scene_detail)
+    else:
+        gt = scenes.make_scene(config.scene_detail, tuple(config.wall_half))
     views = scenes.make_views(config.num_views, config.image_size, config.fov_deg)
     train_ids, test_ids = scenes.split(config.num_views, config.test_every)
     size = config.image_size
