@@ -50,6 +50,9 @@ PRESETS = {
         "log_every": 3,
         "fps_repeats": 2,
         "lpips": False,
+        # Camera motion costs another set of compilations; its MLP and
+        # training step are unit-tested (tests/splat).
+        "blur_types": ("defocus",),
         "methods": ("vanilla", "deblur"),
     },
     # The official code's MLP settings; plain 3DGS and Deblurring-3DGS only
