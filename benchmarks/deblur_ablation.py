@@ -20,7 +20,7 @@ changes; each becomes a named row here, added alone to the code's settings
   defocus model allows at best).
 
 ``code`` is Deblurring-3DGS at the code's settings on the ``ablation`` preset (the
-small scene at 48 px and 150 steps). The data are made once; each blur
+small scene at 48 px and 100 steps). The data are made once; each blur
 type trains plain 3DGS once::
 
     python benchmarks/deblur_ablation.py --preset=ablation
