@@ -37,6 +37,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from jaxsuite.core.encoding import positional_encoding
 
@@ -105,7 +106,7 @@ def apply(
     """Raw head outputs for ``N`` Gaussians.
 
     Args:
-      params: from :func:`init`.
+      params: from :func:`init`, or a :class:`BlurMLP` (then it is called).
       means: ``(N, 3)``; scales: ``(N, 3)``; rotations: ``(N, 4)`` normalised.
       cam_center: ``(3,)``.
 
@@ -113,6 +114,8 @@ def apply(
       ``(s, r, p)``: ``(N, 3 m)``, ``(N, 4 m)`` and ``(N, 3 M)`` or None, with
       ``m = 1`` (defocus) or ``M + 1`` (motion).
     """
+    if isinstance(params, BlurMLP):
+        return params(means, scales, rotations, cam_center)
     sg = jax.lax.stop_gradient
     n = means.shape[0]
     view = jnp.broadcast_to(cam_center[None, :], (n, 3))
@@ -334,3 +337,86 @@ def delta_stats(
         stats[f"{name.split('_')[0]}_active_fraction"] = jnp.mean(out[3 * i + 2])
     stats["offset_mean"] = jnp.mean(out[6])
     return stats
+
+
+class BlurMLP(nnx.Module):
+    """``GTnet`` as an ``nnx.Module``: the layers of :func:`init`, the maths of
+    :func:`apply`.
+
+    ``module(means, scales, rotations, cam_center)`` returns the raw head
+    outputs ``(s, r, p)`` exactly as :func:`apply` does on
+    :meth:`to_params`; :meth:`from_params` loads a parameter dict.
+    """
+
+    def __init__(
+        self,
+        *,
+        motion: bool = False,
+        num_moments: int = 4,
+        width: int = 64,
+        num_hidden: int = 3,
+        pos_freqs: int = 3,
+        view_freqs: int = 10,
+        scale_bias: float = 0.0,
+        rotation_bias: float = 0.0,
+        rngs: nnx.Rngs,
+    ):
+        self.pos_freqs, self.view_freqs = pos_freqs, view_freqs
+        dims = [input_dim(pos_freqs, view_freqs)] + [width] * num_hidden
+
+        def linear(n_in, n_out, bias=0.0):
+            gain = 0.1 if n_out in (2, 3) else 1.0
+            init = nnx.initializers.variance_scaling(gain**2, "fan_avg", "normal")
+            bias_init = nnx.initializers.constant(bias)
+            return nnx.Linear(
+                n_in, n_out, kernel_init=init, bias_init=bias_init, rngs=rngs
+            )
+
+        self.trunk = nnx.List([linear(a, b) for a, b in zip(dims[:-1], dims[1:])])
+        m = num_moments + 1 if motion else 1
+        self.s = linear(width, 3 * m, scale_bias)
+        self.r = linear(width, 4 * m, rotation_bias)
+        self.p = linear(width, 3 * num_moments) if motion else None
+
+    def __call__(self, means, scales, rotations, cam_center):
+        """Raw head outputs; shapes as in :func:`apply`."""
+        sg = jax.lax.stop_gradient
+        n = means.shape[0]
+        view = jnp.broadcast_to(cam_center[None, :], (n, 3))
+        x = jnp.concatenate(
+            [
+                positional_encoding(sg(means), self.pos_freqs),
+                positional_encoding(view, self.view_freqs),
+                sg(scales),
+                sg(rotations),
+            ],
+            axis=-1,
+        )
+        for layer in self.trunk:
+            x = jax.nn.relu(x @ layer.kernel[...] + layer.bias[...][None, :])
+        head = lambda lin: x @ lin.kernel[...] + lin.bias[...][None, :]
+        return head(self.s), head(self.r), (head(self.p) if self.p else None)
+
+    def to_params(self) -> Params:
+        """The parameter dict of :func:`init` / :func:`apply`."""
+        out = {
+            f"trunk{i}": {"w": lin.kernel[...], "b": lin.bias[...]}
+            for i, lin in enumerate(self.trunk)
+        }
+        for name in ("s", "r", "p"):
+            lin = getattr(self, name)
+            if lin is not None:
+                out[name] = {"w": lin.kernel[...], "b": lin.bias[...]}
+        return out
+
+    def load_params(self, params: Params) -> BlurMLP:
+        """Sets the weights from a :func:`init` dict (in place); returns self."""
+        for i, lin in enumerate(self.trunk):
+            lin.kernel[...] = params[f"trunk{i}"]["w"]
+            lin.bias[...] = params[f"trunk{i}"]["b"]
+        for name in ("s", "r", "p"):
+            lin = getattr(self, name)
+            if lin is not None:
+                lin.kernel[...] = params[name]["w"]
+                lin.bias[...] = params[name]["b"]
+        return self

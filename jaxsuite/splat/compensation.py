@@ -43,6 +43,7 @@ def sample_points(
     voxel: float = 1.1,
     num_neighbors: int = 4,
     max_distance: float = 2.0,
+    active: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Draws compensation points and their colours.
 
@@ -55,17 +56,23 @@ def sample_points(
       voxel: edge of the volume per point.
       num_neighbors: neighbours for the colour.
       max_distance: drop points farther than this from every Gaussian.
+      active: optional ``(N,)`` mask of a fixed-capacity buffer; inactive
+        Gaussians are ignored.
 
     Returns:
       ``(points (P, 3), sh (P, K, 3), valid (P,))`` with ``P = max_points``.
     """
-    s = jnp.sort(means, axis=0)
-    lo, hi = s[rank - 1], s[-rank]
+    if active is None:
+        active = jnp.ones(means.shape[:1], bool)
+    inf = jnp.float32(jnp.inf)
+    lo = jnp.sort(jnp.where(active[:, None], means, inf), axis=0)[rank - 1]
+    hi = -jnp.sort(jnp.where(active[:, None], -means, inf), axis=0)[rank - 1]
     volume = jnp.prod(jnp.maximum(hi - lo, 0.0))
     count = jnp.minimum(volume / voxel**3, max_points).astype(jnp.int32)
     u = jax.random.uniform(key, (max_points, 3))
     points = lo[None, :] + u * (hi - lo)[None, :]
     d2 = jnp.sum(jnp.square(points[:, None, :] - means[None, :, :]), axis=-1)
+    d2 = jnp.where(active[None, :], d2, inf)
     neg, idx = jax.lax.top_k(-d2, num_neighbors)
     dist = jnp.sqrt(jnp.maximum(-neg, 0.0))
     weights = dist / jnp.maximum(jnp.sum(dist, axis=-1, keepdims=True), 1e-12)
@@ -83,7 +90,8 @@ def compensate(
     max_distance: float = 2.0,
     voxel: float = 1.1,
     init_opacity: float = 0.1,
-) -> tuple[dict[str, Any], Any, jax.Array]:
+    active: jax.Array | None = None,
+) -> tuple:
     """Moves valid compensation points into the least opaque Gaussians' slots.
 
     Args:
@@ -93,9 +101,12 @@ def compensate(
       max_points: candidates drawn, hence the most slots replaced (``<= N``).
       max_distance, voxel: as in :func:`sample_points`.
       init_opacity: opacity of the new Gaussians.
+      active: optional ``(N,)`` mask of a fixed-capacity buffer: inactive
+        slots are filled first and ignored as neighbours.
 
     Returns:
-      ``(params, opt_state, num_added)``. New Gaussians get the candidates'
+      ``(params, opt_state, num_added)``, and the updated ``active`` mask
+      last when ``active`` is given. New Gaussians get the candidates'
       positions and SH, scales ``sqrt(mean d^2)`` over their 3 nearest current
       Gaussians, identity rotations and ``init_opacity``.
     """
@@ -104,14 +115,25 @@ def compensate(
     if max_points > n:
         raise ValueError(f"max_points={max_points} exceeds the {n} Gaussians")
     sh = jnp.concatenate([params["sh_dc"], params["sh_rest"]], axis=1)
+    masked = active is not None
+    if not masked:
+        active = jnp.ones((n,), bool)
     points, colors, valid = sample_points(
-        key, means, sh, max_points=max_points, voxel=voxel, max_distance=max_distance
+        key,
+        means,
+        sh,
+        max_points=max_points,
+        voxel=voxel,
+        max_distance=max_distance,
+        active=active,
     )
     order = jnp.argsort(~valid, stable=True)  # valid candidates first
     points, colors, valid = points[order], colors[order], valid[order]
-    slots = jnp.argsort(params["opacity_logits"], stable=True)[:max_points]
+    order_key = jnp.where(active, params["opacity_logits"], -jnp.inf)
+    slots = jnp.argsort(order_key, stable=True)[:max_points]
     slots = jnp.where(valid, slots, n)  # n: dropped by the scatter below
     d2 = jnp.sum(jnp.square(points[:, None] - means[None]), axis=-1)
+    d2 = jnp.where(active[None, :], d2, jnp.inf)
     nearest = -jax.lax.top_k(-d2, 3)[0]
     log_scale = 0.5 * jnp.log(jnp.maximum(jnp.mean(nearest, axis=-1), 1e-7))
     logit = float(np.log(init_opacity / (1.0 - init_opacity)))
@@ -129,4 +151,7 @@ def compensate(
             params[name].at[slots].set(value.astype(params[name].dtype), mode="drop")
         )
     touched = jnp.zeros((n,), bool).at[slots].set(True, mode="drop")
-    return out, splat_train.reset_moments(opt_state, touched), jnp.sum(valid)
+    opt_state = splat_train.reset_moments(opt_state, touched)
+    if masked:
+        return out, opt_state, jnp.sum(valid), active | touched
+    return out, opt_state, jnp.sum(valid)

@@ -32,11 +32,19 @@ def raster_kwargs(config: Any) -> dict:
 
 def make_data(config: Any) -> dict[str, Any]:
     """Ground truth, cameras, sharp images and blurry images per blur type."""
-    gt = scenes.make_scene(config.scene_detail, tuple(config.wall_half))
+    if config.scene == "detailed":
+        gt = scenes.make_detailed_scene(config.scene_detail)
+    else:
+        gt = scenes.make_scene(config.scene_detail, tuple(config.wall_half))
     views = scenes.make_views(config.num_views, config.image_size, config.fov_deg)
     train_ids, test_ids = scenes.split(config.num_views, config.test_every)
     size = config.image_size
-    kw = raster_kwargs(config)
+    # The ground truth is denser than any trained model: its renders may get
+    # a longer per-tile list (gt_max_per_tile; 0: max_per_tile).
+    kw = dict(
+        raster_kwargs(config),
+        max_per_tile=config.gt_max_per_tile or config.max_per_tile,
+    )
 
     @jax.jit
     def render_batch(poses, ks):
@@ -97,6 +105,7 @@ def require_complete(overflow: Any, counts: Any, config: Any, what: str) -> None
         f"{int(flows.sum())} of {flows.size} {what} overflowed the rasteriser's "
         f"workspace (up to {needed} tile intersections for capacity="
         f"{config.capacity}, or more than max_per_tile={config.max_per_tile} "
+        "(gt_max_per_tile for the ground truth) "
         "Gaussians in one tile), so they are incomplete. Raise capacity (to at "
         f"least {needed}) or max_per_tile."
     )

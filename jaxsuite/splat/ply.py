@@ -37,8 +37,11 @@ def property_names(num_sh: int) -> list[str]:
     return names + [f"rot_{i}" for i in range(4)]
 
 
-def save_ply(path: str, g: gl.Gaussians) -> None:
-    """Writes ``g`` (SH degree 0 to 3) as a binary 3DGS PLY file (atomically)."""
+def save_ply(path: str, g: gl.Gaussians, *, text: bool = False) -> None:
+    """Writes ``g`` (SH degree 0 to 3) as a 3DGS PLY file (atomically).
+
+    Binary little-endian by default; ``text=True`` writes ASCII.
+    """
     n, k = g.sh.shape[0], g.sh.shape[1]
     sh = np.asarray(g.sh, np.float32)
     cols = [
@@ -57,7 +60,7 @@ def save_ply(path: str, g: gl.Gaussians) -> None:
         rows[name] = data[:, i]
     element = plyfile.PlyElement.describe(rows, "vertex")
     with atomic.open_atomic(path, "wb") as f:
-        plyfile.PlyData([element], byte_order="<").write(f)
+        plyfile.PlyData([element], text=text, byte_order="<").write(f)
 
 
 def _need(num_rest: int) -> list[str]:

@@ -33,6 +33,8 @@ def render(
     tile: int = 16,
     implementation: raster_api.Implementation | None = None,
     interpret: bool | None = None,
+    active: jax.Array | None = None,
+    means2d_offset: jax.Array | None = None,
 ) -> raster_api.RasterOutput:
     """Renders one view.
 
@@ -54,6 +56,11 @@ def render(
       tile: tile side (16 for the Pallas kernel).
       implementation: rasteriser, see ``jaxsuite.kernels.splatting.api``.
       interpret: Pallas interpreter flag.
+      active: optional ``(N,)`` bool mask of a fixed-capacity buffer; inactive
+        Gaussians get radius 0 (no tile intersections) and opacity 0.
+      means2d_offset: optional ``(N, 2)`` pixels added to the projected means;
+        pass zeros and differentiate with respect to it to obtain the
+        view-space positional gradient that 3DGS densification thresholds.
 
     Returns:
       ``RasterOutput`` with ``image`` ``(H, W, 3)``.
@@ -61,13 +68,19 @@ def render(
     cov = gaussians_lib.covariance_3d(scales, quats)
     proj = projection.project(means, cov, c2w, K, width, height)
     colors = gaussians_lib.sh_to_color(sh, means, c2w[:3, 3], sh_degree)
+    means2d, radii = proj.means2d, proj.radii
+    if means2d_offset is not None:
+        means2d = means2d + means2d_offset
+    if active is not None:
+        radii = jnp.where(active, radii, 0)
+        opacities = jnp.where(active, opacities, 0.0)
     return raster_api.rasterize(
-        proj.means2d,
+        means2d,
         proj.conics,
         colors,
         opacities,
         proj.depths,
-        proj.radii,
+        radii,
         width=width,
         height=height,
         background=background,

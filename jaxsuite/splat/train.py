@@ -1,4 +1,4 @@
-"""3DGS optimisation with a fixed number of Gaussians, with or without deblurring.
+"""3DGS optimisation, with or without deblurring.
 
 Parameters live in one dict (``means``, ``log_scales``, ``quats``,
 ``opacity_logits``, ``sh_dc``, ``sh_rest`` and, for Deblurring-3DGS, ``mlp``),
@@ -14,14 +14,9 @@ renders them through the blur MLP (``blur_mlp``): one render for defocus, the
 mean of ``M + 1`` for camera motion. Test views are always rendered without
 the MLP.
 
-Densification keeps shapes static (a fixed-capacity strategy): every
-``densify_every`` steps in ``[densify_from, densify_until]``, Gaussians whose
-opacity is below the pruning threshold are moved onto live ones drawn in
-proportion to opacity, as in 3DGS-MCMC's relocation: the source and its
-copies share its opacity (``1 - (1 - o)^(1/k)``), shrink their scales by 1.6
-like a 3DGS split, and copies are placed at a sample of the source Gaussian;
-their Adam moments restart at zero. Deblurring-3DGS uses its depth-dependent
-pruning threshold (:func:`depth_pruning_threshold`).
+Densification is 3DGS's on a fixed-capacity buffer (``densify``);
+Deblurring-3DGS prunes with its depth-dependent threshold
+(:func:`depth_pruning_threshold`).
 """
 
 from __future__ import annotations
@@ -31,7 +26,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxsuite.core import image as image_lib
@@ -101,6 +95,8 @@ def render_views(
     deblur: bool,
     config: Any,
     reference_centers: jax.Array | None = None,
+    active: jax.Array | None = None,
+    means2d_offset: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Training render of one view.
 
@@ -108,6 +104,9 @@ def render_views(
     ``max_clamp``, ``mlp_*``; see ``experiment.blur_config``).
     ``reference_centers`` ``(V, 3)``: the training camera centres, used when
     ``config.mlp_relative_factors`` (see ``blur_mlp.factors``).
+    ``active`` ``(N,)`` and ``means2d_offset`` ``(N, 2)``: see
+    ``render.render`` (the offset is shared by the MLP's renders, so its
+    gradient sums theirs).
 
     Returns:
       ``(image, num_intersections, overflow)``: the ``(H, W, 3)`` image (the
@@ -124,6 +123,8 @@ def render_views(
         max_per_tile=config.max_per_tile,
         tile=config.tile,
         implementation=config.implementation or None,
+        active=active,
+        means2d_offset=means2d_offset,
     )
     if not deblur:
         out = render_lib.render_gaussians(g, c2w, K, **kw)
@@ -170,52 +171,6 @@ def depth_pruning_threshold(means: jax.Array, t_p: float, axis: int = 2) -> jax.
     z = means[:, axis]
     z_min, z_max = jnp.min(z), jnp.max(z)
     return t_p / (1.0 + 2.0 * (z - z_min) / jnp.maximum(z_max - z_min, 1e-12))
-
-
-def relocate(
-    params: Params, opt_state: Any, key: jax.Array, threshold: jax.Array
-) -> tuple[Params, Any, jax.Array]:
-    """Moves Gaussians with opacity below ``threshold`` onto live ones.
-
-    Args:
-      params: trainable parameters.
-      opt_state: their optimiser state (moments of moved slots are zeroed).
-      key: PRNG key.
-      threshold: scalar or ``(N,)`` opacity threshold.
-
-    Returns:
-      ``(params, opt_state, num_moved)``.
-    """
-    k_src, k_pos = jax.random.split(key)
-    logits = params["opacity_logits"]
-    n = logits.shape[0]
-    opacity = jax.nn.sigmoid(logits)
-    dead = opacity < threshold
-    weights = jnp.where(dead, 0.0, opacity)
-    src = jax.random.categorical(k_src, jnp.log(weights + 1e-30), shape=(n,))
-    src = jnp.where(dead, src, jnp.arange(n))
-    copies = jnp.zeros((n,), jnp.int32).at[src].add(dead.astype(jnp.int32))
-    share = (copies + 1).astype(jnp.float32)
-    new_op = 1.0 - (1.0 - opacity) ** (1.0 / share)
-    new_op = jnp.clip(new_op, 1e-4, 1 - 1e-4)
-    touched = dead | (copies > 0)
-    out = {k: v for k, v in params.items() if k != "mlp"}
-    out = {k: v[src] for k, v in out.items()}
-    scales = jnp.exp(out["log_scales"])
-    rot = gl.quat_to_matrix(gl.normalize_quats(out["quats"]))
-    offset = jnp.einsum(
-        "nij,nj->ni", rot, scales * jax.random.normal(k_pos, scales.shape)
-    )
-    out["means"] = jnp.where(dead[:, None], out["means"] + offset, out["means"])
-    out["log_scales"] = jnp.where(
-        touched[:, None], out["log_scales"] - np.log(1.6), out["log_scales"]
-    )
-    op_logit = jnp.log(new_op[src]) - jnp.log1p(-new_op[src])
-    out["opacity_logits"] = jnp.where(touched, op_logit, logits)
-    if "mlp" in params:
-        out["mlp"] = params["mlp"]
-
-    return out, reset_moments(opt_state, touched), jnp.sum(dead)
 
 
 def reset_moments(opt_state: Any, touched: jax.Array) -> Any:

@@ -1,8 +1,7 @@
-"""The Deblurring-3DGS ablation script on the smoke preset."""
+"""The Deblurring-3DGS ablation script: its rows and a run on the smoke preset."""
 
 import importlib.util
 import json
-import os
 import pathlib
 
 
@@ -14,26 +13,31 @@ def _ablation():
     return module
 
 
-def test_setting_runs_with_its_overrides(tmp_path):
+def test_each_departure_is_one_row_and_all_six_is_their_union():
     ablation = _ablation()
-    rows = ablation.run_setting("defocus_code", "smoke", str(tmp_path))
-    assert [r["method"] for r in rows] == ["vanilla", "deblur"]
+    table = ablation.settings()
+    singles = [n for n in ablation.DEPARTURES]
+    assert len(singles) == 6
+    union = {}
+    for name in singles:
+        _, method, overrides = table[name]
+        assert method == "deblur" and len(overrides) == 1
+        union.update(overrides)
+    assert table["all_six"][2] == union
+    assert table["code"][2] == {}
+
+
+def test_run_writes_strict_rows(tmp_path):
+    ablation = _ablation()
+    out = ablation.run("smoke,steps=2", str(tmp_path), ["clamp_2"])
+    rows = out["rows"]
+    assert [(r["setting"], r["method"]) for r in rows] == [
+        ("3dgs", "vanilla"),
+        ("clamp_2", "deblur"),
+    ]
     assert rows[0]["gain_over_3dgs"] == 0.0
-    assert abs(rows[1]["gain_over_3dgs"] - (rows[1]["psnr"] - rows[0]["psnr"])) < 2e-3
-    with open(os.path.join(tmp_path, "defocus_code", "results.json")) as f:
-        config = json.load(f)["config"]
-    for key, value in ablation.SETTINGS["defocus_code"].items():
-        assert config[key] == (list(value) if isinstance(value, tuple) else value)
-
-
-def test_rerun_keeps_other_settings_of_the_same_preset():
-    ablation = _ablation()
-    previous = {
-        "preset": "small",
-        "seconds": {"a": 1.0, "b": 2.0},
-        "rows": [{"setting": "a", "psnr": 1}, {"setting": "b", "psnr": 2}],
-    }
-    seconds, rows = ablation.kept_results(previous, "small", ["b", "c"])
-    assert seconds == {"a": 1.0} and rows == [{"setting": "a", "psnr": 1}]
-    assert ablation.kept_results(previous, "smoke", ["b"]) == ({}, [])
-    assert ablation.kept_results(None, "small", ["b"]) == ({}, [])
+    diff = rows[1]["psnr"] - rows[0]["psnr"]
+    assert abs(rows[1]["gain_over_3dgs"] - diff) < 2e-3
+    assert rows[1]["overrides"] == {"max_clamp": 2.0}
+    json.loads(json.dumps(out, allow_nan=False))
+    assert "| clamp_2 | defocus |" in ablation.markdown(rows)

@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import plyfile
 import pytest
 
 from jaxsuite.splat import gaussians as gl
@@ -175,3 +176,26 @@ def test_bad_files_raise_errors_naming_file_and_vertex(tmp_path):
         ply.load_ply(str(path))
     with pytest.raises(FileNotFoundError):
         ply.load_ply(str(tmp_path / "missing.ply"))
+
+
+def test_ascii_written_by_plyfile_loads(tmp_path):
+    """An ASCII file written by plyfile itself (float64 columns, shuffled
+    property order) reads back to the same Gaussians as the binary file."""
+    g = _random(n=7, degree=2)
+    ply.save_ply(str(tmp_path / "b.ply"), g)
+    want = ply.load_ply(str(tmp_path / "b.ply"))
+    names = ply.property_names(9)
+    order = np.random.default_rng(0).permutation(len(names))
+    rows = np.asarray(_random_rows(want, names), np.float64)
+    table = np.empty(len(rows), dtype=[(names[i], "f8") for i in order])
+    for i in order:
+        table[names[i]] = rows[:, i]
+    element = plyfile.PlyElement.describe(table, "vertex")
+    plyfile.PlyData([element], text=True).write(str(tmp_path / "a.ply"))
+    assert (tmp_path / "a.ply").read_bytes().startswith(b"ply\nformat ascii 1.0")
+    for a, b in zip(ply.load_ply(str(tmp_path / "a.ply")), want):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    ply.save_ply(str(tmp_path / "c.ply"), g, text=True)
+    assert b"format ascii" in (tmp_path / "c.ply").read_bytes()[:40]
+    for a, b in zip(ply.load_ply(str(tmp_path / "c.ply")), want):
+        np.testing.assert_allclose(a, b, rtol=1e-6)

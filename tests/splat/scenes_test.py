@@ -100,3 +100,22 @@ def test_scene_renders_its_textures_in_front_of_a_white_background():
     assert img.shape == (32, 32, 3)
     assert float(jnp.std(img)) > 0.1  # textured
     assert float(jnp.min(img)) >= 0.0 and float(jnp.max(img)) <= 1.0
+
+
+def test_detailed_scene_spans_depth_and_holds_fine_detail():
+    g = scenes.make_detailed_scene(0.5)
+    views = scenes.make_views(4, 48)
+    c2w = views.c2w[0]
+    depth = np.asarray((g.means - c2w[None, :3, 3]) @ (-c2w[:3, 2]))
+    assert depth.min() < 1.3 and depth.max() > 5.5  # defocus varies in a frame
+    # Thin rods: Gaussians whose smallest cross-section is well below a pixel
+    # at their depth (a pixel is 2 tan(25 deg) z / 48 wide).
+    widths = np.sort(np.asarray(g.scales), axis=1)[:, 1]
+    assert np.any(widths < 0.5 * 2 * np.tan(np.radians(25)) * depth / 48)
+    img = np.asarray(jax.jit(lambda c: scenes.render_sharp(g, c, views.K, 48, 48))(c2w))
+    # High frequencies: neighbouring pixels differ a lot somewhere, and a 3x3
+    # box blur (what a mild defocus does) changes the image clearly.
+    assert np.abs(np.diff(img, axis=1)).max() > 0.5
+    pad = np.pad(img, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    box = sum(pad[i : i + 48, j : j + 48] for i in range(3) for j in range(3)) / 9
+    assert np.mean(np.abs(box - img)) > 0.03

@@ -1,4 +1,4 @@
-"""Training pieces: parameters, loss, relocation, pruning threshold, one step."""
+"""Training pieces: parameters, loss, pruning threshold, one step."""
 
 import jax
 import jax.numpy as jnp
@@ -63,36 +63,6 @@ def test_depth_pruning_threshold_endpoints():
     means = jnp.array([[0.0, 0.0, 1.0], [0.0, 0.0, 2.0], [0.0, 0.0, 3.0]])
     thr = train.depth_pruning_threshold(means, 0.01, axis=2)
     np.testing.assert_allclose(thr, [0.01, 0.005, 0.01 / 3], rtol=1e-6)
-
-
-def test_relocation_keeps_capacity_and_preserves_opacity_mass():
-    g = _small_gaussians()
-    logits = jnp.linspace(-8.0, 3.0, g.num)
-    params = train.init_params(g._replace(opacity_logits=logits))
-    opt = train.make_optimizer(_config(), 1.0)
-    state = opt.init(params)
-    state = opt.update(jax.tree.map(jnp.ones_like, params), state, params)[1]
-    thr = 0.05
-    relocate = jax.jit(train.relocate)
-    new, new_state, moved = relocate(params, state, jax.random.PRNGKey(1), thr)
-    old_op = np.asarray(jax.nn.sigmoid(logits))
-    new_op = np.asarray(jax.nn.sigmoid(new["opacity_logits"]))
-    dead = old_op < thr
-    assert int(moved) == dead.sum() > 0
-    assert new["means"].shape == params["means"].shape
-    # Untouched live Gaussians keep their parameters.
-    touched = ~np.isclose(new_op, old_op, rtol=1e-4)
-    assert np.all(touched[dead])
-    untouched = ~touched
-    np.testing.assert_allclose(new["means"][untouched], params["means"][untouched])
-    # A source and its copies (k in all) composite like it: 1 - (1 - o')^k = o.
-    live_changed = touched & ~dead
-    for i in np.nonzero(live_changed)[0]:
-        k = np.sum(np.isclose(new_op, new_op[i], rtol=1e-5) & touched)
-        np.testing.assert_allclose(1 - (1 - new_op[i]) ** k, old_op[i], rtol=1e-3)
-    mu = new_state.inner_states["means"].inner_state[0].mu["means"]
-    assert float(jnp.abs(mu[touched]).max()) == 0.0
-    assert float(jnp.abs(mu[untouched]).min()) > 0.0
 
 
 def test_gradient_step_reduces_loss_for_both_methods():
