@@ -75,8 +75,10 @@ def layer_pool(pool_id: np.ndarray) -> np.ndarray:
     return sharding.layer_views(pool_id, L, E, K)[0]
 
 
-def plan(pool_id: np.ndarray, mat: np.ndarray) -> plans.PlanArrays:
-    return sharding.plan_arrays(pool_id, mat, TOPO, experts=E, layer_slots=K)
+def plan(pool_id: np.ndarray, mat: np.ndarray, current=None) -> plans.PlanArrays:
+    return sharding.plan_arrays(
+        pool_id, mat, TOPO, experts=E, layer_slots=K, current=current
+    )
 
 
 def random_mat(rng: np.random.Generator, pool_id: np.ndarray) -> np.ndarray:
