@@ -221,10 +221,9 @@ def make_loss_fn(mesh: Mesh, spec: Spec):
             return model.combine(g, out, spec.cap), g
 
         ce, count, aux, gatings = model.forward(dense, tokens, moe_fn, heads=spec.heads)
-        layers = len(gatings)
         num_devices = jax.lax.axis_size(axis)
         loss = jax.lax.psum(ce, axis) / jax.lax.psum(count, axis)
-        loss = loss + spec.aux_weight * jax.lax.psum(aux, axis) / (num_devices * layers)
+        loss = loss + spec.aux_weight * jax.lax.psum(aux, axis) / num_devices
         load = jnp.stack([g.load for g in gatings])[:, None]
         dropped = jnp.stack([g.dropped for g in gatings])[:, None]
         return loss, {"load": load, "dropped": dropped}

@@ -98,6 +98,9 @@ def tx():
 
 
 def reference_step(tx_):
+    """The dense reference's training step in float64 (call it through
+    :func:`float64`); the strategies run in float32."""
+
     def step(state, toks):
         def objective(p):
             return model.reference_loss(
@@ -128,3 +131,17 @@ def assert_close(a, b, atol=2e-5, rtol=2e-4, err_msg=""):
 
 def to_np(x):
     return jax.tree.map(lambda a: np.asarray(jnp.asarray(a)), x)
+
+
+def float64(fn, *args):
+    """Runs ``fn(*args)`` with 64-bit types, floating inputs cast to float64."""
+    with jax.enable_x64(True):
+        cast = jax.tree.map(
+            lambda a: (
+                jnp.asarray(a, jnp.float64)
+                if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)
+                else jnp.asarray(a)
+            ),
+            args,
+        )
+        return jax.tree.map(np.asarray, fn(*cast))
