@@ -141,8 +141,9 @@ def choose_bucket(
 
     The cheaper packing at its smallest bucket (or the packing ``mode``, if
     given), unless ``current`` (the bucket of the program already compiled)
-    still fits and moves at most 1.25x the bytes of the best: then it is
-    kept and nothing recompiles. ``most`` caps per-owner counts (K).
+    still fits and moves at most twice the bytes of the best: then it is
+    kept and nothing recompiles (a compile costs far more than the padding
+    on CPU). ``most`` caps per-owner counts (K).
     """
     if not any(n["replicas"] for n in needs):
         return ("none", 0, 0)
@@ -158,9 +159,7 @@ def choose_bucket(
         fits = (mode == "direct" and c >= c_dir) or (
             mode == "relay" and c >= c1 and cc >= c2
         )
-        if fits and wire_chunks(*current, devices) <= 1.25 * wire_chunks(
-            *best, devices
-        ):
+        if fits and wire_chunks(*current, devices) <= 2 * wire_chunks(*best, devices):
             return tuple(current)
     return best
 
@@ -276,7 +275,19 @@ def all_gather_pools(pool: jax.Array, axis: str) -> jax.Array:
 
     Its transpose is ``psum_scatter`` (the FSDP gradient reduce-scatter).
     """
-    return jax.lax.all_gather(pool, axis, axis=0, tiled=True)
+    with jax.named_scope("fsdp_all_gather"):
+        return jax.lax.all_gather(pool, axis, axis=0, tiled=True)
+
+
+MODES = ("none", "direct", "relay")
+
+
+def plan_chunks(layer_pool: np.ndarray, mat: np.ndarray, experts: int) -> int:
+    """Planned crossing replicas of a step, summed over layers (chunks)."""
+    return sum(
+        gather_needs(layer_pool[i], mat[i], experts)["replicas"]
+        for i in range(layer_pool.shape[0])
+    )
 
 
 def sparse_all_gather_reference(

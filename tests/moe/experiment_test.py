@@ -61,6 +61,17 @@ def test_smoke_run_writes_consistent_results(tmp_path):
         if r["strategy"] == "fssdp"
     }
     assert frac[32] < frac[16]
+    # SparseAllGather: the compiled bytes cover the planned replicas and stay
+    # below FSDP's gathers; the measured and modelled step times sit side by
+    # side.
+    fs = rows["fssdp"]
+    assert fs["spag_hlo_bytes_per_step"] >= fs["spag_plan_bytes_per_step"] > 0
+    assert fs["cpu_ms_per_step"] > 0 and fs["modelled_ms_per_step"] > 0
+    # Algorithm 2 re-sharded during training (every 4 steps) and is compared
+    # with even sharding on the same measured loads.
+    on, off = results["tables"]["algorithm2"]
+    assert on["reshard_steps"] == [4] and off["reshard_steps"] == []
+    assert off["experts_of_a_layer_per_device"] == [2, 2]
     # Resuming a finished run reuses its traces and reproduces the numbers.
     again = experiment.run(config, workdir)
     assert json.dumps(again["tables"]["modelled"]) == json.dumps(modelled)
@@ -81,7 +92,7 @@ def _stop_at(stop):
 
 def test_interrupted_training_resumes_to_the_same_state(tmp_path):
     config = _get_config("smoke,checkpoint_every=2")
-    setup = experiment._Setup(config)
+    setup = experiment.Runtime(config)
     t = replay.overlap_degree(config)
 
     def train(workdir, hooks=()):
@@ -98,7 +109,7 @@ def test_interrupted_training_resumes_to_the_same_state(tmp_path):
     resumed = train(tmp_path / "b", hooks=(lambda step, state: seen.append(step),))
     assert seen == [5, 6]
     assert (straight["moved"] >= 0).sum() == 1
-    for key in ("loss", "dropped", "load", "moved"):
+    for key in ("loss", "dropped", "load", "moved", "bucket"):
         np.testing.assert_array_equal(resumed[key], straight[key], err_msg=key)
     for a, b in zip(
         jax.tree.leaves(resumed["state"]), jax.tree.leaves(straight["state"])
@@ -112,7 +123,7 @@ def test_a_diverging_run_stops_before_saving_nan(tmp_path):
     from jaxsuite.core import finite
 
     config = _get_config("smoke,model.learning_rate=1e6")
-    setup = experiment._Setup(config)
+    setup = experiment.Runtime(config)
     with pytest.raises(
         finite.NonFiniteError, match=r"'ep' stopped: loss is nan at"
     ) as e:
