@@ -112,6 +112,13 @@ def _sweep_text(expert_rows) -> str:
     return "; ".join(parts)
 
 
+def _from(crossover: int | str) -> str:
+    """``from N experts per layer`` or the reason there is no crossover."""
+    if isinstance(crossover, str):
+        return crossover + " per layer"
+    return f"from {crossover} experts per layer"
+
+
 def _crossover_planned(expert_rows) -> int | str:
     """Smallest expert count where FSSDP moving only planned bytes beats FSDP."""
     rows = [r for r in expert_rows if r["cluster"] == "B"]
@@ -315,10 +322,10 @@ def write_report(
         )
         + ". "
         + alg2_text
-        + f"FSSDP's modelled step beats FSDP's from {cross} experts per layer "
-        f"with the compiled collective's bytes ({cross_planned} if only the "
+        + f"FSSDP's modelled step beats FSDP's {_from(cross)} with the "
+        f"compiled collective's bytes ({_from(cross_planned)} if only the "
         f"planned bytes moved): {_sweep_text(expert_rows)}. Measured on this "
-        f"machine's 8 emulated CPU devices beside the model: {mv}; "
+        f"machine's 8 emulated CPU devices beside the model: {mv}. "
         + analysis.GAP_REASON
         + " Step times come from a cost model (2 nodes x 4 devices, the "
         "paper's cluster bandwidths, GPT-MoE-S experts) fed with expert "
