@@ -20,7 +20,7 @@ PRESETS = {
         "skews": (0.0, 3.0),
         "train_skew": 3.0,
         "measure_remat": False,
-        "expert_sweep": (16, 32),
+        "expert_sweep": (16,),
         "model.hidden": 16,
         "model.ffn": 32,
         "model.seq_len": 16,
