@@ -34,6 +34,7 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
     "configs/hecate.py:small,model.hidden=128,model.ffn=256,model.layers=4,"
+    "model.experts=16,fssdp.slots=8,fssdp.layer_slots=4,fssdp.mat_slots=4,"
     "model.seq_len=8,model.batch_per_device=1,fssdp.overlap=4",
     "Hecate config file and argument.",
 )
