@@ -1,7 +1,9 @@
 """Config for the Hecate (FSSDP) experiment; see ``jaxsuite.moe.experiment``.
 
-``smoke`` checks the pipeline in under a minute (EP and FSSDP only); ``small``
-trains all four strategies and writes ``benchmarks/results/hecate.json``;
+``smoke`` checks the pipeline in under a minute (EP and FSSDP only, 16
+experts); ``small`` trains all four strategies with 64 experts per layer on
+8 devices (E / D = 8, so Algorithm 2 has cold experts to spread: t = 15 of
+them are hot) and writes ``benchmarks/results/hecate.json``;
 ``paper`` holds GPT-MoE-S's shape (d_model 768, 64 experts, 12 layers) for
 machines with accelerators.
 """
@@ -18,10 +20,14 @@ PRESETS = {
         "skews": (0.0, 3.0),
         "train_skew": 3.0,
         "measure_remat": False,
-        "expert_sweep": (16, 32),
+        "expert_sweep": (16,),
         "model.hidden": 16,
         "model.ffn": 32,
         "model.seq_len": 16,
+        "model.experts": 16,
+        "fssdp.slots": 4,
+        "fssdp.layer_slots": 4,
+        "fssdp.mat_slots": 4,
         "fssdp.reshard_every": 4,
     },
     "small": {},
@@ -61,7 +67,7 @@ def _base() -> ml_collections.ConfigDict:
     config.model.ffn = 64
     config.model.heads = 2
     config.model.layers = 2
-    config.model.experts = 16
+    config.model.experts = 64
     config.model.batch_per_device = 2
     config.model.seq_len = 32
     config.model.capacity_factor = 2.0
@@ -69,9 +75,9 @@ def _base() -> ml_collections.ConfigDict:
     config.model.learning_rate = 3e-3
 
     config.fssdp = ml_collections.ConfigDict()
-    config.fssdp.slots = 4  # pool slots per device over all layers (L E / D)
-    config.fssdp.layer_slots = 4  # K: most experts of one layer per device
-    config.fssdp.mat_slots = 4  # materialisation slots m per device and layer
+    config.fssdp.slots = 16  # pool slots per device over all layers (L E / D)
+    config.fssdp.layer_slots = 16  # K: most experts of one layer per device
+    config.fssdp.mat_slots = 16  # materialisation slots m per device and layer
     config.fssdp.window = 5  # iterations averaged for Algorithm 1's load
     config.fssdp.reshard_every = 40  # Algorithm 2 period K (0 = never)
     config.fssdp.overlap = 0  # t; 0 = from the cost model (T_attn * bw / P)

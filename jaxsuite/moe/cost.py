@@ -13,7 +13,11 @@ Per layer and step (forward + backward):
 * parameter gathers (SparseAllGather, FSDP all-gather) hide behind the
   forward attention and are charged only beyond it; the gradient reductions
   (and, with re-materialisation, the second gather) hide behind the
-  backward attention (``2 T_attn``). Owners send each replica separately.
+  backward attention (``2 T_attn``). SparseAllGather moves what the
+  implemented collective moves (:mod:`jaxsuite.moe.collectives`: the
+  bucketed ``direct`` or ``relay`` packing, spread evenly over all peers),
+  or with ``collective="planned"`` only the planned replicas, each sent by
+  its owner (the paper's per-chunk Broadcasts without padding).
 
 Defaults are the paper's cluster B (NVSwitch 600 GB/s inside a node,
 400 Gbps = 50 GB/s between nodes) and GPT-MoE-S (h = 768, f = 1536,
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jaxsuite.moe import collectives
 from jaxsuite.moe import plans as plans_lib
 
 
@@ -135,6 +140,25 @@ def fsdp_param_traffic(
     return sent, recv
 
 
+def bucketed_param_traffic(
+    pool_expert: np.ndarray, mat: np.ndarray, model: CostModel
+) -> np.ndarray:
+    """(D, 2) bytes each device sends (= receives) in the bucketed SparseAllGather.
+
+    The layer's cheaper packing at its smallest bucket; its all-to-all and
+    all-gather spread the bytes evenly over the ``D - 1`` peers, so
+    ``(per_node - 1) / (D - 1)`` of them stay inside the node.
+    """
+    topo = model.topo
+    devices, slots = pool_expert.shape
+    experts = int(pool_expert.max()) + 1
+    needs = collectives.gather_needs(pool_expert, mat, experts)
+    bucket = collectives.choose_bucket([needs], devices, slots, experts)
+    wire = collectives.wire_chunks(*bucket, devices) * model.expert_bytes
+    inside = (topo.per_node - 1) / max(devices - 1, 1)
+    return np.tile([wire * inside, wire * (1 - inside)], (devices, 1))
+
+
 def layer_time(
     strategy: str,
     counts: np.ndarray,
@@ -143,6 +167,7 @@ def layer_time(
     model: CostModel,
     *,
     remat: bool = False,
+    collective: str = "bucketed",
 ) -> dict[str, float]:
     """Modelled forward+backward time of one MoE layer (seconds).
 
@@ -152,6 +177,8 @@ def layer_time(
       pool_expert: (D, K) the layer's experts in each device's local slots.
       mat: (D, m) replicas (FasterMoE / FSSDP), else None.
       remat: gather again in the backward pass.
+      collective: ``bucketed`` (the implemented SparseAllGather's padded
+        bytes) or ``planned`` (only the planned replicas).
 
     Returns:
       ``{"attn", "compute", "a2a", "param", "total"}`` plus byte counts
@@ -182,9 +209,12 @@ def layer_time(
         a2a = 4 * model.phase_time(sent, recv)
         token_bytes = 4 * sent.sum()
         if strategy != "ep":
-            out, inn = plans_lib.useful_param_bytes(
-                pool_expert, mat, topo, model.expert_bytes
-            )
+            if collective == "planned":
+                out, inn = plans_lib.useful_param_bytes(
+                    pool_expert, mat, topo, model.expert_bytes
+                )
+            else:
+                out = inn = bucketed_param_traffic(pool_expert, mat, model)
             gather = model.phase_time(out, inn)
             param = max(0.0, gather - t_attn) + max(
                 0.0, gather * (2 if remat else 1) - 2 * t_attn

@@ -30,97 +30,26 @@ from typing import Any
 
 import jax
 import numpy as np
-import optax
 from absl import logging
-from jax.sharding import NamedSharding
 
 from jaxsuite.core import atomic, devices
 from jaxsuite.core import train as train_lib
-from jaxsuite.moe import data, gating, measure, model, report, sharding, strategies
-from jaxsuite.moe.replay import layer_slots, overlap_degree, planner, with_experts
+from jaxsuite.moe import (
+    collectives,
+    measure,
+    model,
+    report,
+    runtime,
+    sharding,
+    strategies,
+)
+from jaxsuite.moe.replay import overlap_degree, planner, with_experts
 
-AXIS = "x"
-
-
-def _spec(config: Any, strategy: str, remat: bool = False) -> strategies.Spec:
-    m = config.model
-    return strategies.Spec(
-        strategy=strategy,
-        hidden=m.hidden,
-        ffn=m.ffn,
-        heads=m.heads,
-        experts=m.experts,
-        cap=gating.capacity(
-            m.batch_per_device * m.seq_len, m.experts, m.capacity_factor
-        ),
-        slots=config.fssdp.slots,
-        layer_slots=layer_slots(config, strategy),
-        mat_slots=config.fssdp.mat_slots,
-        aux_weight=m.aux_weight,
-        remat=remat,
-        axis=AXIS,
-        exchange=exchange_kind(config.fssdp.exchange),
-    )
-
-
-def exchange_kind(name: str) -> str:
-    """``auto``: ``ragged_all_to_all`` on GPU/TPU, fixed slots on CPU."""
-    if name != "auto":
-        return name
-    return "slots" if jax.default_backend() == "cpu" else "ragged"
-
-
-class _Setup:
-    """Mesh, optimizer, initial parameters and compiled steps (cached)."""
-
-    def __init__(self, config: Any):
-        self.config = config
-        self.mesh = devices.make_mesh((jax.device_count(),), (AXIS,))
-        self.tx = optax.adam(config.model.learning_rate)
-        m = config.model
-        self.dense, self.experts = model.init_params(
-            jax.random.PRNGKey(config.seed),
-            vocab=m.vocab,
-            hidden=m.hidden,
-            ffn=m.ffn,
-            layers=m.layers,
-            experts=m.experts,
-        )
-        self.compiled: dict[tuple[str, bool], Any] = {}
-
-    def state(self, pool_id: np.ndarray) -> dict[str, Any]:
-        pools = sharding.experts_to_pools(self.experts, pool_id)
-        state = {"dense": self.dense, "pools": pools}
-        state["opt"] = self.tx.init(state)
-        return strategies.put_state(self.mesh, state, AXIS)
-
-    def tokens(self, step: int, skew: float) -> jax.Array:
-        c = self.config
-        toks = data.batch(
-            step,
-            batch_size=jax.device_count() * c.model.batch_per_device,
-            seq_len=c.model.seq_len,
-            vocab=c.model.vocab,
-            skew=skew,
-            seed=c.seed,
-            period=c.data.period,
-            follow=c.data.follow,
-        )
-        return jax.device_put(toks, NamedSharding(self.mesh, jax.P(AXIS)))
-
-    def step(self, strategy: str, state, tokens, plan, remat: bool = False):
-        """The AOT-compiled step (compiled once per strategy and remat)."""
-        key = (strategy, remat)
-        if key not in self.compiled:
-            spec = _spec(self.config, strategy, remat)
-            run = strategies.make_train_step(self.mesh, spec, self.tx)
-            with jax.set_mesh(self.mesh):
-                self.compiled[key] = run.jitted.lower(state, tokens, plan).compile()
-        return self.compiled[key]
+Runtime = runtime.Runtime
 
 
 def train(
-    setup: _Setup,
+    setup: Runtime,
     strategy: str,
     skew: float,
     overlap: int,
@@ -155,14 +84,24 @@ def train(
             "load": np.zeros(shape, np.float32),
             "wall": np.zeros(n, np.float32),
             "moved": -np.ones(n, np.int32),
+            # SparseAllGather per step: bucket (mode index in
+            # collectives.MODES, c, c2), HLO-parsed bytes of the program
+            # that ran (gather + transpose, per device) and planned bytes.
+            "bucket": -np.ones((n, 3), np.int32),
+            "spag_hlo": np.zeros(n, np.float32),
+            "spag_plan": np.zeros(n, np.float32),
         },
     }
-    cache: dict[str, Any] = {}
+    cache: dict[Any, Any] = {}
+    chunk_bytes = 4 * model.expert_size(config.model.hidden, config.model.ffn)
 
     def step_fn(state, step):
         i = step - 1
         trace = {k: np.array(v) for k, v in state["trace"].items()}
         plnr.restore(np.asarray(state["pool_id"]), trace["load"][:i])
+        if i > 0 and trace["bucket"][i - 1, 0] >= 0:
+            mode, c, c2 = (int(v) for v in trace["bucket"][i - 1])
+            plnr.bucket = (collectives.MODES[mode], c, c2)
         model_state, old = state["model"], plnr.pool_id
         new = plnr.maybe_reshard()
         if new is not None:
@@ -171,11 +110,23 @@ def train(
             index = sharding.reshard_index(old, new)
             model_state = cache["reshard"](model_state, index)
             trace["moved"][i] = sharding.moved_experts(old, new)
-        plan = strategies.put_plan(
-            setup.mesh, plnr.plan_arrays(plnr.materialise()), AXIS
-        )
+        mat = plnr.materialise()
+        host_plan = plnr.plan_arrays(mat)
+        plan = setup.put_plan(host_plan)
         tokens = setup.tokens(i, skew)
         compiled = setup.step(strategy, model_state, tokens, plan)
+        if id(compiled) not in cache:
+            cache[id(compiled)] = measure.hlo_collective_bytes(
+                compiled.as_text(), jax.device_count(), scope="sparse_all_gather"
+            )["total"]
+        mode, c, c2 = plnr.bucket
+        trace["bucket"][i] = (collectives.MODES.index(mode), c, c2)
+        trace["spag_hlo"][i] = cache[id(compiled)]
+        if strategy in ("fastermoe", "fssdp"):
+            chunks = collectives.plan_chunks(
+                plnr.pool_expert, mat, config.model.experts
+            )
+            trace["spag_plan"][i] = 2 * chunks * chunk_bytes / jax.device_count()
         t0 = time.perf_counter()
         with jax.set_mesh(setup.mesh):
             model_state, scalars = compiled(model_state, tokens, plan)
@@ -204,7 +155,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     """Runs the experiment and writes ``results.json``; returns it."""
     t_start = time.time()
     train_lib.prepare_workdir(workdir, config)
-    setup = _Setup(config)
+    setup = Runtime(config)
     overlap = overlap_degree(config)
     trace_dir = os.path.join(workdir, "traces")
     os.makedirs(trace_dir, exist_ok=True)
@@ -279,7 +230,7 @@ def _expert_sweep(
         sub = with_experts(config, experts)
         name = f"fssdp_skew{skew:g}_experts{experts}"
         tr = train(
-            _Setup(sub), "fssdp", skew, overlap_degree(sub), workdir=workdir, name=name
+            Runtime(sub), "fssdp", skew, overlap_degree(sub), workdir=workdir, name=name
         )
         if jax.process_index() == 0:
             atomic.save_npz(path, load=tr["load"], loss=tr["loss"])
@@ -288,14 +239,14 @@ def _expert_sweep(
     return out
 
 
-def _measure(setup: _Setup, strategy: str, skew: float, overlap: int):
+def _measure(setup: Runtime, strategy: str, skew: float, overlap: int):
     """HLO bytes, memory and backward residuals of a strategy's step.
 
     FSSDP and FSDP are also measured with re-materialisation.
     """
     plnr = planner(setup.config, strategy, overlap)
     state = setup.state(plnr.pool_id)
-    plan = strategies.put_plan(setup.mesh, plnr.plan_arrays(plnr.materialise()), AXIS)
+    plan = setup.put_plan(plnr.plan_arrays(plnr.materialise()))
     tokens = setup.tokens(0, skew)
     out = {}
     gathers = strategy in ("fssdp", "fsdp") and setup.config.measure_remat
@@ -306,11 +257,13 @@ def _measure(setup: _Setup, strategy: str, skew: float, overlap: int):
             compiled.as_text(), jax.device_count()
         )
         out["memory" + suffix] = measure.memory_bytes(compiled)
+        if strategy == "fsdp" and not remat:
+            out["fsdp_hlo"] = measure.hlo_collective_bytes(
+                compiled.as_text(), jax.device_count(), scope="fsdp_all_gather"
+            )["total"]
         if not gathers:
             continue
-        loss_fn = strategies.make_loss_fn(
-            setup.mesh, _spec(setup.config, strategy, remat)
-        )
+        loss_fn = setup.loss_fn(strategy, remat)
         with jax.set_mesh(setup.mesh):
             out["residual" + suffix] = measure.residual_bytes(
                 lambda p, f=loss_fn: f(state["dense"], p, tokens, plan)[0],

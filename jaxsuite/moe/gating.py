@@ -3,6 +3,19 @@
 One *group* is the tokens of one device: capacity is enforced per (group,
 expert) before any token leaves its device, so every parallel strategy and
 the single-device reference compute the same function.
+
+The auxiliary balancing loss is the standard Switch/GShard one,
+``E * sum_e f_e * P_e`` per group and layer (``f_e`` = fraction of the
+group's tokens whose first choice is ``e``, ``P_e`` = mean router
+probability), to be weighted by ``alpha`` (0.01) and added for every MoE
+layer. Two named departures from GShard top-2:
+
+* the second expert is always used (GShard dispatches it only with
+  probability ``2 g_2``, its "random routing"); this raises the measured
+  loads of second choices and hence the dropped assignments;
+* capacity is counted per device group (``cf * 2 T / E`` per group of ``T``
+  tokens), as GShard's local groups do, not over the global batch: a
+  device's hot expert drops tokens even when the expert has room globally.
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ class Gating(NamedTuple):
       keep: (T, 2) bool, whether the assignment fits the capacity.
       load: (E,) float32 tokens assigned to each expert before capacity.
       dropped: () float32 number of assignments dropped by capacity.
-      aux_loss: () GShard load-balancing loss ``E * mean_e(f_e * p_e)``.
+      aux_loss: () Switch/GShard load-balancing loss ``E * sum_e f_e * P_e``.
     """
 
     expert: jax.Array
@@ -55,7 +68,8 @@ def top2_gating(logits: jax.Array, cap: int) -> Gating:
       A :class:`Gating`.
     """
     num_experts = logits.shape[-1]
-    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    dtype = jnp.promote_types(logits.dtype, jnp.float32)  # float64 in references
+    probs = jax.nn.softmax(logits.astype(dtype), axis=-1)
     e1 = jnp.argmax(probs, axis=-1)
     mask1 = jax.nn.one_hot(e1, num_experts, dtype=jnp.int32)
     masked = jnp.where(mask1 > 0, -jnp.inf, probs)
@@ -72,14 +86,14 @@ def top2_gating(logits: jax.Array, cap: int) -> Gating:
     )
     keep2 = pos2 < cap
     keep = jnp.stack([keep1, keep2], axis=-1)
-    frac = jnp.mean(mask1.astype(jnp.float32), axis=0)
-    aux = num_experts * jnp.mean(frac * jnp.mean(probs, axis=0))
+    frac = jnp.mean(mask1.astype(dtype), axis=0)
+    aux = num_experts * jnp.sum(frac * jnp.mean(probs, axis=0))
     return Gating(
         expert=jnp.stack([e1, e2], axis=-1).astype(jnp.int32),
         gate=jnp.stack([g1 / denom, g2 / denom], axis=-1),
         position=jnp.stack([pos1, pos2], axis=-1).astype(jnp.int32),
         keep=keep,
-        load=jnp.sum(mask1 + mask2, axis=0).astype(jnp.float32),
-        dropped=jnp.sum(~keep).astype(jnp.float32),
+        load=jnp.sum(mask1 + mask2, axis=0).astype(dtype),
+        dropped=jnp.sum(~keep).astype(dtype),
         aux_loss=aux,
     )

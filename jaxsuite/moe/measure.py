@@ -6,8 +6,11 @@
   collective kind, the bytes each device puts on the wire
   (``all-to-all``: ``(D - 1) / D`` of its operand; ``all-gather``:
   ``(D - 1) / D`` of its result; ``reduce-scatter``: ``(D - 1) / D`` of its
-  operand; ``all-reduce``: ``2 (D - 1) / D`` of its operand). These are the
-  bytes the program moves, padding included.
+  operand; ``all-reduce``: ``2 (D - 1) / D`` of its operand;
+  ``collective-permute``: its operand). These are the bytes the program
+  moves, padding included. ``scope`` keeps only the ops whose ``op_name``
+  metadata contains it (e.g. ``sparse_all_gather``, which also names the
+  transposed ops of the backward pass).
 * :func:`memory_bytes` is ``arg + out + temp - alias`` from
   ``compiled.memory_analysis()`` (per device).
 """
@@ -33,7 +36,13 @@ _DTYPE_BYTES = {
     "s8": 1,
     "u8": 1,
 }
-_KINDS = ("all-to-all", "all-gather", "reduce-scatter", "all-reduce")
+_KINDS = (
+    "all-to-all",
+    "all-gather",
+    "reduce-scatter",
+    "all-reduce",
+    "collective-permute",
+)
 _SHAPE = re.compile(r"\b(f32|s32|u32|f16|bf16|f64|s64|pred|s8|u8)\[([0-9,]*)\]")
 
 
@@ -66,12 +75,15 @@ def _shape_bytes(text: str) -> int:
     return total
 
 
-def hlo_collective_bytes(hlo_text: str, num_devices: int) -> dict[str, float]:
+def hlo_collective_bytes(
+    hlo_text: str, num_devices: int, scope: str | None = None
+) -> dict[str, float]:
     """Per-device wire bytes of the collectives in an HLO module's text.
 
     Args:
       hlo_text: ``compiled.as_text()``.
       num_devices: size of the (single) mesh axis the collectives span.
+      scope: count only ops whose metadata ``op_name`` contains it.
 
     Returns:
       ``{kind: bytes}`` for all-to-all, all-gather, reduce-scatter and
@@ -92,16 +104,25 @@ def hlo_collective_bytes(hlo_text: str, num_devices: int) -> dict[str, float]:
         op = match.group(2).removesuffix("-start")
         if op not in _KINDS:
             continue
+        if scope is not None and scope not in _op_name(line):
+            continue
         result_bytes = _shape_bytes(match.group(1))
         if op == "reduce-scatter":  # the operand is D times the result
             out[op] += frac * num_devices * result_bytes
         elif op == "all-reduce":
             out[op] += 2 * frac * result_bytes
+        elif op == "collective-permute":
+            out[op] += result_bytes
         else:  # all-to-all: operand = result; all-gather: the result
             out[op] += frac * result_bytes
     result = {k: float(out.get(k, 0.0)) for k in _KINDS}
     result["total"] = sum(result.values())
     return result
+
+
+def _op_name(line: str) -> str:
+    match = re.search(r'op_name="([^"]*)"', line)
+    return match.group(1) if match else ""
 
 
 def memory_bytes(compiled: Any) -> dict[str, float]:

@@ -142,12 +142,14 @@ def forward(
 
     Returns:
       (sum of next-token cross-entropies, number of predictions, sum over
-      layers of the aux loss, per-layer gatings).
+      layers of the balancing loss, per-layer gatings). The training loss is
+      ``ce / count + alpha * aux`` (Switch/GShard: every layer adds its
+      ``alpha E sum_e f_e P_e``, averaged over device groups).
     """
     b, t = tokens.shape
     x = dense["embed"][tokens]
     gatings = []
-    aux = jnp.zeros((), jnp.float32)
+    aux = jnp.zeros((), x.dtype)
     for layer in range(dense["attn"].shape[0]):
         x = x + attention(rms_norm(x), dense["attn"][layer], heads)
         y, g = moe_fn(layer, rms_norm(x).reshape(b * t, -1))
@@ -157,7 +159,7 @@ def forward(
     logits = jnp.einsum("bth,hv->btv", rms_norm(x), dense["unembed"])
     logp = jax.nn.log_softmax(logits[:, :-1], axis=-1)
     ce = -jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)
-    return jnp.sum(ce), jnp.asarray(b * (t - 1), jnp.float32), aux, gatings
+    return jnp.sum(ce), jnp.asarray(b * (t - 1), ce.dtype), aux, gatings
 
 
 def reference_loss(
@@ -205,8 +207,7 @@ def reference_loss(
         return y, merged
 
     ce, count, aux, gatings = forward(dense, tokens, moe_fn, heads=heads)
-    layers = len(gatings)
-    loss = ce / count + aux_weight * aux / layers
+    loss = ce / count + aux_weight * aux
     stats = {
         "load": jnp.stack([g.load for g in gatings]),
         "dropped": jnp.stack([jnp.sum(g.dropped) for g in gatings]),

@@ -28,6 +28,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxsuite.moe import collectives
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -52,15 +54,29 @@ class PlanArrays(NamedTuple):
       route_dev: (L, D, E, R) chosen replica devices of src's tokens for
         expert e (-1 padded); the tokens are split evenly over them.
       route_slot: (L, D, E, R) compute slots on those devices.
-      send_slot: (L, D, D, m) on src: local slot sent to (dst, k), or -1.
+      pack, compact, pick: the SparseAllGather plan
+        (:class:`collectives.GatherArrays`; its shapes are the bucket).
       gather_slot: (L, E) ``owner_dev * K + owner_local_slot`` (for FSDP).
     """
 
     local_slot: np.ndarray
     route_dev: np.ndarray
     route_slot: np.ndarray
-    send_slot: np.ndarray
+    pack: np.ndarray
+    compact: np.ndarray
+    pick: np.ndarray
     gather_slot: np.ndarray
+
+
+def bucket_of(plan: PlanArrays) -> tuple[str, int, int]:
+    """The SparseAllGather bucket ``(mode, c, c2)`` a plan's shapes encode."""
+    mode = collectives.mode_of(plan.pack.shape, plan.compact.shape)
+    devices = plan.pack.shape[1]
+    if mode == "direct":
+        return (mode, plan.pack.shape[-1] // devices, 0)
+    if mode == "relay":
+        return (mode, plan.pack.shape[-1], plan.compact.shape[-1])
+    return ("none", 0, 0)
 
 
 def owners(pool_expert: np.ndarray, experts: int) -> tuple[np.ndarray, np.ndarray]:
@@ -293,24 +309,13 @@ def split_counts(counts: np.ndarray, route_dev: np.ndarray) -> np.ndarray:
     return np.where(route_dev >= 0, base + extra, 0.0)
 
 
-def send_slots(pool_expert: np.ndarray, mat: np.ndarray) -> np.ndarray:
-    """SparseAllGather plan of one layer: (D_src, D_dst, m) local slot or -1."""
-    devices, m = mat.shape
-    experts = int(pool_expert.max()) + 1
-    owner_dev, owner_slot = owners(pool_expert, experts)
-    send = -np.ones((devices, devices, m), np.int32)
-    for dst, k in zip(*np.nonzero(mat >= 0)):
-        e = mat[dst, k]
-        send[owner_dev[e], dst, k] = owner_slot[e]
-    return send
-
-
 def plan_arrays(
     layer_pool: np.ndarray,
     local_slot: np.ndarray,
     mat: np.ndarray,
     topo: Topology,
     max_replicas: int | None = None,
+    current: tuple[str, int, int] | None = None,
 ) -> PlanArrays:
     """Integer arrays of a whole plan.
 
@@ -318,17 +323,21 @@ def plan_arrays(
       layer_pool: (L, D, K) expert ids of each layer's local compute slots.
       local_slot: (L, D, K) their slots in the device pools (-1 empty).
       mat: (L, D, m) materialised replicas.
+      current: SparseAllGather bucket to keep if it fits
+        (:func:`collectives.choose_bucket`).
     """
     layers, _, slots = layer_pool.shape
-    rd, rs, ss, gs = [], [], [], []
+    rd, rs, gs = [], [], []
+    experts = None
     for layer in range(layers):
         d, s = route(layer_pool[layer], mat[layer], topo, max_replicas)
         rd.append(d)
         rs.append(s)
-        ss.append(send_slots(layer_pool[layer], mat[layer]))
-        od, os_ = owners(layer_pool[layer], d.shape[1])
+        experts = d.shape[1]
+        od, os_ = owners(layer_pool[layer], experts)
         gs.append(od * slots + os_)
-    arrays = (local_slot, *(np.stack(a) for a in (rd, rs, ss, gs)))
+    gather, _ = collectives.gather_arrays(layer_pool, mat, experts, current)
+    arrays = (local_slot, np.stack(rd), np.stack(rs), *gather, np.stack(gs))
     return PlanArrays(*(np.asarray(a, np.int32) for a in arrays))
 
 

@@ -60,6 +60,7 @@ class Planner:
         self.pool_expert, self.local_slot = self._views()
         self.tracker = plans_lib.LoadTracker(window)
         self.iteration = 0
+        self.bucket: tuple[str, int, int] | None = None
 
     def _views(self) -> tuple[np.ndarray, np.ndarray]:
         return sharding_lib.layer_views(
@@ -67,8 +68,16 @@ class Planner:
         )
 
     def plan_arrays(self, mat: np.ndarray) -> plans_lib.PlanArrays:
-        """The step's int32 plan for the current sharding and ``mat (L, D, m)``."""
-        return plans_lib.plan_arrays(self.pool_expert, self.local_slot, mat, self.topo)
+        """The step's int32 plan for the current sharding and ``mat (L, D, m)``.
+
+        The SparseAllGather bucket of the previous plan is kept while it fits
+        (so the compiled step is reused); ``self.bucket`` is the one in use.
+        """
+        plan = plans_lib.plan_arrays(
+            self.pool_expert, self.local_slot, mat, self.topo, current=self.bucket
+        )
+        self.bucket = plans_lib.bucket_of(plan)
+        return plan
 
     def restore(self, pool_id: np.ndarray, loads: np.ndarray) -> None:
         """Sets the planner to where it stood after the iterations ``loads``.

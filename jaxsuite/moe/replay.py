@@ -106,10 +106,20 @@ def replay(
     overlap: int,
     remat: bool = False,
     cluster: str = "B",
+    collective: str = "bucketed",
+    reshard: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Modelled per-step times of ``strategy`` on a load trace ``(N, L, D, E)``."""
+    """Modelled per-step times of ``strategy`` on a load trace ``(N, L, D, E)``.
+
+    ``collective``: see :func:`cost.layer_time`; ``reshard=False`` turns
+    Algorithm 2 off (even sharding throughout). Rows also hold
+    ``experts_min`` / ``experts_max``, the fewest and most experts of one
+    layer a device owns in that step.
+    """
     cm = cost_model(config, cluster)
     plnr = planner(config, strategy, overlap, cluster)
+    if not reshard:
+        plnr.reshard_every = 0
     rows = []
     for load in loads:
         plnr.maybe_reshard()
@@ -122,11 +132,14 @@ def replay(
                 mat[i],
                 cm,
                 remat=remat,
+                collective=collective,
             )
             for i in range(load.shape[0])
         ]
         row = {k: sum(r[k] for r in per_layer) for k in per_layer[0]}
         row["max_over_mean_tokens"] /= len(per_layer)  # a ratio: layer mean
+        owned = (plnr.pool_expert >= 0).sum(-1)  # (L, D)
+        row["experts_min"], row["experts_max"] = owned.min(), owned.max()
         rows.append(row)
         plnr.observe(load)
     return {k: np.array([r[k] for r in rows]) for k in rows[0]}

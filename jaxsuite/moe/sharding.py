@@ -197,7 +197,11 @@ def plan_arrays(
     *,
     experts: int,
     layer_slots: int,
+    current: tuple[str, int, int] | None = None,
 ) -> plans_lib.PlanArrays:
-    """The step's int32 plan of a sharding ``pool_id (D, S)`` and ``mat (L, D, m)``."""
+    """The step's int32 plan of a sharding ``pool_id (D, S)`` and ``mat (L, D, m)``.
+
+    ``current``: a SparseAllGather bucket to keep if it fits.
+    """
     layer_pool, local = layer_views(pool_id, mat.shape[0], experts, layer_slots)
-    return plans_lib.plan_arrays(layer_pool, local, mat, topo)
+    return plans_lib.plan_arrays(layer_pool, local, mat, topo, current=current)

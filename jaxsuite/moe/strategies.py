@@ -74,7 +74,9 @@ def pool_specs(axis: str = "x") -> dict[str, jax.P]:
         "tokens": jax.P(axis),
         "local": jax.P(None, axis),
         "route": jax.P(None, axis),
-        "send": jax.P(None, axis),
+        "pack": jax.P(None, axis),
+        "compact": jax.P(),
+        "pick": jax.P(None, axis),
         "gather": jax.P(),
     }
 
@@ -144,8 +146,10 @@ def _kept(g: gating_lib.Gating, num_experts: int) -> jax.Array:
 def make_loss_fn(mesh: Mesh, spec: Spec):
     """The strategy's loss ``(dense, pools, tokens, plan) -> (loss, stats)``.
 
-    ``plan`` is ``(local_slot, route_dev, route_slot, send_slot,
-    gather_slot)`` as in :class:`plans.PlanArrays`. ``stats`` holds
+    ``plan`` is ``(local_slot, route_dev, route_slot, pack, compact, pick,
+    gather_slot)`` as in :class:`plans.PlanArrays`; the shapes of ``pack``
+    and ``compact`` (the SparseAllGather bucket) are static, their values
+    are data. ``stats`` holds
     ``load (L, D, E)`` (tokens per expert and source device before
     capacity) and ``dropped (L, D)``.
     """
@@ -156,11 +160,11 @@ def make_loss_fn(mesh: Mesh, spec: Spec):
     axis = spec.axis
     ps = pool_specs(axis)
 
-    def body(dense, pools, tokens, local, r_dev, r_slot, send_slot, gather_slot):
+    def body(dense, pools, tokens, local, r_dev, r_slot, pack, compact, pick, gslot):
         def weights(pool, loc, send_l):
             w = _local_weights(pool, loc)
             if spec.strategy != "ep":
-                mat = collectives.sparse_all_gather(w, send_l, axis)
+                mat = collectives.sparse_all_gather(w, *send_l, axis)
                 w = jnp.concatenate([w, mat], axis=0)
             return w
 
@@ -187,11 +191,11 @@ def make_loss_fn(mesh: Mesh, spec: Spec):
             q = model.dispatch(x, g, spec.experts, spec.cap)
             pool, loc = pools[0], local[layer, 0]
             if spec.strategy == "fsdp":
-                out = fsdp_compute(pool, loc, gather_slot[layer], q)
+                out = fsdp_compute(pool, loc, gslot[layer], q)
             else:
                 n_slots = spec.layer_slots
                 n_slots += 0 if spec.strategy == "ep" else spec.mat_slots
-                send_l = send_slot[layer, 0]
+                send_l = (pack[layer, 0], compact[layer], pick[layer, 0])
                 if spec.exchange == "slots":
                     out = _exchange(
                         q,
@@ -217,10 +221,9 @@ def make_loss_fn(mesh: Mesh, spec: Spec):
             return model.combine(g, out, spec.cap), g
 
         ce, count, aux, gatings = model.forward(dense, tokens, moe_fn, heads=spec.heads)
-        layers = len(gatings)
         num_devices = jax.lax.axis_size(axis)
         loss = jax.lax.psum(ce, axis) / jax.lax.psum(count, axis)
-        loss = loss + spec.aux_weight * jax.lax.psum(aux, axis) / (num_devices * layers)
+        loss = loss + spec.aux_weight * jax.lax.psum(aux, axis) / num_devices
         load = jnp.stack([g.load for g in gatings])[:, None]
         dropped = jnp.stack([g.dropped for g in gatings])[:, None]
         return loss, {"load": load, "dropped": dropped}
@@ -235,7 +238,9 @@ def make_loss_fn(mesh: Mesh, spec: Spec):
             ps["local"],
             ps["route"],
             ps["route"],
-            ps["send"],
+            ps["pack"],
+            ps["compact"],
+            ps["pick"],
             ps["gather"],
         ),
         out_specs=(jax.P(), {"load": jax.P(None, axis), "dropped": jax.P(None, axis)}),
@@ -280,7 +285,8 @@ def make_train_step(mesh: Mesh, spec: Spec, tx: optax.GradientTransformation):
 def put_plan(mesh: Mesh, plan: plans_lib.PlanArrays, axis: str = "x") -> tuple:
     """Device-puts a plan with the shardings the step expects."""
     ps = pool_specs(axis)
-    specs = (ps["local"], ps["route"], ps["route"], ps["send"], ps["gather"])
+    specs = (ps["local"], ps["route"], ps["route"], ps["pack"], ps["compact"])
+    specs += (ps["pick"], ps["gather"])
     return tuple(
         jax.device_put(np.asarray(a, np.int32), NamedSharding(mesh, s))
         for a, s in zip(plan, specs)

@@ -75,8 +75,10 @@ def layer_pool(pool_id: np.ndarray) -> np.ndarray:
     return sharding.layer_views(pool_id, L, E, K)[0]
 
 
-def plan(pool_id: np.ndarray, mat: np.ndarray) -> plans.PlanArrays:
-    return sharding.plan_arrays(pool_id, mat, TOPO, experts=E, layer_slots=K)
+def plan(pool_id: np.ndarray, mat: np.ndarray, current=None) -> plans.PlanArrays:
+    return sharding.plan_arrays(
+        pool_id, mat, TOPO, experts=E, layer_slots=K, current=current
+    )
 
 
 def random_mat(rng: np.random.Generator, pool_id: np.ndarray) -> np.ndarray:
@@ -96,6 +98,9 @@ def tx():
 
 
 def reference_step(tx_):
+    """The dense reference's training step in float64 (call it through
+    :func:`float64`); the strategies run in float32."""
+
     def step(state, toks):
         def objective(p):
             return model.reference_loss(
@@ -126,3 +131,17 @@ def assert_close(a, b, atol=2e-5, rtol=2e-4, err_msg=""):
 
 def to_np(x):
     return jax.tree.map(lambda a: np.asarray(jnp.asarray(a)), x)
+
+
+def float64(fn, *args):
+    """Runs ``fn(*args)`` with 64-bit types, floating inputs cast to float64."""
+    with jax.enable_x64(True):
+        cast = jax.tree.map(
+            lambda a: (
+                jnp.asarray(a, jnp.float64)
+                if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)
+                else jnp.asarray(a)
+            ),
+            args,
+        )
+        return jax.tree.map(np.asarray, fn(*cast))

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxsuite.moe import experiment, replay
+from jaxsuite.moe import experiment, replay, report
 
 _CONFIG = pathlib.Path(__file__).parents[2] / "configs" / "hecate.py"
 
@@ -50,9 +50,35 @@ def test_smoke_run_writes_consistent_results(tmp_path):
     # Skew shows up in the measured loads.
     imb = {r["skew"]: r["load_max_over_mean"] for r in modelled}
     assert imb[3.0] > imb[0.0]
-    # The expert sweep: FSDP's gathered bytes grow in proportion to the
-    # number of experts; FSSDP's are a shrinking fraction of them.
-    sweep = [r for r in results["tables"]["experts"] if r["cluster"] == "B"]
+    # The expert sweep (smoke: only the trained count) is modelled per count.
+    assert {r["experts"] for r in results["tables"]["experts"]} == {16}
+    # SparseAllGather: the compiled bytes cover the planned replicas and stay
+    # below FSDP's gathers; the measured and modelled step times sit side by
+    # side.
+    fs = rows["fssdp"]
+    assert fs["spag_hlo_bytes_per_step"] >= fs["spag_plan_bytes_per_step"] > 0
+    assert fs["cpu_ms_per_step"] > 0 and fs["modelled_ms_per_step"] > 0
+    # Algorithm 2 re-sharded during training (every 4 steps) and is compared
+    # with even sharding on the same measured loads.
+    on, off = results["tables"]["algorithm2"]
+    assert on["reshard_steps"] == [4] and off["reshard_steps"] == []
+    assert off["experts_of_a_layer_per_device"] == [2, 2]
+    # Resuming a finished run reuses its traces and reproduces the numbers.
+    again = experiment.run(config, workdir)
+    assert json.dumps(again["tables"]["modelled"]) == json.dumps(modelled)
+
+
+def test_expert_sweep_rows_follow_the_expert_count():
+    # FSDP's gathered bytes grow in proportion to the number of experts;
+    # FSSDP's are a shrinking fraction of them (replayed on synthetic loads).
+    config = _get_config("smoke")
+    rng = np.random.default_rng(0)
+    loads = {
+        e: rng.zipf(1.5, size=(3, config.model.layers, 8, e)).astype(np.float32)
+        for e in (16, 32)
+    }
+    rows = report._expert_rows(config, loads, replay.overlap_degree(config))
+    sweep = [r for r in rows if r["cluster"] == "B"]
     mb = {(r["strategy"], r["experts"]): r["param_MB_per_step"] for r in sweep}
     assert mb[("fsdp", 32)] == pytest.approx(2 * mb[("fsdp", 16)])
     frac = {
@@ -61,9 +87,6 @@ def test_smoke_run_writes_consistent_results(tmp_path):
         if r["strategy"] == "fssdp"
     }
     assert frac[32] < frac[16]
-    # Resuming a finished run reuses its traces and reproduces the numbers.
-    again = experiment.run(config, workdir)
-    assert json.dumps(again["tables"]["modelled"]) == json.dumps(modelled)
 
 
 class _Stop(Exception):
@@ -81,7 +104,7 @@ def _stop_at(stop):
 
 def test_interrupted_training_resumes_to_the_same_state(tmp_path):
     config = _get_config("smoke,checkpoint_every=2")
-    setup = experiment._Setup(config)
+    setup = experiment.Runtime(config)
     t = replay.overlap_degree(config)
 
     def train(workdir, hooks=()):
@@ -98,7 +121,7 @@ def test_interrupted_training_resumes_to_the_same_state(tmp_path):
     resumed = train(tmp_path / "b", hooks=(lambda step, state: seen.append(step),))
     assert seen == [5, 6]
     assert (straight["moved"] >= 0).sum() == 1
-    for key in ("loss", "dropped", "load", "moved"):
+    for key in ("loss", "dropped", "load", "moved", "bucket"):
         np.testing.assert_array_equal(resumed[key], straight[key], err_msg=key)
     for a, b in zip(
         jax.tree.leaves(resumed["state"]), jax.tree.leaves(straight["state"])
@@ -112,7 +135,7 @@ def test_a_diverging_run_stops_before_saving_nan(tmp_path):
     from jaxsuite.core import finite
 
     config = _get_config("smoke,model.learning_rate=1e6")
-    setup = experiment._Setup(config)
+    setup = experiment.Runtime(config)
     with pytest.raises(
         finite.NonFiniteError, match=r"'ep' stopped: loss is nan at"
     ) as e:
