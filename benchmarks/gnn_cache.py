@@ -1,8 +1,10 @@
 """Per-policy epoch time of the LSM-GNN feature path: measured here and modelled.
 
 For every policy of the config, runs the first ``--epochs`` epochs of the
-experiment's batches and times, per step, the feature fetch (host planning,
-storage reads, device lookup and ``all_to_all`` exchange) and the
+experiment's batches through the library's per-policy set-up
+(``experiment.make_fetcher``) and times, per step, the feature fetch (split
+into the fetcher's stages: victim prefetch, host planning, storage reads,
+device lookup with the ``all_to_all`` exchange, victim ring) and the
 data-parallel GraphSAGE step separately; the last epoch is reported (warm
 caches, compiled functions). The modelled epoch time uses the config's I/O
 cost model. Writes ``--out`` (JSON) and prints a markdown table::
@@ -36,40 +38,32 @@ def main(argv):
     del argv
     from jaxsuite.core import devices
     from jaxsuite.core import metrics as metrics_lib
-    from jaxsuite.gnn import experiment, fetcher, model, storage
+    from jaxsuite.gnn import experiment, fetcher, model
 
     config = _CONFIG.value
     mesh = devices.make_mesh(
-        (config.devices,), ("dev",), devices=jax.devices()[: config.devices]
+        (config.devices,), (experiment.AXIS,), devices=jax.devices()[: config.devices]
     )
     with config.unlocked():
         config.train.epochs = _EPOCHS.value
     data = experiment.Data(config, _WORKDIR.value)
-    io = storage.IOModel(
-        page_bytes=config.io.page_bytes,
-        iops=config.io.iops,
-        storage_bandwidth=config.io.storage_bandwidth,
-        link_bandwidth=config.io.link_bandwidth,
-        host_bandwidth=config.io.host_bandwidth,
-    )
+    io = experiment.io_model(config)
     tx = optax.adam(config.train.learning_rate)
-    step_fn = model.make_train_step(mesh, "dev", tx)
-    sharding = jax.sharding.NamedSharding(mesh, jax.P("dev"))
-    t = config.train
-    dims = (config.graph.feature_dim, *([t.hidden] * (len(t.fanouts) - 1)))
-    dims = (*dims, config.graph.num_classes)
+    step_fn = model.make_train_step(mesh, experiment.AXIS, tx)
+    sharding = jax.sharding.NamedSharding(mesh, jax.P(experiment.AXIS))
     spe = data.sampler.steps_per_epoch
+    last = len(data.order) // spe - 1
     rows = []
     for name in config.policies:
-        fcfg = experiment.fetch_config(name, config, len(data.order))
-        reuse = None if fcfg.mode == "none" else data.reuse(fcfg.mode == "shared")
-        static = data.static[experiment.POLICY_TABLE[name].get("static", "pagerank")]
-        f = fetcher.FeatureFetcher(
-            fcfg, mesh, "dev", data.store, static, reuse, data.sampler.input_len
-        )
+        if experiment.POLICY_TABLE[name]["mode"] == "bound":
+            continue  # a trace bound: nothing to time
+        _, f = experiment.make_fetcher(name, config, data, mesh)
         state = f.init_state()
-        params = model.init_sage(jax.random.PRNGKey(config.seed), dims)
+        params = model.init_sage(
+            jax.random.PRNGKey(config.seed), experiment.model_dims(config)
+        )
         opt = tx.init(params)
+        stages = dict.fromkeys(fetcher.STAGES, 0.0)
         fetch_s = train_s = modelled = 0.0
         for g, (epoch, s) in enumerate(data.order):
             batch = data.sampler.batch(epoch, s)
@@ -77,22 +71,25 @@ def main(argv):
             state, feats, counts = f.step(state, g, batch)
             jax.block_until_ready(feats)
             t1 = time.perf_counter()
-            args = jax.device_put(
+            args = fetcher.put_global(
                 (batch.positions, batch.masks, batch.labels), sharding
             )
             params, opt, _, _ = step_fn(params, opt, feats, *args)
             jax.block_until_ready(params)
             t2 = time.perf_counter()
-            if epoch == len(data.order) // spe - 1:
+            if epoch == last:
                 fetch_s += t1 - t0
                 train_s += t2 - t1
                 modelled += experiment.modelled_step_seconds(
                     counts, io, config.io.compute_seconds
                 )
+                for k in stages:
+                    stages[k] += counts[k]
         rows.append(
             {
                 "policy": name,
                 "fetch_s_per_epoch": fetch_s,
+                "fetch_stages_s_per_epoch": stages,
                 "train_s_per_epoch": train_s,
                 "measured_epoch_s": fetch_s + train_s,
                 "modelled_epoch_s": modelled,

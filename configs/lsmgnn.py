@@ -42,7 +42,10 @@ POLICIES = (
     "shared_lru",  # ablation: the shared cache alone, without the hybrid policy
     "lsm_gnn",
     "lsm_gnn_pvp",
-    "belady_oracle",
+    "lsm_gnn_pvp_ring_extra",  # unequal budgets: the ring on top of the cache
+    "belady_set_assoc",  # full-future Belady inside the shared cache's sets
+    "belady_set_assoc_pinned",  # ... that also never evicts a line hit this step
+    "belady",  # the true bound: unconstrained Belady over the whole budget
 )
 
 
@@ -70,7 +73,10 @@ def _base() -> ml_collections.ConfigDict:
     c.train.eval_nodes = 4096
 
     c.cache = ml_collections.ConfigDict()
-    c.cache.budget_fraction = 0.2  # total lines over all devices / nodes
+    # Total rows over all devices and the host victim ring, over nodes.
+    c.cache.budget_fraction = 0.2
+    # Share of the budget that the victim ring may hold (LSM-GNN+PVP).
+    c.cache.ring_fraction = 0.2
     c.cache.ways = 16
     c.cache.window = 8
     c.cache.protect = 4
@@ -114,6 +120,7 @@ SPEC = {
     "train.epochs": _pos_int,
     "train.eval_nodes": _pos_int,
     "cache.budget_fraction": config_lib.fraction,
+    "cache.ring_fraction": config_lib.Float(min=0.0, max=0.9, open_min=True),
     "cache.ways": _pos_int,
     "cache.window": _pos_int,
     "cache.protect": config_lib.non_negative_int,

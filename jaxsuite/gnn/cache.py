@@ -20,11 +20,20 @@ Every policy ranks lines by a *keep value* (the lowest is evicted first):
 * ``hybrid``: tier first (0: no known use, 1: use at distance >= ``protect``,
   2: imminent use, protected), then the static score, then nearer use.
 
-Empty lines rank below everything and lines used in the current step above
-everything. The misses of a set take the lowest-ranked lines in order,
-most valuable miss first; score-based policies admit a miss only when it
-ranks above the line it would replace (so a line with an imminent reuse is
-never replaced by one without), while ``rr`` and ``lru`` always admit.
+Empty lines rank below everything. The misses of a set take the
+lowest-ranked lines in order, most valuable miss first; score-based policies
+admit a miss only when it ranks above the line it would replace (so a line
+with an imminent reuse is never replaced by one without), while ``rr`` and
+``lru`` always admit. A line hit in the current step may be replaced in the
+same step: the device reads every hit row before it writes the insertions
+(``exchange.serve``). ``PolicySpec.pin_hits`` restores the stricter rule that
+ranks lines used in the step above everything (an ablation).
+
+:func:`belady` is the unconstrained bound: Belady's rule with the full future
+over one fully associative store of the same total capacity, with no sets,
+no per-device owners and no pinning. No demand-filled cache of that capacity
+(any policy, any geometry, victim ring included when its rows count against
+the capacity) reads fewer rows from storage.
 """
 
 from __future__ import annotations
@@ -50,11 +59,14 @@ class PolicySpec:
       name: one of ``POLICIES``.
       window: look-ahead in steps; a next use further away counts as unknown.
       protect: hybrid only: a next use closer than this protects the line.
+      pin_hits: a line hit in a step may not be replaced in that step (not
+        needed by the exchange; kept as an ablation).
     """
 
     name: str
     window: int = 8
     protect: int = 4
+    pin_hits: bool = False
 
     def __post_init__(self):
         if self.name not in POLICIES:
@@ -188,8 +200,9 @@ def plan_step(
     line_keep = keep_values(
         spec, lines, last_use[uset], next_use[safe], static[safe], step, rr_rank
     )
-    used = last_use[uset] == step
-    line_keep = np.where(used & (lines >= 0), _USED, line_keep)
+    if spec.pin_hits:
+        used = last_use[uset] == step
+        line_keep = np.where(used & (lines >= 0), _USED, line_keep)
     in_keep = keep_values(
         spec,
         ids[miss],
@@ -230,3 +243,47 @@ def duplication_ratio(meta: dict[str, np.ndarray]) -> float:
     if valid.size == 0:
         return 1.0
     return float(valid.size / np.unique(valid).size)
+
+
+def belady(
+    requests: list[np.ndarray], capacity: int, num_nodes: int
+) -> list[np.ndarray]:
+    """Unconstrained Belady (MIN) over steps of distinct requests.
+
+    One fully associative store of ``capacity`` rows, full future knowledge.
+    At step t the requested ids that are resident hit; afterwards the store
+    keeps the ``capacity`` ids of (resident | requested) with the nearest next
+    use (ids never used again are dropped). Hit rows are read before the
+    store changes, so an id hit at t may leave at t. This minimises the number
+    of misses, i.e. of distinct rows read from storage, over every
+    demand-filled store of that capacity (the step-wise form of Belady's
+    exchange argument: rows with the same next use are interchangeable).
+
+    Args:
+      requests: per step t, [M_t] distinct int ids in ``[0, num_nodes)``.
+      capacity: rows the store holds.
+      num_nodes: id range.
+
+    Returns:
+      per step t, [M_t] bool: the id was resident (a hit).
+    """
+    from jaxsuite.gnn.sampler import next_occurrence
+
+    nxt = next_occurrence(requests)
+    next_use = np.full(num_nodes, NO_REUSE, np.int64)
+    resident = np.zeros(num_nodes, bool)
+    held = np.zeros(0, np.int64)
+    hits = []
+    for t, ids in enumerate(requests):
+        ids = np.asarray(ids, np.int64)
+        hits.append(resident[ids].copy())
+        next_use[ids] = nxt[t]
+        cand = np.union1d(held, ids)
+        cand = cand[next_use[cand] != NO_REUSE]
+        if cand.size > capacity:
+            keep = np.argpartition(next_use[cand], max(capacity - 1, 0))
+            cand = cand[keep[:capacity]]
+        resident[held] = False
+        resident[cand] = True
+        held = cand
+    return hits

@@ -20,7 +20,7 @@ import hashlib
 import os
 import shutil
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -50,10 +50,37 @@ POLICY_TABLE: dict[str, dict[str, Any]] = {
     "shared_lru": {"mode": "shared", "policy": "lru"},
     "shared_static": {"mode": "shared", "policy": "static"},
     "lsm_gnn": {"mode": "shared", "policy": "hybrid"},
+    # The victim ring's rows count against the budget: device cache + ring =
+    # the others' cache.
     "lsm_gnn_pvp": {"mode": "shared", "policy": "hybrid", "victim": True},
-    "belady_oracle": {"mode": "shared", "policy": "dynamic", "window": "run"},
+    # The same ring on top of a full-budget device cache (unequal budgets).
+    "lsm_gnn_pvp_ring_extra": {
+        "mode": "shared",
+        "policy": "hybrid",
+        "victim": True,
+        "ring_in_budget": False,
+    },
+    # Belady with the full future inside the shared cache's constraints: the
+    # set-associative geometry and owners, optionally pinning hit lines.
+    "belady_set_assoc": {"mode": "shared", "policy": "dynamic", "window": "run"},
+    "belady_set_assoc_pinned": {
+        "mode": "shared",
+        "policy": "dynamic",
+        "window": "run",
+        "pin_hits": True,
+    },
+    # The true bound: unconstrained Belady over the whole budget (no training).
+    "belady": {"mode": "bound"},
 }
-ACC_KEYS = (*fetcher_lib.COUNTERS, "steps", "loss", "measured_s", "modelled_s")
+ACC_KEYS = (
+    *fetcher_lib.COUNTERS,
+    "t_batch",
+    "t_train",
+    "steps",
+    "loss",
+    "measured_s",
+    "modelled_s",
+)
 
 
 class Data:
@@ -126,25 +153,102 @@ class Data:
         return self._reuse[shared]
 
 
+class Budget(NamedTuple):
+    """Rows of the total cache budget and how one policy spends them.
+
+    Attributes:
+      budget_rows: total rows every policy may hold (all devices, host ring).
+      device_rows: rows of the device caches (all devices).
+      ring_rows: most rows the victim ring holds (all caches).
+      ring_in_budget: whether ``ring_rows`` is taken out of the budget.
+    """
+
+    budget_rows: int
+    device_rows: int
+    ring_rows: int
+    ring_in_budget: bool
+
+
+def budget_of(name: str, config: Any) -> Budget:
+    """Splits the config's budget for policy ``name`` (sets of whole ways).
+
+    Equal budgets: ``device_rows + ring_rows <= budget_rows`` with less than
+    one set per device left over, unless the policy is the named unequal
+    ablation (``ring_in_budget`` False, the ring on top of the budget).
+    """
+    entry = POLICY_TABLE[name]
+    c, n = config.cache, config.devices
+    budget = int(c.budget_fraction * config.graph.num_nodes)
+    if entry["mode"] == "none":
+        return Budget(budget, 0, 0, True)
+    if entry["mode"] == "bound":
+        return Budget(budget, budget, 0, True)
+    ring = 0
+    if entry.get("victim", False):
+        ring = max(int(c.ring_fraction * budget) // n, 1) * n
+    inside = entry.get("ring_in_budget", True)
+    per_device = (budget - (ring if inside else 0)) // n
+    lines = max(1, per_device // c.ways) * c.ways
+    return Budget(budget, lines * n, ring, inside)
+
+
 def fetch_config(name: str, config: Any, total_steps: int) -> fetcher_lib.FetchConfig:
     """The cache of policy ``name`` at the config's total budget."""
     entry = POLICY_TABLE[name]
+    if entry["mode"] == "bound":
+        raise ValueError(f"{name!r} is a bound computed from the trace, not a cache")
     c = config.cache
-    lines = int(c.budget_fraction * config.graph.num_nodes) // config.devices
-    num_sets = max(1, lines // c.ways)
+    b = budget_of(name, config)
     spec = None
     if entry["mode"] != "none":
         window = total_steps if entry.get("window") == "run" else c.window
-        spec = cache_lib.PolicySpec(entry["policy"], window=window, protect=c.protect)
+        spec = cache_lib.PolicySpec(
+            entry["policy"],
+            window=window,
+            protect=c.protect,
+            pin_hits=entry.get("pin_hits", False),
+        )
     return fetcher_lib.FetchConfig(
         entry["mode"],
         spec,
-        num_sets=num_sets,
+        num_sets=max(1, b.device_rows // config.devices // c.ways),
         ways=c.ways,
         victim=entry.get("victim", False),
         ring_slots=c.ring_slots,
         ring_depth=c.ring_depth,
+        ring_capacity=b.ring_rows // config.devices,
     )
+
+
+def make_fetcher(
+    name: str, config: Any, data: Data, mesh: Any
+) -> tuple[fetcher_lib.FetchConfig, fetcher_lib.FeatureFetcher]:
+    """Policy ``name``'s cache configuration and fetcher over ``data``."""
+    fcfg = fetch_config(name, config, len(data.order))
+    reuse = None if fcfg.mode == "none" else data.reuse(fcfg.mode == "shared")
+    static = data.static[POLICY_TABLE[name].get("static", "pagerank")]
+    fetcher = fetcher_lib.FeatureFetcher(
+        fcfg, mesh, AXIS, data.store, static, reuse, data.sampler.input_len
+    )
+    return fcfg, fetcher
+
+
+def io_model(config: Any) -> storage_lib.IOModel:
+    """The config's I/O cost model."""
+    return storage_lib.IOModel(
+        page_bytes=config.io.page_bytes,
+        iops=config.io.iops,
+        storage_bandwidth=config.io.storage_bandwidth,
+        link_bandwidth=config.io.link_bandwidth,
+        host_bandwidth=config.io.host_bandwidth,
+    )
+
+
+def model_dims(config: Any) -> tuple[int, ...]:
+    """GraphSAGE layer widths: features, hidden per extra layer, classes."""
+    t = config.train
+    hidden = [t.hidden] * (len(t.fanouts) - 1)
+    return (config.graph.feature_dim, *hidden, config.graph.num_classes)
 
 
 def _host(x: Any) -> np.ndarray:
@@ -194,27 +298,17 @@ def run_policy(
     out_path = os.path.join(workdir, "policies", f"{name}.json")
     if os.path.exists(out_path):
         return atomic.read_json(out_path)
+    if POLICY_TABLE[name]["mode"] == "bound":
+        summary = bound_summary(name, config, data)
+        if jax.process_index() == 0:
+            atomic.write_json(out_path, summary)
+        return summary
     total = len(data.order)
     steps_per_epoch = data.sampler.steps_per_epoch
-    fcfg = fetch_config(name, config, total)
-    reuse = None if fcfg.mode == "none" else data.reuse(fcfg.mode == "shared")
-    static = data.static[POLICY_TABLE[name].get("static", "pagerank")]
-    fetcher = fetcher_lib.FeatureFetcher(
-        fcfg, mesh, AXIS, data.store, static, reuse, data.sampler.input_len
-    )
-    io = storage_lib.IOModel(
-        page_bytes=config.io.page_bytes,
-        iops=config.io.iops,
-        storage_bandwidth=config.io.storage_bandwidth,
-        link_bandwidth=config.io.link_bandwidth,
-        host_bandwidth=config.io.host_bandwidth,
-    )
+    fcfg, fetcher = make_fetcher(name, config, data, mesh)
+    io = io_model(config)
     t = config.train
-    dims = (
-        config.graph.feature_dim,
-        *([t.hidden] * (len(t.fanouts) - 1)),
-        config.graph.num_classes,
-    )
+    dims = model_dims(config)
     params = model_lib.init_sage(jax.random.PRNGKey(config.seed), dims)
     tx = optax.adam(t.learning_rate)
     sharding = jax.sharding.NamedSharding(mesh, jax.P(AXIS))
@@ -238,7 +332,9 @@ def run_policy(
         g = step - 1
         epoch = data.order[g][0]
         batch = data.sampler.batch(*data.order[g])
+        t1 = time.perf_counter()
         fs, feats, counts = fetcher.step(fs, g, batch)
+        t2 = time.perf_counter()
         pos, masks, labels = fetcher_lib.put_global(
             (batch.positions, batch.masks, batch.labels), sharding
         )
@@ -249,6 +345,8 @@ def run_policy(
         row = _host(state["acc"])
         counts = dict(counts)
         counts.update(
+            t_batch=t1 - t0,
+            t_train=time.perf_counter() - t2,
             steps=1.0,
             loss=float(loss),
             measured_s=time.perf_counter() - t0,
@@ -284,7 +382,12 @@ def run_policy(
         state["params"], data.sampler, data.store, test_ids, seed=config.seed
     )
     summary = report.summarise(
-        name, fcfg, dict(zip(ACC_KEYS, acc[-1])), data.store, config.devices
+        name,
+        fcfg,
+        dict(zip(ACC_KEYS, acc[-1])),
+        data.store,
+        config.devices,
+        budget_of(name, config)._asdict(),
     )
     summary.update(
         test_accuracy=accuracy,
@@ -302,6 +405,29 @@ def run_policy(
     # The policy is done: its cache checkpoints are no longer needed.
     shutil.rmtree(os.path.join(workdir, "checkpoints", name), ignore_errors=True)
     return summary
+
+
+def bound_summary(name: str, config: Any, data: Data) -> dict[str, Any]:
+    """The unconstrained Belady bound on the run's requests (last epoch).
+
+    One store of the whole budget over the shared request stream (each step's
+    distinct ids, all devices), full future (``cache.belady``). A hit serves
+    every device that asked for the id; a miss is one storage read.
+    """
+    b = budget_of(name, config)
+    reqs = data.reuse(True).ids[0]
+    hits = cache_lib.belady(reqs, b.budget_rows, config.graph.num_nodes)
+    steps = range(len(reqs) - data.sampler.steps_per_epoch, len(reqs))
+    acc = dict.fromkeys(("requests", "hits", "rows", "pages"), 0.0)
+    for t in steps:
+        x = data.inputs[t][0]
+        ids, mult = np.unique(x[x >= 0], return_counts=True)
+        acc["requests"] += float(mult.sum())
+        acc["hits"] += float(mult[hits[t]].sum())
+        missed = ids[~hits[t]]
+        acc["rows"] += float(missed.size)
+        acc["pages"] += float(data.store.count(missed))
+    return report.summarise_bound(name, acc, data.store, b._asdict())
 
 
 def run(config: Any, workdir: str) -> dict[str, Any]:

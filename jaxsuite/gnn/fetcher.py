@@ -25,6 +25,7 @@ their own tag lookup and the step counts any disagreement in ``mismatch``.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,7 +54,14 @@ COUNTERS = (
     "victim_dropped",
     "ring_rows",
     "mismatch",
+    # Measured wall time of the stages of a step (seconds).
+    "t_prefetch",
+    "t_plan",
+    "t_storage",
+    "t_exchange",
+    "t_ring",
 )
+STAGES = ("t_prefetch", "t_plan", "t_storage", "t_exchange", "t_ring")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +76,9 @@ class FetchConfig:
       victim: keep a victim buffer and prefetch it.
       ring_slots: B, slots of the victim ring (must exceed the window).
       ring_depth: lines per slot and cache.
+      ring_capacity: most rows the ring holds per cache at any time (0: no
+        limit beyond ``ring_slots * ring_depth``). With a capacity the ring's
+        rows can be counted against the cache budget.
     """
 
     mode: str
@@ -77,6 +88,7 @@ class FetchConfig:
     victim: bool = False
     ring_slots: int = 16
     ring_depth: int = 256
+    ring_capacity: int = 0
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -235,7 +247,7 @@ class FeatureFetcher:
             state["ring_step"][:, slot] = -1
         return stage_ids, stage_rows
 
-    def _plan_cache(self, state, c, ids, step, stage_ids, counts):
+    def _plan_cache(self, state, c, ids, step, stage_ids, counts, clock):
         """Plans cache ``c``: hits, victim hits, storage reads, ring evictions."""
         stream = 0 if self.shared or self.reuse is None else c
         next_use = state["next_use"][stream]
@@ -261,9 +273,11 @@ class FeatureFetcher:
         from_storage = ~plan.hit & ~staged
         fill_map = np.full(ids.size, -1, np.int32)
         fill_map[from_storage] = np.arange(int(from_storage.sum()))
+        clock.lap("t_plan")
         before = self.store.pages_read
         fill_rows = self.store.read(ids[from_storage])
         counts["storage_pages"] += self.store.pages_read - before
+        clock.lap("t_storage")
         counts["storage_rows"] += int(from_storage.sum())
         evictions = np.zeros((0, 4), np.int64)
         if self.cfg.victim:
@@ -285,11 +299,14 @@ class FeatureFetcher:
         Returns:
           ``(state, features [n, U, D] sharded, counters)`` with the keys of
           ``COUNTERS`` (``ring_rows``: rows held in the victim ring after the
-          step; the others: amounts of this step).
+          step; ``t_*``: measured seconds of each stage; the others: amounts
+          of this step).
         """
         n, dim, u_len = self.n, self.store.dim, self.input_len
         counts = dict.fromkeys(COUNTERS, 0.0)
+        clock = _Clock(counts)
         stage_ids, stage_rows = self._prefetch(state, step, counts)
+        clock.lap("t_prefetch")
         if self.reuse is not None:
             self.reuse.apply(state["next_use"], step)
         reqs = [
@@ -302,7 +319,7 @@ class FeatureFetcher:
         else:
             cache_ids = reqs
         plans = [
-            self._plan_cache(state, c, cache_ids[c], step, stage_ids, counts)
+            self._plan_cache(state, c, cache_ids[c], step, stage_ids, counts, clock)
             for c in range(n)
         ]
         f_len = self._size("fill", max(p[4].shape[0] for p in plans), 256)
@@ -314,49 +331,12 @@ class FeatureFetcher:
             fill_rows[c, : p[4].shape[0]] = p[4]
             evict_set[c, : p[5].shape[0]] = p[5][:, 0]
             evict_way[c, : p[5].shape[0]] = p[5][:, 1]
-        sent = np.zeros(n)
         if self.shared:
-            owner = [r % n for r in reqs]
-            cap = self._size(
-                "cap", max(int((o == k).sum()) for o in owner for k in range(n)), 64
+            args, host_hit, host_vhit, sent = self._pack_shared(
+                reqs, allu, plans, counts
             )
-            out_req = np.full((n, n, cap), -1, np.int32)
-            out_pos = np.full((n, n, cap), u_len, np.int32)
-            fill_idx = np.full((n, n * cap), -1, np.int32)
-            insert_way = np.full((n, n * cap), -1, np.int32)
-            host_hit = np.zeros((n, n * cap), bool)
-            host_vhit = np.zeros((n, n * cap), bool)
-            for s in range(n):
-                for o in range(n):
-                    sel = np.flatnonzero(owner[s] == o)
-                    k, ids = sel.size, reqs[s][sel]
-                    plan, staged, storage, fmap, _, _ = plans[o]
-                    idx = np.searchsorted(cache_ids[o], ids)
-                    out_req[s, o, :k] = ids
-                    out_pos[s, o, :k] = sel
-                    lo = s * cap
-                    fill_idx[o, lo : lo + k] = fmap[idx]
-                    insert_way[o, lo : lo + k] = plan.insert_way[idx]
-                    host_hit[o, lo : lo + k] = plan.hit[idx]
-                    host_vhit[o, lo : lo + k] = staged[idx]
-                    nhit = int(plan.hit[idx].sum())
-                    counts["local" if s == o else "remote"] += nhit
-                    counts["victim"] += int(staged[idx].sum())
-                    counts["storage"] += int(storage[idx].sum())
-                    if s != o:
-                        sent[s] += 4 * k
-                        sent[o] += self.store.row_bytes * k
-            inp = exchange.ServeInputs(
-                fill_idx,
-                fill_rows,
-                stage_ids,
-                stage_rows,
-                insert_way,
-                evict_set,
-                evict_way,
-            )
-            args = (out_req, out_pos, inp)
         else:
+            sent = np.zeros(n)
             fill_idx = np.full((n, u_len), -1, np.int32)
             insert_way = np.full((n, u_len), -1, np.int32)
             host_hit = np.zeros((n, u_len), bool)
@@ -370,22 +350,18 @@ class FeatureFetcher:
                 counts["local"] += int(plan.hit.sum())
                 counts["victim"] += int(staged.sum())
                 counts["storage"] += int(storage.sum())
-            inp = exchange.ServeInputs(
-                fill_idx,
-                fill_rows,
-                stage_ids,
-                stage_rows,
-                insert_way,
-                evict_set,
-                evict_way,
-            )
-            args = (batch.inputs, inp)
-        args = put_global(args, self.sharding)
+            args = (batch.inputs, fill_idx, insert_way)
+        inp = exchange.ServeInputs(
+            args[-2], fill_rows, stage_ids, stage_rows, args[-1], evict_set, evict_way
+        )
+        args = put_global((*args[:-2], inp), self.sharding)
+        clock.lap("t_plan")
         feats, rows, tags, evicted, dev_hit, dev_vhit = self._fetch(
             state["rows"], state["tags"], *args
         )
         state["rows"], state["tags"] = rows, tags
         dev_hit, dev_vhit, evicted = devices.to_host((dev_hit, dev_vhit, evicted))
+        clock.lap("t_exchange")
         counts["mismatch"] = float(
             (dev_hit != host_hit).sum() + (dev_vhit != host_vhit).sum()
         )
@@ -394,26 +370,99 @@ class FeatureFetcher:
         if self.cfg.victim:
             self._to_ring(state, plans, evicted, counts)
             counts["ring_rows"] = float(state["ring_count"].sum())
+        clock.lap("t_ring")
         return state, feats, counts
 
+    def _pack_shared(self, reqs, allu, plans, counts):
+        """Buckets every device's requests by owner (vectorised over devices).
+
+        Returns ``((out_req, out_pos, fill_idx, insert_way), host_hit,
+        host_vhit, sent)``: requests [n, n, cap] and positions by source and
+        owner, the owners' plans in owner layout [n, n * cap], and the bytes
+        each device sends.
+        """
+        n, u_len = self.n, self.input_len
+        sizes = np.array([r.size for r in reqs])
+        src = np.repeat(np.arange(n), sizes)
+        pos = np.concatenate([np.arange(k) for k in sizes])
+        ids = np.concatenate(reqs)
+        own = ids % n
+        group = src * n + own
+        order = np.argsort(group, kind="stable")
+        per_group = np.bincount(group, minlength=n * n)
+        first = np.concatenate([[0], np.cumsum(per_group)[:-1]])
+        j = np.empty(ids.size, np.int64)
+        j[order] = np.arange(ids.size) - first[group[order]]
+        cap = self._size("cap", int(per_group.max(initial=1)), 64)
+        # Every owner's plan in the order of ``allu`` (all distinct ids).
+        m = allu.size
+        hit_u, staged_u, storage_u = (np.zeros(m, bool) for _ in range(3))
+        fmap_u, insert_u = np.full(m, -1, np.int32), np.full(m, -1, np.int32)
+        for o, (plan, staged, storage, fmap, _, _) in enumerate(plans):
+            at = np.flatnonzero(allu % n == o)
+            hit_u[at], staged_u[at], storage_u[at] = plan.hit, staged, storage
+            fmap_u[at], insert_u[at] = fmap, plan.insert_way
+        g = np.searchsorted(allu, ids)
+        out_req = np.full((n, n, cap), -1, np.int32)
+        out_pos = np.full((n, n, cap), u_len, np.int32)
+        out_req[src, own, j] = ids
+        out_pos[src, own, j] = pos
+        slot = src * cap + j
+        fill_idx = np.full((n, n * cap), -1, np.int32)
+        insert_way = np.full((n, n * cap), -1, np.int32)
+        host_hit = np.zeros((n, n * cap), bool)
+        host_vhit = np.zeros((n, n * cap), bool)
+        fill_idx[own, slot] = fmap_u[g]
+        insert_way[own, slot] = insert_u[g]
+        host_hit[own, slot] = hit_u[g]
+        host_vhit[own, slot] = staged_u[g]
+        local = src == own
+        counts["local"] += int((hit_u[g] & local).sum())
+        counts["remote"] += int((hit_u[g] & ~local).sum())
+        counts["victim"] += int(staged_u[g].sum())
+        counts["storage"] += int(storage_u[g].sum())
+        sent = np.bincount(src[~local], minlength=n) * 4.0
+        sent += np.bincount(own[~local], minlength=n) * float(self.store.row_bytes)
+        return (out_req, out_pos, fill_idx, insert_way), host_hit, host_vhit, sent
+
     def _to_ring(self, state, plans, evicted: np.ndarray, counts) -> None:
-        """Appends evicted lines with a known next use to ring slot ``use % B``."""
+        """Appends evicted lines with a known next use to ring slot ``use % B``.
+
+        A slot takes at most ``ring_depth`` lines and, with ``ring_capacity``,
+        the ring at most that many lines per cache: the victims with the
+        nearest next use go first.
+        """
         b, depth = self.cfg.ring_slots, self.stage_len
+        cap = self.cfg.ring_capacity or b * depth
         for c, p in enumerate(plans):
             ev = p[5]
             if ev.shape[0] == 0:
                 continue
-            slots = ev[:, 3] % b
-            order = np.argsort(slots, kind="stable")
-            first = np.searchsorted(slots[order], slots[order], side="left")
-            rank = np.empty(slots.size, np.int64)
-            rank[order] = np.arange(slots.size) - first
-            pos = state["ring_count"][c, slots] + rank
+            room = max(cap - int(state["ring_count"][c].sum()), 0)
+            idx = np.sort(np.argsort(ev[:, 3], kind="stable")[:room])
+            sl = ev[idx, 3] % b
+            order = np.argsort(sl, kind="stable")
+            first = np.searchsorted(sl[order], sl[order], side="left")
+            rank = np.empty(sl.size, np.int64)
+            rank[order] = np.arange(sl.size) - first
+            pos = state["ring_count"][c, sl] + rank
             ok = pos < depth
-            counts["victim_dropped"] += float((~ok).sum())
-            e, sl, ps = np.flatnonzero(ok), slots[ok], pos[ok]
-            state["ring_ids"][c, sl, ps] = ev[ok, 2]
-            state["ring_step"][c, sl, ps] = ev[ok, 3]
-            state["ring_rows"][c, sl, ps] = evicted[c, e]
+            idx, sl, ps = idx[ok], sl[ok], pos[ok]
+            counts["victim_dropped"] += float(ev.shape[0] - idx.size)
+            state["ring_ids"][c, sl, ps] = ev[idx, 2]
+            state["ring_step"][c, sl, ps] = ev[idx, 3]
+            state["ring_rows"][c, sl, ps] = evicted[c, idx]
             np.add.at(state["ring_count"][c], sl, 1)
-            state["ring_count"][c] = np.minimum(state["ring_count"][c], depth)
+
+
+class _Clock:
+    """Adds the wall time since the previous lap to ``counts[key]``."""
+
+    def __init__(self, counts: dict[str, float]):
+        self.counts = counts
+        self.t = time.perf_counter()
+
+    def lap(self, key: str) -> None:
+        now = time.perf_counter()
+        self.counts[key] += now - self.t
+        self.t = now

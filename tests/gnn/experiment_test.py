@@ -14,7 +14,10 @@ from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.gnn import experiment, model
 
 ROOT = pathlib.Path(__file__).parents[2]
-ARG = "smoke,graph.num_nodes=2500,policies=('none','independent_lru','lsm_gnn_pvp')"
+ARG = (
+    "smoke,graph.num_nodes=2500,"
+    "policies=('none','independent_lru','lsm_gnn_pvp','belady')"
+)
 
 
 def _config_module():
@@ -36,6 +39,35 @@ def test_every_preset_builds_and_names_known_policies():
         module.get_config("nope")
 
 
+def test_every_policy_spends_the_same_budget():
+    module = _config_module()
+    for preset in module.PRESETS:
+        config = module.get_config(preset)
+        n, ways = config.devices, config.cache.ways
+        for name, entry in experiment.POLICY_TABLE.items():
+            b = experiment.budget_of(name, config)
+            assert b.budget_rows == int(
+                config.cache.budget_fraction * config.graph.num_nodes
+            )
+            if entry["mode"] == "none":
+                assert b.device_rows == b.ring_rows == 0
+                continue
+            spent = b.device_rows + (b.ring_rows if b.ring_in_budget else 0)
+            assert b.budget_rows - n * (ways + 1) < spent <= b.budget_rows, name
+            assert (b.ring_rows > 0) == entry.get("victim", False)
+            if entry["mode"] == "bound":
+                assert spent == b.budget_rows
+                continue
+            fcfg = experiment.fetch_config(name, config, 10)
+            assert fcfg.num_sets * fcfg.ways * n == b.device_rows
+            assert fcfg.ring_capacity * n == b.ring_rows
+        inside = experiment.budget_of("lsm_gnn_pvp", config)
+        extra = experiment.budget_of("lsm_gnn_pvp_ring_extra", config)
+        lru = experiment.budget_of("independent_lru", config)
+        assert inside.ring_rows == extra.ring_rows and not extra.ring_in_budget
+        assert inside.device_rows < extra.device_rows == lru.device_rows
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     config = _config_module().get_config(ARG)
@@ -51,7 +83,15 @@ def test_results_contract_and_transparency(smoke):
     assert m["cache_mismatches"]["value"] == 0.0
     rows = {r["policy"]: r for r in results["tables"]["policies"]}
     assert list(rows) == list(config.policies)
+    bound = rows.pop("belady")
     for r in rows.values():
+        # Equal budgets: the victim ring's rows are inside the budget.
+        assert r["cache_lines_total"] + r["ring_rows"] <= r["budget_rows"]
+        assert r["victim_ring_rows_mean"] <= r["ring_rows"]
+        # The unconstrained bound reads no more rows than any policy.
+        assert bound["storage_rows_per_epoch"] <= r["storage_rows_per_epoch"]
+        stages = r["measured_stages_s"]
+        assert sum(stages.values()) == pytest.approx(r["measured_epoch_s"])
         total = r["hit_local"] + r["hit_remote"] + r["hit_victim"] + r["hit_storage"]
         assert total == pytest.approx(1.0)
         assert r["params_checksum"] == rows["none"]["params_checksum"]
@@ -70,7 +110,9 @@ def test_results_contract_and_transparency(smoke):
     assert speed == pytest.approx(
         rows["none"]["modelled_epoch_s"] / pvp["modelled_epoch_s"]
     )
-    for name in ("hit_sources", "storage_rate", "storage_bytes", "modelled_epoch"):
+    assert m["belady_hit_rate"]["value"] == bound["hit_cached"]
+    names = ("hit_sources", "storage_rate", "storage_bytes", "modelled_epoch")
+    for name in (*names, "measured_epoch"):
         with open(os.path.join(workdir, f"{name}.png"), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert "3.75x" in results["verdict"]

@@ -43,8 +43,12 @@ def test_shared_cache_across_two_processes(tmp_path: Path) -> None:
     )
     for i in range(2):
         got = np.load(run_dir / f"result_{i}.npz")
-        for key in ("features", "counts"):
-            np.testing.assert_array_equal(got[key], single[key], err_msg=f"{key} {i}")
+        np.testing.assert_array_equal(got["features"], single["features"])
+        # Every counter but the measured stage times.
+        same = [j for j, k in enumerate(names) if k not in worker.fetcher_lib.STAGES]
+        np.testing.assert_array_equal(
+            got["counts"][:, same], single["counts"][:, same], err_msg=f"counts {i}"
+        )
         # The gradient all-reduce sums in another order across processes
         # (gloo) than within one, so parameters agree to rounding only.
         np.testing.assert_allclose(
