@@ -11,8 +11,8 @@ check fails.
     python benchmarks/gpu_check.py --cpu_smoke  # tiny sizes, interpreter, CPU
 
 Without a GPU the smoke mode is switched on automatically. Needs only jax,
-numpy and ``jaxsuite.kernels``; if jaxsuite is not installed, the repository's
-``kernels/`` folder is imported under that name.
+numpy, absl and ``jaxsuite.kernels``; if jaxsuite is not installed, the
+repository's ``kernels/`` folder is imported under that name.
 
 Adding a kernel: write a function ``make(smoke: bool) -> KernelCheck`` and
 decorate it with ``@register("<op>")``.
@@ -20,7 +20,6 @@ decorate it with ``@register("<op>")``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import importlib
@@ -37,8 +36,14 @@ from typing import Any
 import bench_util
 import jax
 import numpy as np
+from absl import app, flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+_CPU_SMOKE = flags.DEFINE_bool("cpu_smoke", False, "Tiny sizes, Pallas interpreted.")
+_KERNELS = flags.DEFINE_list("kernels", [], "Kernels to check (default: all).")
+_REPEATS = flags.DEFINE_integer("repeats", 10, "Timed calls per measurement.")
+_OUT = flags.DEFINE_string("out", None, "JSON path (default: results/).")
 
 
 def _import_kernels() -> None:
@@ -208,21 +213,15 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cpu_smoke", action="store_true", help="tiny, interpreted")
-    parser.add_argument("--kernels", default="", help="comma list (default: all)")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--out", default=None, help="JSON path (default: results/)")
-    args = parser.parse_args()
-
+def main(argv) -> int:
+    del argv
     _import_kernels()
     backend = jax.default_backend()
-    smoke = args.cpu_smoke or backend != "gpu"
-    if smoke and not args.cpu_smoke:
+    smoke = _CPU_SMOKE.value or backend != "gpu"
+    if smoke and not _CPU_SMOKE.value:
         print(f"no GPU (backend={backend}): running the CPU smoke check")
-    repeats = 2 if smoke else args.repeats
-    names = [k for k in args.kernels.split(",") if k] or list(REGISTRY)
+    repeats = 2 if smoke else _REPEATS.value
+    names = _KERNELS.value or list(REGISTRY)
     rows = []
     for name in names:
         start = time.perf_counter()
@@ -245,8 +244,8 @@ def main() -> int:
     }
     suffix = "cpu_smoke" if smoke else backend
     out = (
-        pathlib.Path(args.out)
-        if args.out
+        pathlib.Path(_OUT.value)
+        if _OUT.value
         else (ROOT / "benchmarks" / "results" / f"gpu_check_{suffix}.json")
     )
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -257,4 +256,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    app.run(main)

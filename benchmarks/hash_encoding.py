@@ -14,13 +14,23 @@ Writes ``benchmarks/results/hash_encoding_<backend>.json`` and prints a table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 
 import bench_util
 import jax
+from absl import app, flags
 from jaxsuite.kernels.hash_encoding import HashEncodingConfig, hash_encode, init_table
+
+_NUM_POINTS = flags.DEFINE_integer("num_points", 65536, "Points per call.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per measurement.")
+_IMPLEMENTATIONS = flags.DEFINE_string(
+    "implementations",
+    "auto",
+    "Comma list of reference,pallas,pallas_atomic; auto = all on GPU, "
+    "reference elsewhere.",
+)
+_OUT = flags.DEFINE_string("out", None, "JSON path (default: results/).")
 
 CONFIGS = {
     "L16_F2_T2^19": HashEncodingConfig(16, 2, log2_table_size=19, max_resolution=2048),
@@ -86,38 +96,27 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num_points", type=int, default=65536)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--implementations",
-        default="auto",
-        help="comma list of reference,pallas,pallas_atomic; auto = all on GPU, "
-        "reference elsewhere",
-    )
-    parser.add_argument("--out", default=None, help="JSON path (default: results/)")
-    args = parser.parse_args()
-
+def main(argv) -> None:
+    del argv
     backend = jax.default_backend()
-    if args.implementations == "auto":
+    if _IMPLEMENTATIONS.value == "auto":
         variants = list(VARIANTS) if backend == "gpu" else ["reference"]
     else:
-        variants = args.implementations.split(",")
+        variants = _IMPLEMENTATIONS.value.split(",")
     print(f"backend={backend} device={jax.devices()[0].device_kind}")
-    rows = bench(args.num_points, args.repeats, variants)
+    rows = bench(_NUM_POINTS.value, _REPEATS.value, variants)
     result = dict(
         benchmark="hash_encoding",
         env=bench_util.bench_env(),
-        num_points=args.num_points,
-        repeats=args.repeats,
+        num_points=_NUM_POINTS.value,
+        repeats=_REPEATS.value,
         configs={k: str(v) for k, v in CONFIGS.items()},
         unit=dict(median_s="s", points_per_s="points/s"),
         rows=rows,
     )
     out = (
-        pathlib.Path(args.out)
-        if args.out
+        pathlib.Path(_OUT.value)
+        if _OUT.value
         else (
             pathlib.Path(__file__).parent / "results" / f"hash_encoding_{backend}.json"
         )
@@ -129,4 +128,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -7,9 +7,9 @@ machine (pyshqg runs in its own venv through a subprocess, see
 energy, and its mean 500 hPa streamfunction against the climatology the
 forcing implies (``--climate``).
 
-    python benchmarks/qg_model.py --make-venv  # creates runs/pyshqg-venv
+    python benchmarks/qg_model.py --make_venv  # creates runs/pyshqg-venv
     python benchmarks/qg_model.py  # -> benchmarks/results/qg_model_cpu.json
-    python benchmarks/qg_model.py --climate-years 10  # -> blocking_climate.json/png
+    python benchmarks/qg_model.py --climate_years=10  # -> blocking_climate.json/png
 
 The --climate check: the shipped forcing came (in pyshqg) from a Roads-type
 computation on a reanalysis climatology that is not shipped (its
@@ -24,25 +24,48 @@ eddy fluxes, is the one the forcing holds stationary, and (c) the mean
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 
+import bench_util
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks import bench_util  # noqa: E402
-from jaxsuite.climate import data, qg, throughput  # noqa: E402
+from jaxsuite.climate import data, qg, throughput
 
 DEFAULT_VENV = "runs/pyshqg-venv"
 
+_MAKE_VENV = flags.DEFINE_bool("make_venv", False, "Create the pyshqg venv and exit.")
+_PYSHQG_PYTHON = flags.DEFINE_string(
+    "pyshqg_python",
+    os.path.join(DEFAULT_VENV, "bin", "python"),
+    "Python of the pyshqg venv; pyshqg is timed if it exists.",
+)
+_DAYS = flags.DEFINE_integer("days", 4, "Model days timed per measurement.")
+_OUT = flags.DEFINE_string(
+    "out", "benchmarks/results/qg_model_cpu.json", "JSON of the speed run."
+)
+_CLIMATE_YEARS = flags.DEFINE_float(
+    "climate_years", 0.0, "Years of the climate run (0: the speed run instead)."
+)
+_OUT_CLIMATE = flags.DEFINE_string(
+    "out_climate",
+    "benchmarks/results/blocking_climate.json",
+    "JSON of the climate run.",
+)
+_FIGURE = flags.DEFINE_string(
+    "figure", "benchmarks/results/blocking_climate.png", "Climate run's figure."
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", "runs/qg_benchmark", "Where the climate run keeps its states."
+)
 
-def speed(args) -> dict:
+
+def speed(days: int, pyshqg_python: str) -> dict:
+    """Model days per second of the JAX model (and pyshqg's, if present)."""
     rows = []
     ref = data.load_pyshqg_reference()["q"]
     for dtype in ("float64", "float32"):
@@ -51,20 +74,20 @@ def speed(args) -> dict:
             model = data.default_model(dtype=np.float64 if x64 else np.float32)
             cdt = jnp.complex128 if x64 else jnp.complex64
             q8 = jnp.asarray(ref, cdt)
-            single = throughput.measure_jax(model, q8[0], days=args.days)
-            ens = throughput.measure_jax(model, q8, days=max(1, args.days // 2))
+            single = throughput.measure_jax(model, q8[0], days=days)
+            ens = throughput.measure_jax(model, q8, days=max(1, days // 2))
         row = {
             "dtype": dtype,
             "jax_single_model_days_per_s": single,
             "jax_ens8_model_days_per_s": ens,
             "jax_ens8_member_days_per_s": 8 * ens,
         }
-        if args.pyshqg_python and os.path.exists(args.pyshqg_python):
+        if pyshqg_python and os.path.exists(pyshqg_python):
             ps = throughput.measure_pyshqg(
-                args.pyshqg_python, members=1, days=args.days, floatx=dtype
+                pyshqg_python, members=1, days=days, floatx=dtype
             )
             pe = throughput.measure_pyshqg(
-                args.pyshqg_python, members=8, days=max(1, args.days // 4), floatx=dtype
+                pyshqg_python, members=8, days=max(1, days // 4), floatx=dtype
             )
             row.update(
                 {
@@ -80,19 +103,19 @@ def speed(args) -> dict:
     return {
         "rows": rows,
         "env": bench_util.bench_env(),
-        "days_timed": args.days,
+        "days_timed": days,
         "targets": {"speedup_single": 3.0, "speedup_ens8": 10.0},
     }
 
 
-def climate(args) -> dict:
+def climate(years: float, workdir: str, figure: str) -> dict:
     """A long float32 run: boundedness, Roads forcing recovery, stationarity."""
     from jaxsuite.climate import plots, runs
 
     model = data.default_model(dtype=np.float32)
     q0 = jnp.asarray(data.load_pyshqg_reference()["q"][:1], jnp.complex64)
-    days = int(round(365 * args.climate_years))
-    directory = os.path.join(args.workdir, "climate_run")
+    days = int(round(365 * years))
+    directory = os.path.join(workdir, "climate_run")
     t0 = time.perf_counter()
     psi = runs.run_ensemble(
         model,
@@ -127,7 +150,7 @@ def climate(args) -> dict:
     eddy = lambda f: f - f.mean(-1, keepdims=True)  # noqa: E731
     stat_corr = float(np.corrcoef(eddy(m1).ravel(), eddy(m2).ravel())[0, 1])
     plots.climatology(
-        args.figure,
+        figure,
         {
             "mean psi500 (years 1-5), 1e6 m2/s": eddy(m1) / 1e6,
             "mean psi500 (years 6-10), 1e6 m2/s": eddy(m2) / 1e6,
@@ -140,7 +163,7 @@ def climate(args) -> dict:
         sph.lon,
     )
     return {
-        "years": args.climate_years,
+        "years": years,
         "wall_seconds": wall,
         "member_days_per_s": days / wall,
         "finite": bool(np.isfinite(psi).all()),
@@ -153,30 +176,17 @@ def climate(args) -> dict:
     }
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--make-venv", action="store_true", help="create the pyshqg venv and exit"
-    )
-    p.add_argument(
-        "--pyshqg-python", default=os.path.join(DEFAULT_VENV, "bin", "python")
-    )
-    p.add_argument("--days", type=int, default=4)
-    p.add_argument("--out", default="benchmarks/results/qg_model_cpu.json")
-    p.add_argument("--climate-years", type=float, default=0.0)
-    p.add_argument("--out-climate", default="benchmarks/results/blocking_climate.json")
-    p.add_argument("--figure", default="benchmarks/results/blocking_climate.png")
-    p.add_argument("--workdir", default="runs/qg_benchmark")
-    args = p.parse_args(argv)
-    if args.make_venv:
+def main(argv) -> None:
+    del argv
+    if _MAKE_VENV.value:
         print(throughput.make_pyshqg_venv(DEFAULT_VENV))
         return
-    if args.climate_years > 0:
-        res = climate(args)
-        path = args.out_climate
+    if _CLIMATE_YEARS.value > 0:
+        res = climate(_CLIMATE_YEARS.value, _WORKDIR.value, _FIGURE.value)
+        path = _OUT_CLIMATE.value
     else:
-        res = speed(args)
-        path = args.out
+        res = speed(_DAYS.value, _PYSHQG_PYTHON.value)
+        path = _OUT.value
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(res, f, indent=2)
@@ -184,4 +194,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

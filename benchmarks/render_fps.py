@@ -14,7 +14,6 @@ Writes ``benchmarks/results/render_fps_<backend>.json`` and prints a table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 
@@ -22,9 +21,21 @@ import bench_util
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 
 from jaxsuite.core import cameras
 from jaxsuite.splat import render as render_lib
+
+_SIZES = flags.DEFINE_list("sizes", ["64", "128"], "Square image sizes in pixels.")
+_GAUSSIANS = flags.DEFINE_list("gaussians", ["1000", "10000"], "Gaussians per scene.")
+_REPEATS = flags.DEFINE_integer("repeats", 10, "Timed frames per measurement.")
+_FOV_DEG = flags.DEFINE_float("fov_deg", 50.0, "Horizontal field of view, degrees.")
+_MAX_PER_TILE = flags.DEFINE_integer("max_per_tile", 512, "XLA path's list length.")
+_OUT = flags.DEFINE_string(
+    "out",
+    None,
+    "JSON file, or a folder for render_fps_<backend>.json (default: results/).",
+)
 
 
 def random_scene(key: jax.Array, n: int, focal: float, fov_deg: float) -> dict:
@@ -96,24 +107,17 @@ def bench(sizes, gaussians, repeats, fov_deg, per_tile) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="64,128")
-    parser.add_argument("--gaussians", default="1000,10000")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--fov_deg", type=float, default=50.0)
-    parser.add_argument("--max_per_tile", type=int, default=512)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
+def main(argv) -> None:
+    del argv
     rows = bench(
-        [int(s) for s in args.sizes.split(",")],
-        [int(n) for n in args.gaussians.split(",")],
-        args.repeats,
-        args.fov_deg,
-        args.max_per_tile,
+        [int(s) for s in _SIZES.value],
+        [int(n) for n in _GAUSSIANS.value],
+        _REPEATS.value,
+        _FOV_DEG.value,
+        _MAX_PER_TILE.value,
     )
     backend = jax.default_backend()
-    out = pathlib.Path(args.out or pathlib.Path(__file__).parent / "results")
+    out = pathlib.Path(_OUT.value or pathlib.Path(__file__).parent / "results")
     if out.suffix != ".json":
         out = out / f"render_fps_{backend}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -124,4 +128,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -16,15 +16,26 @@ Writes ``benchmarks/results/splatting_<backend>.json`` and prints a table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
 
 import bench_util
 import jax
+from absl import app, flags
 from jaxsuite.kernels.splatting import api, binning
 from jaxsuite.kernels.splatting.testing import random_scene
+
+_SIZES = flags.DEFINE_list("sizes", ["64", "128"], "Square image sizes in pixels.")
+_GAUSSIANS = flags.DEFINE_list("gaussians", ["1000", "4000"], "Gaussians per frame.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per measurement.")
+_MAX_DENSE = flags.DEFINE_float(
+    "max_dense", 2e7, "Skip the dense reference above H W N elements."
+)
+_TILE = flags.DEFINE_integer("tile", 16, "Tile side of the reference and XLA paths.")
+_MAX_PER_TILE = flags.DEFINE_integer("max_per_tile", 512, "XLA path's list length.")
+_PALLAS = flags.DEFINE_bool("pallas", False, "Time the Pallas kernel on CPU too.")
+_OUT = flags.DEFINE_string("out", None, "JSON path (default: results/).")
 
 
 def bench(sizes, gaussians, implementations, repeats, max_dense, tile, per_tile):
@@ -98,34 +109,25 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="64,128")
-    parser.add_argument("--gaussians", default="1000,4000")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--max_dense", type=float, default=2e7)
-    parser.add_argument("--tile", type=int, default=16)
-    parser.add_argument("--max_per_tile", type=int, default=512)
-    parser.add_argument("--pallas", action="store_true", help="also on CPU")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
+def main(argv) -> None:
+    del argv
     backend = jax.default_backend()
     impls = ["reference", "xla"]
-    if backend == "gpu" or args.pallas:
+    if backend == "gpu" or _PALLAS.value:
         impls.append("pallas")
     rows = bench(
-        [int(s) for s in args.sizes.split(",")],
-        [int(n) for n in args.gaussians.split(",")],
+        [int(s) for s in _SIZES.value],
+        [int(n) for n in _GAUSSIANS.value],
         impls,
-        args.repeats,
-        args.max_dense,
-        args.tile,
-        args.max_per_tile,
+        _REPEATS.value,
+        _MAX_DENSE.value,
+        _TILE.value,
+        _MAX_PER_TILE.value,
     )
-    out = args.out or str(
+    out = _OUT.value or str(
         pathlib.Path(__file__).parent / "results" / f"splatting_{backend}.json"
     )
-    os.makedirs(os.path.dirname(out), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     info = bench_util.bench_env()
     with open(out, "w") as f:
         json.dump({"env": info, "rows": rows}, f, indent=2)
@@ -134,4 +136,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -63,7 +63,7 @@ def _base() -> ml_collections.ConfigDict:
             "sparse_fractions": (0.01, 0.05, 0.10),
         }
     )
-    # pyshqg venv (made by benchmarks/qg_model.py --make-venv); timed if present.
+    # pyshqg venv (made by benchmarks/qg_model.py --make_venv); timed if present.
     config.pyshqg_python = "runs/pyshqg-venv/bin/python"
     config.throughput_days = 4
     return config

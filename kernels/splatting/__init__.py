@@ -1,1 +1,44 @@
-"""Tile rasterisation of projected 2D Gaussians: reference, Pallas kernel, API."""
+"""Tile rasterisation of projected 2D Gaussians: reference, Pallas kernel, API.
+
+``rasterize(means2d, conics, colors, opacities, depths, radii, width=...,
+height=...)`` blends ``N`` screen-space Gaussians front to back into an
+``(H, W, C)`` image (:class:`RasterOutput`); ``implementation=`` picks the
+dense reference (``reference.py``, the truth), the tiled XLA rasteriser
+(``tiled.py``) or the Pallas kernel (``pallas.py``). ``binning.py`` sorts the
+tile intersections into a fixed-capacity workspace; ``testing.py`` makes
+random frames.
+"""
+
+from .api import RasterOutput, default_implementation, rasterize
+from .binning import (
+    TILE,
+    Binning,
+    OverflowError,
+    bin_gaussians,
+    check_overflow,
+    count_intersections,
+    tile_grid,
+    tile_rects,
+    total_intersections,
+)
+from .pallas import rasterize as rasterize_pallas
+from .reference import rasterize as rasterize_reference
+from .tiled import rasterize as rasterize_xla
+
+__all__ = [
+    "TILE",
+    "Binning",
+    "OverflowError",
+    "RasterOutput",
+    "bin_gaussians",
+    "check_overflow",
+    "count_intersections",
+    "default_implementation",
+    "rasterize",
+    "rasterize_pallas",
+    "rasterize_reference",
+    "rasterize_xla",
+    "tile_grid",
+    "tile_rects",
+    "total_intersections",
+]

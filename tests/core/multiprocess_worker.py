@@ -1,8 +1,8 @@
 """One process of the 2-process CPU check run by ``multiprocess_test.py``.
 
-Run as a script (never collected by pytest)::
+Run by ``tests/multiprocess_harness.py`` (never collected by pytest)::
 
-    JAX_PLATFORMS=cpu python tests/core/multiprocess_worker.py \
+    JAX_PLATFORMS=cpu python -m tests.core.multiprocess_worker \
         --coordinator_address=127.0.0.1:PORT --num_processes=2 --process_id=I \
         --local_device_count=4 --out_dir=DIR
 
@@ -10,16 +10,12 @@ Each process starts ``jax.distributed`` with gloo CPU collectives, builds a
 mesh over the 8 global devices, feeds it only its own rows of deterministic
 inputs, runs a ``psum`` and two ``all_to_all`` exchanges in ``jax.shard_map``,
 gathers the results to the host and writes them to ``DIR/<name>_<I>.npy``
-(plus ``DIR/meta_<I>.json``). The test imports :func:`compute` and
-:func:`reference` from this file to run the same code in one process.
+(plus ``DIR/meta_<I>.json`` with the rows it fed). The test imports
+:func:`compute` and :func:`reference` from this module to run the same code
+in one process.
 """
 
 from __future__ import annotations
-
-import json
-import os
-import sys
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -110,45 +106,14 @@ def compute(mesh: Mesh) -> tuple[dict[str, np.ndarray], slice]:
     return results, rows
 
 
-def main(argv: list[str]) -> None:
-    """Initialises the distributed runtime from flags and writes the results."""
-    del argv
-    from absl import flags
-
-    out_dir = Path(flags.FLAGS.out_dir)
-    # Sets jax_num_cpu_devices (--local_device_count) and gloo collectives
-    # before any backend exists, then calls jax.distributed.initialize.
-    # The coordinator listens on the loopback address only, not on [::].
-    started = devices.initialize_from_flags(
-        initialization_timeout=60,
-        coordinator_bind_address=flags.FLAGS.coordinator_address,
-    )
-    if not started:
-        raise SystemExit("worker needs --coordinator_address/--num_processes")
-    pid = jax.process_index()
-    if jax.device_count() != NUM_DEVICES:
-        raise SystemExit(f"expected {NUM_DEVICES} global devices, got {jax.devices()}")
-    mesh = devices.make_mesh((NUM_DEVICES,), (AXIS,))
+def _compute_for_harness(mesh: Mesh) -> tuple[dict[str, np.ndarray], dict]:
     results, rows = compute(mesh)
-    for name, value in results.items():
-        np.save(out_dir / f"{name}_{pid}.npy", value)
-    meta = {
-        "process_index": pid,
-        "process_count": jax.process_count(),
-        "device_count": jax.device_count(),
-        "local_device_count": jax.local_device_count(),
-        "rows": [rows.start, rows.stop],
-        "backend": jax.default_backend(),
-        "pid": os.getpid(),
-    }
-    (out_dir / f"meta_{pid}.json").write_text(json.dumps(meta))
-    jax.distributed.shutdown()
+    return results, {"rows": [rows.start, rows.stop]}
 
 
 if __name__ == "__main__":
-    from absl import app, flags
+    from tests import multiprocess_harness
 
-    devices.define_distributed_flags()
-    flags.DEFINE_string("out_dir", None, "Where to write the results.")
-    flags.mark_flags_as_required(["out_dir"])
-    app.run(main, argv=sys.argv)
+    multiprocess_harness.worker_main(
+        _compute_for_harness, num_devices=NUM_DEVICES, axis=AXIS
+    )

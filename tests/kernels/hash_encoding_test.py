@@ -3,8 +3,10 @@
 The reference is checked independently (a scalar Python transcription of
 tiny-cuda-nn's ``grid_index``/``kernel_grid``, exact trilinear reproduction of a
 linear function on a dense level, uint32 hashing against Python integers); the
-Pallas kernel runs in interpret mode against the reference on fresh random
-inputs, values and gradients wrt the table and the points.
+kernel runs against the reference on fresh random inputs, values and gradients
+wrt the table and the points, in every implementation x mode of
+``tests/kernels/kernel_base.py`` (interpreted on CPU, compiled under the
+``gpu`` marker).
 """
 
 import math
@@ -24,7 +26,10 @@ from jaxsuite.kernels.hash_encoding import (
 from jaxsuite.kernels.hash_encoding import pallas as hp
 from jaxsuite.kernels.hash_encoding import reference as ref
 
+from tests.kernels import kernel_base
+
 PRIMES = (1, 2654435761, 805459861)
+IMPLEMENTATIONS = ("reference", "pallas")
 
 
 def _tcnn_loop(points: np.ndarray, table: np.ndarray, scales, t: int) -> np.ndarray:
@@ -205,6 +210,7 @@ KERNEL_CONFIGS = {
 }
 
 
+@pytest.mark.parametrize("implementation, mode", kernel_base.cases(IMPLEMENTATIONS))
 @pytest.mark.parametrize(
     "name, deterministic",
     [
@@ -214,33 +220,40 @@ KERNEL_CONFIGS = {
         ("hash_only_F4", False),
     ],
 )
-def test_pallas_matches_reference_values_and_grads(name, deterministic):
+def test_hash_encode_matches_reference(name, deterministic, implementation, mode):
+    """Values and gradients wrt points and table against the CPU reference."""
     cfg = KERNEL_CONFIGS[name]
     if name == "dense_only":
         assert all(cfg.levels().dense)
     if name == "hash_only_F4":
         assert not any(cfg.levels().dense)
     seed = sum(map(ord, name)) + deterministic
-    kx, kt, kg = jax.random.split(jax.random.key(seed), 3)
+    kx, kt = jax.random.split(jax.random.key(seed))
     x = _points(kx, 100)  # 120 points: not a multiple of the block
     shape = (cfg.num_levels, cfg.hashmap_size, cfg.features_per_level)
     table = jax.random.normal(kt, shape)
-    ct = jax.random.normal(kg, (x.shape[0], cfg.output_dim))
 
-    def vjp(encode):
-        out, pull = jax.vjp(encode, x, table)
-        return (out, *pull(ct))
-
-    want = jax.jit(lambda: vjp(lambda a, b: hash_encode_reference(a, b, cfg)))()
-    got = jax.jit(
-        lambda: vjp(
-            lambda a, b: hash_encode_pallas(
-                a, b, cfg, block_size=32, interpret=True, deterministic=deterministic
-            )
+    def fn(x, table, *, implementation, interpret):
+        return hash_encode(
+            x,
+            table,
+            config=cfg,
+            implementation=implementation,
+            interpret=interpret,
+            deterministic=deterministic,
+            block_size=32,
         )
-    )()
-    for g, w in zip(got, want, strict=True):
-        _close(g, w)
+
+    kernel_base.check_against_reference(
+        fn,
+        (x, table),
+        (0, 1),
+        implementation,
+        mode,
+        rtol=1e-5,
+        names=("features", "d x", "d table"),
+        cache_key=("hash_encoding", name, deterministic),
+    )
 
 
 def test_sorted_segment_sum_matches_add_at():

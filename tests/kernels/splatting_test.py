@@ -1,4 +1,10 @@
-"""Tile rasteriser: Pallas (interpret mode) and XLA paths vs the reference."""
+"""Tile rasteriser: the Pallas and XLA paths against the reference.
+
+``test_rasterize_matches_reference`` runs every implementation x mode of
+``tests/kernels/kernel_base.py`` (interpreted on CPU, compiled under the
+``gpu`` marker); the other tests check the reference and the binning by
+closed forms, brute force and finite differences.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -7,35 +13,25 @@ import pytest
 from jaxsuite.kernels.splatting import api, binning, reference
 from jaxsuite.kernels.splatting.testing import random_scene
 
+from tests.kernels import kernel_base
+
 W, H = 40, 24
 N = 40
 CAP = 4096
 BG = jnp.array([0.1, 0.2, 0.3])
+IMPLEMENTATIONS = ("reference", "xla", "pallas")
 
 
-def test_pallas_forward_matches_reference():
-    seed = 0
-    args = random_scene(jax.random.PRNGKey(seed), N, W, H)
-    kw = dict(width=W, height=H, background=BG, capacity=CAP)
-    ref = api.rasterize(*args, implementation="reference", **kw)
-    pal = api.rasterize(*args, implementation="pallas", interpret=True, **kw)
-    xla = api.rasterize(*args, implementation="xla", max_per_tile=64, **kw)
-    for out in (pal, xla):
-        np.testing.assert_allclose(out.image, ref.image, atol=2e-6)
-        np.testing.assert_allclose(out.alpha, ref.alpha, atol=2e-6)
-        assert int(out.num_intersections) == int(ref.num_intersections) > 0
-        assert not bool(out.overflow)
-    # Smaller tiles: the XLA path against the reference with the same tiles.
-    ref8 = api.rasterize(*args, implementation="reference", tile=8, **kw)
-    xla8 = api.rasterize(*args, implementation="xla", max_per_tile=64, tile=8, **kw)
-    np.testing.assert_allclose(xla8.image, ref8.image, atol=2e-6)
-    assert int(xla8.num_intersections) == int(ref8.num_intersections)
+@pytest.mark.parametrize("implementation, mode", kernel_base.cases(IMPLEMENTATIONS))
+def test_rasterize_matches_reference(implementation, mode):
+    """Image, alpha and gradients wrt every float input against the reference."""
+    means, conics, colors, opacities, depths, radii = random_scene(
+        jax.random.PRNGKey(2), N, W, H
+    )
 
-
-def _loss(impl, depths, radii, max_per_tile=64):
-    weights = jnp.sin(jnp.arange(H * W * 3, dtype=jnp.float32)).reshape(H, W, 3)
-
-    def f(means, conics, colors, opacities):
+    def fn(
+        means, conics, colors, opacities, depths, radii, *, implementation, interpret
+    ):
         out = api.rasterize(
             means,
             conics,
@@ -47,29 +43,35 @@ def _loss(impl, depths, radii, max_per_tile=64):
             height=H,
             background=BG,
             capacity=CAP,
-            max_per_tile=max_per_tile,
-            implementation=impl,
-            interpret=True,
+            max_per_tile=64,
+            implementation=implementation,
+            interpret=interpret,
         )
-        return jnp.sum(out.image * weights) + jnp.sum(out.alpha * weights[..., 0])
+        frame = jnp.concatenate([out.image, out.alpha[..., None]], axis=-1)
+        return frame, (out.num_intersections, out.overflow)
 
-    return f
-
-
-def test_pallas_gradients_match_reference():
-    means, conics, colors, opacities, depths, radii = random_scene(
-        jax.random.PRNGKey(2), N, W, H
+    # The intersection count and the overflow flag must equal the reference's.
+    count, overflow = kernel_base.check_against_reference(
+        fn,
+        (means, conics, colors, opacities, depths, radii),
+        (0, 1, 2, 3),
+        implementation,
+        mode,
+        rtol=(2e-6, 2e-5, 2e-5, 2e-5, 2e-5),
+        names=("image and alpha", "d means", "d conics", "d colors", "d opacities"),
+        has_aux=True,
+        cache_key="splatting",
     )
-    params = (means, conics, colors, opacities)
-    g_ref = jax.grad(_loss("reference", depths, radii), argnums=(0, 1, 2, 3))(*params)
-    g_pal = jax.grad(_loss("pallas", depths, radii), argnums=(0, 1, 2, 3))(*params)
-    g_xla = jax.grad(_loss("xla", depths, radii), argnums=(0, 1, 2, 3))(*params)
-    for grads in (g_pal, g_xla):
-        names = ("means", "conics", "colors", "opacities")
-        for name, a, b in zip(names, grads, g_ref):
-            scale = float(jnp.max(jnp.abs(b)))
-            assert scale > 0, name
-            np.testing.assert_allclose(a, b, atol=2e-5 * scale, err_msg=name)
+    assert count > 0 and not overflow
+
+
+def test_xla_smaller_tiles_match_reference():
+    args = random_scene(jax.random.PRNGKey(0), N, W, H)
+    kw = dict(width=W, height=H, background=BG, capacity=CAP, tile=8)
+    ref8 = api.rasterize(*args, implementation="reference", **kw)
+    xla8 = api.rasterize(*args, implementation="xla", max_per_tile=64, **kw)
+    np.testing.assert_allclose(xla8.image, ref8.image, atol=2e-6)
+    assert int(xla8.num_intersections) == int(ref8.num_intersections)
 
 
 def test_pallas_gradient_finite_differences():
@@ -281,3 +283,50 @@ def test_billions_of_intersections_overflow_instead_of_going_negative():
         binning.check_overflow(b.num_intersections, 1024)
     with pytest.raises(ValueError, match="capacity="):
         binning.bin_gaussians(means, depths, radii, 64, 64, capacity=1 << 30)
+
+
+def test_pallas_lowers_to_triton_for_cuda():
+    # Lowering for a CUDA target runs here without a GPU: it checks that every
+    # op of the forward and backward kernels has a Triton lowering (the Triton
+    # IR itself is compiled on the GPU). Shapes are abstract, nothing runs.
+    from jax import export
+
+    float_shape = lambda *s: jax.ShapeDtypeStruct(s, jnp.float32)
+    means, conics, colors = float_shape(N, 2), float_shape(N, 3), float_shape(N, 3)
+    opacities, depths = float_shape(N), float_shape(N)
+    radii = jax.ShapeDtypeStruct((N,), jnp.int32)
+    ct = float_shape(H, W, 3), float_shape(H, W)
+
+    def fwd_bwd(means, conics, colors, opacities, depths, radii, ct):
+        def f(*params):
+            out = api.rasterize(
+                *params,
+                depths,
+                radii,
+                width=W,
+                height=H,
+                capacity=CAP,
+                implementation="pallas",
+                interpret=False,
+            )
+            return out.image, out.alpha
+
+        out, pull = jax.vjp(f, means, conics, colors, opacities)
+        return out, *pull(ct)
+
+    triton = "__gpu$xla.gpu.triton"
+    exported = export.export(
+        jax.jit(fwd_bwd),
+        platforms=["cuda"],
+        disabled_checks=[export.DisabledSafetyCheck.custom_call(triton)],
+    )(means, conics, colors, opacities, depths, radii, ct)
+    assert exported.mlir_module().count(f"@{triton}") == 2
+
+
+def test_package_exports_its_api():
+    import jaxsuite.kernels.splatting as splatting
+
+    assert splatting.rasterize is api.rasterize
+    assert splatting.bin_gaussians is binning.bin_gaussians
+    assert splatting.rasterize_reference is reference.rasterize
+    assert all(hasattr(splatting, name) for name in splatting.__all__)
