@@ -289,15 +289,16 @@ def test_scanned_layers_match_unrolled_layers(cfg):
     gu = common.adapter_grads(loss, unrolled)
     gs = {p: np.asarray(v[...]) for p, v in nnx.to_flat_state(gs)}
     gu = {p: np.asarray(v[...]) for p, v in nnx.to_flat_state(gu)}
+    # float32 sums in another order: the tolerance scales with the gradient.
     for path, g in gs.items():
         if path[-2] == "shared_arrays":
-            np.testing.assert_allclose(
-                g, gu[(path[0], 0, *path[1:])], rtol=1e-3, atol=1e-6
-            )
+            ref = gu[(path[0], 0, *path[1:])]
+            np.testing.assert_allclose(g, ref, rtol=1e-3, atol=1e-4 * np.abs(ref).max())
         else:
             for i in range(3):
+                ref = gu[(path[0], i, *path[1:])]
                 np.testing.assert_allclose(
-                    g[i], gu[(path[0], i, *path[1:])], rtol=1e-3, atol=1e-6
+                    g[i], ref, rtol=1e-3, atol=1e-4 * np.abs(ref).max()
                 )
     # Merging a stacked layer folds every layer's update into its kernel slice.
     lora.merge(scanned)

@@ -144,8 +144,12 @@ def test_mos_without_sharing_is_lora_in_outputs_and_gradients(sh):
             lp = (layer_path[0], k, *layer_path[2:])
             block = g[k * e * sh : (k + 1) * e * sh].reshape(e, -1)
             ref = g_lora[(*lp, f"lora_{which}")]
+            # float32 sums in another order: the tolerance scales with the gradient.
             np.testing.assert_allclose(
-                block, ref.T if which == "a" else ref, rtol=1e-4, atol=1e-7
+                block,
+                ref.T if which == "a" else ref,
+                rtol=1e-4,
+                atol=1e-5 * np.abs(ref).max(),
             )
 
 
