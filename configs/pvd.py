@@ -7,8 +7,8 @@ teacher by default, so all 12 ordered pairs run.
 
 Presets: ``smoke`` (toy sizes, one hash teacher so 3 pairs, dense sampling
 without compaction to keep compilation short: under a minute), ``small`` (64 px on 2 CPU
-cores: 4 x 60 s from scratch + 12 x 24 s of distillation; with compilation,
-evaluations and re-timings about 17 minutes), ``paper`` (the official code's
+cores: 4 x 45 s from scratch + 12 x 18 s of distillation; with compilation,
+evaluations and re-timings about 13 minutes), ``paper`` (the official code's
 sizes and schedule, for one GPU: the Pallas hash-encoding kernel; budgets
 sized from the paper's 30k distillation / 40k teacher iterations).
 """
@@ -91,14 +91,14 @@ def _base() -> ml_collections.ConfigDict:
     c.seed = 0
     c.archs = ARCHS
     c.teachers = ARCHS
-    c.scratch_seconds = 60.0  # optimisation seconds per from-scratch run
+    c.scratch_seconds = 45.0  # optimisation seconds per from-scratch run
     c.steps = 100000  # cap on from-scratch steps
     c.batch_rays = 512
     c.num_samples = 64
     c.num_evals = 8  # wall-time marks up to distill.seconds (+ half as many after)
     c.first_eval_seconds = 1.0
     c.buckets = 4  # empty-space skipping: compaction capacities N S / 2^k
-    c.retime = ml_collections.ConfigDict({"steps": 16, "repeats": 3})
+    c.retime = ml_collections.ConfigDict({"steps": 12, "repeats": 3})
     c.scene = ml_collections.ConfigDict(
         {
             "size": 64,
@@ -113,7 +113,7 @@ def _base() -> ml_collections.ConfigDict:
     )
     c.distill = ml_collections.ConfigDict(
         {
-            "seconds": 24.0,  # optimisation seconds per distillation
+            "seconds": 18.0,  # optimisation seconds per distillation
             "steps": 100000,  # cap on distillation steps
             "stage1_steps": 100,
             "stage2_steps": 250,
