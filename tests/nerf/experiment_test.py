@@ -87,6 +87,23 @@ def test_strict_parser_refuses_nan():
         _strict_loads('{"a": NaN}')
 
 
+def test_committed_results_are_strict_json_with_all_pairs():
+    path = _ROOT / "benchmarks" / "results" / "pvd.json"
+    res = _strict_loads(path.read_text())
+    pairs = res["tables"]["pairs"]
+    assert {(r["teacher"], r["student"]) for r in pairs} == {
+        (a, b) for a in fields.ARCHS for b in fields.ARCHS if a != b
+    }
+    for name, m in res["metrics"].items():
+        v = m["value"]
+        assert isinstance(v, (int, float)) or v.startswith("not reached"), (name, v)
+    for r in pairs:  # equal time means equal measured wall time
+        slack = max(r["scratch_steps"] and r["scratch_seconds"] / r["scratch_steps"], 0)
+        assert abs(r["scratch_seconds_equal_time"] - r["distill_seconds"]) <= (
+            0.05 * r["distill_seconds"] + 2 * slack
+        ), r
+
+
 def test_timed_loop_stops_at_its_wall_time_budget():
     import time
 
