@@ -60,8 +60,8 @@ def test_pair_row_ratios():
         (2 * 0.4 / 0.2, 2 * 0.5 / 0.15, 2 * 0.6 / 0.1)
     )
     # Equal time: the from-scratch evaluation nearest to distillation's 2 s.
-    assert row["scratch_psnr_equal_time"] == 10.0
-    assert row["scratch_seconds_equal_time"] == 0.0
+    assert row["scratch_psnr_equal_time"] == 20.0  # evaluated at 3 s
+    assert row["scratch_seconds_equal_time"] == 3.0
     slow = {"curve": _curve([0.0, 3.0, 6.0], [10.0, 20.0, 22.0])}
     row = compare.pair_row("hash", "mlp", 28.0, dist, slow)
     assert row["time_ratio_to_bar"] is None and row["time_ratio_lower_bound"] == 6.0
