@@ -143,9 +143,7 @@ def test_smoke_runs_and_resumes(tmp_path):
     workdir = str(tmp_path / "run")
     res = experiment.run(config, workdir)
     pairs = res["tables"]["pairs"]
-    assert {(r["teacher"], r["student"]) for r in pairs} == {
-        ("hash", b) for b in fields.ARCHS if b != "hash"
-    }
+    assert [(r["teacher"], r["student"]) for r in pairs] == [("hash", "mlp")]
     scratch = {r["arch"]: r for r in res["tables"]["scratch"]}
     for r in pairs:
         assert r["teacher_psnr"] == scratch[r["teacher"]]["final_psnr"]
@@ -155,7 +153,6 @@ def test_smoke_runs_and_resumes(tmp_path):
         _strict_loads(f.read())
     inherited = {(r["teacher"], r["student"]): set(r["inherited"]) for r in pairs}
     assert any(n.startswith("sigma_net") for n in inherited[("hash", "mlp")])
-    assert inherited[("hash", "dense")] == set()
     for name in ("renders.png", "psnr_vs_time.png", "results.json", "metrics.jsonl"):
         assert os.path.exists(os.path.join(workdir, name)), name
     assert "10-20x" in res["verdict"]
