@@ -3,8 +3,10 @@ progressive volume distillation between them (Fang et al., AAAI 2023).
 
 Modules: ``scenes`` (analytic scenes with exact renders and posed image
 sets), ``blender`` (NeRF-Synthetic format), ``fields`` (hash grid, dense SH
-grid, TensoRF VM, MLP), ``sh`` (spherical harmonics), ``occupancy``
-(occupancy grid), ``renderer`` (ray sampling and compositing), ``trainer``
-(training from posed images), ``distill`` (PVD) and ``experiment`` (the
-launcher's run).
+grid, TensoRF VM, MLP: the pure-function API), ``modules`` (the same fields
+as ``nnx.Module``s), ``occupancy`` (occupancy grid), ``renderer`` (ray
+sampling, empty-space skipping by compaction into fixed-size buckets, and
+compositing), ``trainer`` (training from posed images, the timed loop),
+``distill`` (PVD), ``compare`` (times to the quality bar, ratios, tables)
+and ``experiment`` (the launcher's run).
 """

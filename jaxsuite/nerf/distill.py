@@ -27,9 +27,10 @@ tensor is copied from the teacher (``sigma_net`` between hash and MLP,
 
 Deviations from the official code (megvii-research/AAAI2023-PVD):
 
-* Fixed-shape sampling: ``S`` stratified samples per ray inside the scene cube,
-  samples in empty cells masked to zero density, instead of CUDA ray marching
-  with step ``2 sqrt(3) / 1024`` that only emits occupied samples.
+* Fixed-shape sampling: ``S`` stratified samples per ray inside the scene
+  cube; samples in empty cells are skipped by compacting the occupied ones
+  into fixed-size buckets (``renderer``, ``buckets``) instead of CUDA ray
+  marching with step ``2 sqrt(3) / 1024`` that only emits occupied samples.
 * One compiled step serves all three stages (stage weights are traced), so
   stages 1 and 2 cost as much as stage 3; the official code stops the forward
   pass after the feature (stage 1) or before rendering (stage 2).
@@ -37,7 +38,9 @@ Deviations from the official code (megvii-research/AAAI2023-PVD):
   random_poses``) rather than PVD's 80 elevation bands of ``(90 - a) // 15 + 1``
   poses each; the number of poses per epoch is a parameter (PVD: 312).
 * Adam with two cosine-decayed learning rates (grids vs networks) instead of
-  AdamW with weight decay 0.01; float32 instead of fp16 autocast.
+  AdamW with weight decay 0.01; float32 instead of fp16 autocast. With a
+  wall-time budget the cosine follows the fraction of the budget spent rather
+  than of the iterations (the same schedule at a constant step time).
 * The norm is ``sqrt(sum sq + 1e-12)`` so that its gradient stays finite when a
   difference vanishes.
 """
@@ -77,6 +80,8 @@ class DistillConfig:
     radius: float = 4.0
     elevation_range_deg: tuple[float, float] = (5.0, 75.0)
     image_size: int = 64
+    buckets: int = 1
+    final_lr_factor: float = 0.01
 
 
 class DistillState(NamedTuple):
@@ -170,13 +175,15 @@ def make_distill_step(
     K: jax.Array,
     key: jax.Array,
     dc: DistillConfig,
-) -> Callable[[DistillState, jax.Array], tuple[DistillState, dict[str, jax.Array]]]:
-    """A jitted ``step(state, step) -> (state, scalars)`` for one ordered pair."""
+) -> Callable[..., tuple[DistillState, dict[str, jax.Array]]]:
+    """A jitted ``step(state, step, progress=0.0) -> (state, scalars)`` for one
+    ordered pair (``progress`` in ``[0, 1]`` decays the learning rates, see
+    ``trainer.lr_factor``)."""
     k_pose, k_step = jax.random.split(key)
     s1, s2 = stage_boundaries(teacher_arch, student_arch, dc)
 
     @jax.jit
-    def step_fn(state: DistillState, step: jax.Array):
+    def step_fn(state: DistillState, step: jax.Array, progress=0.0):
         epoch = (step - 1) // dc.steps_per_epoch
         poses = cameras.random_poses(
             jax.random.fold_in(k_pose, epoch),
@@ -188,7 +195,9 @@ def make_distill_step(
         o, d = random_rays(k_ray, poses, K, dc.image_size, dc.batch_rays)
         bg = jax.random.uniform(k_bg, (dc.batch_rays, 3))
         samples = renderer.march(k_march, o, d, occ_mask, dc.num_samples, cfg.bound)
-        t_out = renderer.query_samples(teacher_params, teacher_arch, cfg, samples)
+        t_out = renderer.query_samples(
+            teacher_params, teacher_arch, cfg, samples, dc.buckets
+        )
         t_out = jax.tree.map(jax.lax.stop_gradient, t_out)
         t_rgb = renderer.composite(t_out.log_sigma, t_out.rgb, samples, bg).rgb
         stage2 = (step > s1).astype(jnp.float32)
@@ -196,7 +205,7 @@ def make_distill_step(
         lam = dc.lam_fea * dc.fea_decay ** step.astype(jnp.float32)
 
         def loss_fn(p):
-            s_out = renderer.query_samples(p, student_arch, cfg, samples)
+            s_out = renderer.query_samples(p, student_arch, cfg, samples, dc.buckets)
             s_rgb = renderer.composite(s_out.log_sigma, s_out.rgb, samples, bg).rgb
             terms = distill_losses(s_out, t_out, s_rgb, t_rgb, samples.valid)
             loss = lam * terms["feature"] + stage2 * (
@@ -213,12 +222,30 @@ def make_distill_step(
             return loss, terms
 
         (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        scalars = {"loss": loss, "grad_norm": optax.tree.norm(grads), **terms}
+        params, opt_state = trainer.apply_updates(
+            state.params, grads, state.opt_state, tx, progress, dc.final_lr_factor
+        )
+        frac = jnp.mean(samples.valid.astype(jnp.float32))
+        scalars = {
+            "loss": loss,
+            "grad_norm": optax.tree.norm(grads),
+            "valid_fraction": frac,
+            **terms,
+        }
         return DistillState(params, opt_state), scalars
 
     return step_fn
+
+
+class Distilled(NamedTuple):
+    """A distillation run: the student's final state, its curve of test PSNR
+    over distillation time, the inherited parameter names and the re-timed
+    seconds per step (``trainer.retime``; empty when not re-timed)."""
+
+    state: DistillState
+    curve: trainer.Curve
+    inherited: list[str]
+    step_seconds: list[float]
 
 
 def distill(
@@ -234,14 +261,14 @@ def distill(
     *,
     num_evals: int = 8,
     background: float = 1.0,
+    budget_s: float | None = None,
+    eval_seconds: tuple[float, ...] = (),
+    retime_steps: int = 0,
+    retime_repeats: int = 0,
     log: Callable[[str], None] | None = None,
-) -> tuple[DistillState, trainer.Curve, list[str]]:
-    """Distils ``teacher_arch`` into ``student_arch`` for ``dc.total_steps``.
-
-    Returns:
-      The student's final state, its curve of test PSNR (against ground
-      truth) over distillation time, and the inherited parameter names.
-    """
+) -> Distilled:
+    """Distils ``teacher_arch`` into ``student_arch`` for ``dc.total_steps``
+    steps or ``budget_s`` seconds of optimisation, whichever comes first."""
     k_init, k_run = jax.random.split(key)
     params, copied = inherit(fields.init(k_init, student_arch, cfg), teacher_params)
     tx = trainer.make_optimizer(params, student_arch, oc)
@@ -267,15 +294,30 @@ def distill(
             test,
             dc.num_samples,
             background,
+            buckets=dc.buckets,
         )[0]
 
+    step_fn = trainer.compile_step(step_fn, state)
     state, curve = trainer.timed_loop(
         state,
         step_fn,
         num_steps=dc.total_steps,
+        budget_s=budget_s,
         eval_fn=eval_fn,
-        eval_steps=trainer.eval_schedule(dc.total_steps, num_evals),
+        eval_steps=(0,)
+        if budget_s
+        else trainer.eval_schedule(dc.total_steps, num_evals),
+        eval_seconds=eval_seconds,
         log=log,
         name=f"distillation {teacher_arch} -> {student_arch}",
     )
-    return state, curve, copied
+    timings = []
+    if retime_steps > 0 and retime_repeats > 0:
+        timings = trainer.retime(
+            state,
+            step_fn,
+            steps=retime_steps,
+            repeats=retime_repeats,
+            first_step=curve.steps[-1] + 1,
+        )
+    return Distilled(state, curve, copied, timings)

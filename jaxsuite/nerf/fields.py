@@ -27,6 +27,10 @@ so a student can inherit a teacher's matching tensors):
   SH coefficients, bands ``l <= 2``), trilinear; colour ``= sigmoid(sum_k
   Y_k(d) c_k)``.
 
+The architectures are ``nnx.Module``s (``jaxsuite.nerf.modules.Field``); the
+functions here are their pure-function API over plain parameter dicts (the
+module's ``nnx.split`` state as a pure dict), reached through ``nnx.merge``.
+
 ``color_net`` takes the 16 SH components (bands ``l <= 3``) of ``d`` and the 15
 geometry features: ``31 -> 64 -> 64 -> 3`` with ReLU and a sigmoid; like
 ``sigma_net`` it has no biases (as in PVD).
@@ -35,13 +39,13 @@ geometry features: ``31 -> 64 -> 64 -> 3`` with ReLU and a sigmoid; like
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsuite.core import sh
 from jaxsuite.core.encoding import positional_encoding as _positional_encoding
 
 ARCHS = ("hash", "dense", "vm", "mlp")
@@ -227,48 +231,35 @@ def _vm_features(planes: jax.Array, lines: jax.Array, x01: jax.Array) -> jax.Arr
 
 
 def init(key: jax.Array, arch: str, cfg: FieldConfig) -> Params:
-    """Parameters of architecture ``arch`` (one of ``ARCHS``)."""
-    k_enc, k_sig, k_col = jax.random.split(key, 3)
-    color_net = _mlp_init(k_col, (16 + 15, cfg.hidden, cfg.hidden, 3))
-    sigma_net = _mlp_init(k_sig, (cfg.enc_dim, cfg.hidden, FEATURE_DIM))
-    if arch == "hash":
-        from jaxsuite.kernels.hash_encoding.reference import init_table
+    """Parameters of architecture ``arch`` (one of ``ARCHS``): the pure dict of
+    the state of ``modules.Field(arch, cfg, key)``."""
+    from flax import nnx
 
-        table = init_table(k_enc, cfg.hash_config())
-        return {
-            "encoder": {"table": table},
-            "sigma_net": sigma_net,
-            "color_net": color_net,
-        }
-    if arch == "mlp":
-        d_in = 3 + 6 * cfg.mlp_freqs
-        keys = jax.random.split(k_enc, cfg.mlp_depth + 1)
-        layers, n_in = {}, d_in
-        for i in range(cfg.mlp_depth):
-            if i == cfg.mlp_depth // 2 and i > 0:
-                n_in += d_in
-            layers[f"w{i}"] = _linear_init(keys[i], n_in, cfg.mlp_width)
-            layers[f"b{i}"] = jnp.zeros((cfg.mlp_width,))
-            n_in = cfg.mlp_width
-        layers["w_out"] = _linear_init(keys[-1], n_in, cfg.enc_dim)
-        layers["b_out"] = jnp.zeros((cfg.enc_dim,))
-        return {"encoder": layers, "sigma_net": sigma_net, "color_net": color_net}
-    if arch == "vm":
-        r, rs, rc = cfg.vm_resolution, cfg.vm_sigma_rank, cfg.vm_color_rank
-        ks = jax.random.split(k_enc, 5)
-        enc = {
-            "sigma_planes": 0.1 * jax.random.normal(ks[0], (3, r, r, rs)),
-            "sigma_lines": 0.1 * jax.random.normal(ks[1], (3, r, rs)),
-            "color_planes": 0.1 * jax.random.normal(ks[2], (3, r, r, rc)),
-            "color_lines": 0.1 * jax.random.normal(ks[3], (3, r, rc)),
-            "basis_mat": _linear_init(ks[4], 3 * rc, FEATURE_DIM - 1),
-        }
-        return {"encoder": enc, "color_net": color_net}
-    if arch == "dense":
-        r = cfg.dense_resolution
-        grid = 0.1 * jax.random.normal(k_enc, (r, r, r, 1 + 3 * 9))
-        return {"encoder": {"grid": grid}}
-    raise ValueError(f"Unknown architecture {arch!r}; choose from {ARCHS}.")
+    from jaxsuite.nerf import modules
+
+    return nnx.to_pure_dict(nnx.split(modules.Field(arch, cfg, key))[1])
+
+
+@functools.lru_cache(maxsize=64)
+def _graph(arch: str, cfg: FieldConfig):
+    from flax import nnx
+
+    from jaxsuite.nerf import modules
+
+    return nnx.split(
+        nnx.eval_shape(lambda: modules.Field(arch, cfg, jax.random.key(0)))
+    )
+
+
+def as_module(params: Params, arch: str, cfg: FieldConfig):
+    """The ``modules.Field`` holding ``params`` (``nnx.merge``; works on traced
+    values inside ``jit``)."""
+    from flax import nnx
+
+    graphdef, abstract = _graph(arch, cfg)
+    state = jax.tree.map(lambda v: v, abstract)
+    nnx.replace_by_pure_dict(state, params)
+    return nnx.merge(graphdef, state)
 
 
 def _to_unit(x: jax.Array, cfg: FieldConfig) -> jax.Array:
@@ -277,27 +268,9 @@ def _to_unit(x: jax.Array, cfg: FieldConfig) -> jax.Array:
 
 def feature(params: Params, arch: str, cfg: FieldConfig, x: jax.Array) -> jax.Array:
     """The aligned 16-d feature ``(N, 16)`` (not defined for ``dense``)."""
-    enc = params["encoder"]
-    if arch == "hash":
-        h = hash_encode(_to_unit(x, cfg), enc["table"], cfg)
-        return _mlp_apply(params["sigma_net"], h)
-    if arch == "mlp":
-        pe = positional_encoding(x / cfg.bound, cfg.mlp_freqs)
-        h = pe
-        for i in range(cfg.mlp_depth):
-            if i == cfg.mlp_depth // 2 and i > 0:
-                h = jnp.concatenate([h, pe], axis=-1)
-            h = jax.nn.relu(h @ enc[f"w{i}"] + enc[f"b{i}"][None])
-        h = h @ enc["w_out"] + enc["b_out"][None]
-        return _mlp_apply(params["sigma_net"], h)
-    if arch == "vm":
-        u = _to_unit(x, cfg)
-        sig = jnp.sum(_vm_features(enc["sigma_planes"], enc["sigma_lines"], u), -1)
-        col = (
-            _vm_features(enc["color_planes"], enc["color_lines"], u) @ enc["basis_mat"]
-        )
-        return jnp.concatenate([sig[:, None], col], axis=-1)
-    raise ValueError(f"Architecture {arch!r} has no aligned feature.")
+    if arch == "dense":
+        raise ValueError(f"Architecture {arch!r} has no aligned feature.")
+    return as_module(params, arch, cfg).feature(x)
 
 
 def clamp_log_sigma(h: jax.Array) -> jax.Array:
@@ -307,26 +280,14 @@ def clamp_log_sigma(h: jax.Array) -> jax.Array:
 
 def log_sigma(params: Params, arch: str, cfg: FieldConfig, x: jax.Array) -> jax.Array:
     """Clamped density pre-activation only, ``(N, 3) -> (N,)`` (for occupancy)."""
-    if arch == "dense":
-        return clamp_log_sigma(
-            sample_grid(params["encoder"]["grid"][..., :1], _to_unit(x, cfg))[:, 0]
-        )
-    return clamp_log_sigma(feature(params, arch, cfg, x)[:, 0])
+    return as_module(params, arch, cfg).log_sigma(x)
 
 
 def query(
     params: Params, arch: str, cfg: FieldConfig, x: jax.Array, d: jax.Array
 ) -> FieldOutput:
     """Evaluates the field at points ``x (N, 3)`` seen along unit ``d (N, 3)``."""
-    if arch == "dense":
-        vals = sample_grid(params["encoder"]["grid"], _to_unit(x, cfg))
-        coeffs = vals[:, 1:].reshape(-1, 3, 9)
-        rgb = jax.nn.sigmoid(jnp.einsum("nck,nk->nc", coeffs, sh.sh_basis(d, 2)))
-        return FieldOutput(None, clamp_log_sigma(vals[:, 0]), rgb)
-    h = feature(params, arch, cfg, x)
-    inp = jnp.concatenate([sh.sh_basis(d, 3), h[:, 1:]], axis=-1)
-    rgb = jax.nn.sigmoid(_mlp_apply(params["color_net"], inp))
-    return FieldOutput(h, clamp_log_sigma(h[:, 0]), rgb)
+    return as_module(params, arch, cfg)(x, d)
 
 
 def sigma_from_log(log_sig: jax.Array) -> jax.Array:
