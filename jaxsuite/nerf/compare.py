@@ -134,11 +134,13 @@ def unreached(row: dict[str, Any], axis: str = "s") -> str:
     ``axis``: ``"s"`` (time to the bar) or ``"steps"`` (steps to the bar).
     """
     if axis == "s":
-        d = row["distill_seconds_to_bar"]
+        d, s = row["distill_seconds_to_bar"], row["scratch_seconds_to_bar"]
         limits = row["distill_seconds"], row["scratch_seconds"]
     else:
-        d = row["distill_steps_to_bar"]
+        d, s = row["distill_steps_to_bar"], row["scratch_steps_to_bar"]
         limits = row["distill_steps"], row["scratch_steps"]
+    if d == 0 and s is not None:
+        return "undefined: distillation was at the bar at its first evaluation"
     who, limit = (
         ("distillation", limits[0]) if d is None else ("from scratch", limits[1])
     )

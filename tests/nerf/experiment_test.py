@@ -98,7 +98,9 @@ def test_committed_results_are_strict_json_with_all_pairs():
     }
     for name, m in res["metrics"].items():
         v = m["value"]
-        assert isinstance(v, (int, float)) or v.startswith("not reached"), (name, v)
+        assert isinstance(v, (int, float)) or v.startswith(
+            ("not reached", "undefined")
+        ), (name, v)
     for r in pairs:  # equal time means equal measured wall time
         slack = max(r["scratch_steps"] and r["scratch_seconds"] / r["scratch_steps"], 0)
         assert abs(r["scratch_seconds_equal_time"] - r["distill_seconds"]) <= (
@@ -182,6 +184,13 @@ def test_ratios_that_cannot_be_computed_say_why():
     row = compare.pair_row("hash", "mlp", 28.0, stuck, slow)
     assert compare.unreached(row, "s") == "not reached within 5 s (distillation)"
     assert compare.seconds_or_why(None, 5.0) == "not reached within 5 s"
+    # A student at the bar before any training (a weak teacher) has no ratio,
+    # and the reason names that, not a run that failed to get there.
+    at_bar = {"curve": _curve([0.0, 1.0], [20.0, 21.0]), "inherited": []}
+    quick = {"curve": _curve([0.0, 2.0], [10.0, 20.0])}
+    row = compare.pair_row("mlp", "hash", 20.5, at_bar, quick)
+    assert row["distill_seconds_to_bar"] == 0.0
+    assert compare.unreached(row, "s").startswith("undefined: distillation was at")
 
 
 def test_timed_loop_stops_on_a_nonfinite_loss():
