@@ -72,7 +72,8 @@ PRESETS = {
         "compensate_at": 50,
         "compensate_points": 400,
         "capacity": 1 << 16,
-        "max_per_tile": 512,
+        # Deblurring-3DGS enlarges Gaussians: up to ~600 of them share a tile.
+        "max_per_tile": 1024,
         "gt_max_per_tile": 2048,
         "checkpoint_every": 200,
         "log_every": 50,
@@ -94,7 +95,8 @@ PRESETS = {
         "compensate_at": 13,
         "compensate_points": 400,
         "capacity": 1 << 16,
-        "max_per_tile": 512,
+        # Deblurring-3DGS enlarges Gaussians: up to ~600 of them share a tile.
+        "max_per_tile": 1024,
         "gt_max_per_tile": 2048,
         "checkpoint_every": 100,
         "log_every": 50,

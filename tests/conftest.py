@@ -8,14 +8,30 @@ are skipped when none is visible, and ``pytest -m gpu`` (a marker expression
 that selects ``gpu`` tests) also lets JAX use every available backend (so
 the GPU is the default device and the CPU stays available), unless
 ``JAX_PLATFORMS`` is set.
+
+Compiled programs go to a persistent compilation cache that every process of
+the test run shares (pytest-xdist workers, notebook kernels, the launchers and
+workers started as subprocesses inherit it through the environment): the
+notebooks, the launcher tests and the experiment tests compile the same
+programs, and the cache compiles each once. ``JAX_COMPILATION_CACHE_DIR``
+chooses another directory; an empty value turns the cache off.
 """
 
 import importlib
 import os
 import re
+import tempfile
 
 _PLATFORMS_FROM_ENV = "JAX_PLATFORMS" in os.environ
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(tempfile.gettempdir(), f"jaxsuite-test-xla-cache-{os.getuid()}"),
+)
+if os.environ["JAX_COMPILATION_CACHE_DIR"]:
+    # Cache every program, however small or quick to compile.
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -380,22 +380,15 @@ class BlurMLP(nnx.Module):
 
     def __call__(self, means, scales, rotations, cam_center):
         """Raw head outputs; shapes as in :func:`apply`."""
-        sg = jax.lax.stop_gradient
-        n = means.shape[0]
-        view = jnp.broadcast_to(cam_center[None, :], (n, 3))
-        x = jnp.concatenate(
-            [
-                positional_encoding(sg(means), self.pos_freqs),
-                positional_encoding(view, self.view_freqs),
-                sg(scales),
-                sg(rotations),
-            ],
-            axis=-1,
+        return apply(
+            self.to_params(),
+            means,
+            scales,
+            rotations,
+            cam_center,
+            pos_freqs=self.pos_freqs,
+            view_freqs=self.view_freqs,
         )
-        for layer in self.trunk:
-            x = jax.nn.relu(x @ layer.kernel[...] + layer.bias[...][None, :])
-        head = lambda lin: x @ lin.kernel[...] + lin.bias[...][None, :]
-        return head(self.s), head(self.r), (head(self.p) if self.p else None)
 
     def to_params(self) -> Params:
         """The parameter dict of :func:`init` / :func:`apply`."""

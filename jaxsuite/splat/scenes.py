@@ -87,19 +87,7 @@ def make_scene(
         _plane((-0.45, 2.5, 0.1), (0.55, 0.55), 0.04 / detail, 1),
         _plane((0.55, 1.6, -0.25), (0.3, 0.3), 0.025 / detail, 2),
     ]
-    means = np.concatenate([p[0] for p in parts]).astype(np.float32)
-    colors = np.concatenate([p[1] for p in parts]).astype(np.float32)
-    scales = np.concatenate([p[2] for p in parts]).astype(np.float32)
-    n = len(means)
-    sh = np.zeros((n, 1, 3), np.float32)
-    sh[:, 0] = np.asarray(gl.rgb_to_sh(colors))
-    return gl.Gaussians(
-        means=jnp.asarray(means),
-        log_scales=jnp.log(jnp.asarray(scales)),
-        quats=jnp.zeros((n, 4)).at[:, 0].set(1.0),
-        opacity_logits=jnp.full((n,), 3.0),
-        sh=jnp.asarray(sh),
-    )
+    return _gaussians(parts)
 
 
 def _fine_texture(kind: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
