@@ -40,13 +40,3 @@ def bench_env() -> dict[str, Any]:
     if hasattr(os, "getloadavg"):
         env["load_avg_1m"] = os.getloadavg()[0]
     return env
-
-
-def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    """Rows as a markdown table over ``columns`` (floats to 4 significant digits)."""
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += [
-        "| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows
-    ]
-    return "\n".join(lines)

@@ -135,13 +135,22 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Rows of dicts (keys of the first row are the columns) as a markdown table."""
+def markdown_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None
+) -> str:
+    """Rows of dicts as a markdown table (floats to 4 significant digits).
+
+    ``columns`` defaults to every key, in the order the rows first use them; a
+    row without a column shows an empty cell.
+    """
     if not rows:
         return "(empty)\n"
-    cols = list(rows[0])
-    for row in rows[1:]:
-        cols.extend(k for k in row if k not in cols)
+    if columns is not None:
+        cols = list(columns)
+    else:
+        cols = list(rows[0])
+        for row in rows[1:]:
+            cols.extend(k for k in row if k not in cols)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in rows:
         lines.append("| " + " | ".join(_fmt(row.get(c, "")) for c in cols) + " |")

@@ -133,40 +133,6 @@ def table(summaries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{k: s[k] for k in TABLE_KEYS} for s in summaries.values()]
 
 
-def _pct(x: Any) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
-
-
-def _num(x: Any, fmt: str) -> str:
-    return "-" if x is None else format(x, fmt)
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The table as markdown (rows in thousands, bytes in MiB, rates in %)."""
-    head = (
-        "| policy | device rows | ring rows | local % | remote % | victim % "
-        "| storage % | storage MiB/epoch | inter-device MiB/epoch | duplication "
-        "| modelled s/epoch | measured s/epoch |"
-    )
-    lines = [head, "|" + "---|" * 12]
-    mib = 2.0**20
-    for r in rows:
-        ring = r["ring_rows"]
-        ring_s = "-" if not ring else f"{ring}" + ("" if r["ring_in_budget"] else "+")
-        link = r["inter_device_bytes_per_epoch"]
-        lines.append(
-            f"| {r['policy']} | {r['cache_lines_total']} | {ring_s}"
-            f" | {_pct(r['hit_local'])} | {_pct(r['hit_remote'])}"
-            f" | {_pct(r['hit_victim'])} | {_pct(r['hit_storage'])}"
-            f" | {r['storage_bytes_per_epoch'] / mib:.1f}"
-            f" | {'-' if link is None else f'{link / mib:.1f}'}"
-            f" | {r['duplication_ratio']:.2f}"
-            f" | {_num(r['modelled_epoch_s'], '.3f')}"
-            f" | {_num(r['measured_epoch_s'], '.2f')} |"
-        )
-    return "\n".join(lines)
-
-
 def stages_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Measured seconds per epoch by stage, beside the modelled epoch."""
     keys = (*STAGES, "other")

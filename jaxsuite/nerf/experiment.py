@@ -431,8 +431,3 @@ def _write(workdir, config, rows, scratch, wall) -> dict[str, Any]:
         wall_seconds=wall,
     )
     return metrics_lib.read_results(path)
-
-
-def summary_table(results: dict[str, Any]) -> str:
-    """Markdown tables of a results dict (``compare.matrix_tables``)."""
-    return compare.matrix_tables(results)

@@ -160,7 +160,7 @@ def test_smoke_runs_and_resumes(tmp_path):
     assert "10-20x" in res["verdict"]
     assert res["metrics"]["hash_to_mlp/student_psnr"]["unit"] == "dB"
     # Four teacher x student tables and the from-scratch reference.
-    assert experiment.summary_table(res).count("\n| hash |") == 5
+    assert compare.matrix_tables(res).count("\n| hash |") == 5
     # A second run on the same workdir resumes from the saved phases.
     again = experiment.run(config, workdir)
     assert again["tables"]["pairs"] == pairs
