@@ -33,6 +33,7 @@ import numpy as np
 from absl import logging
 
 from jaxsuite.core import atomic, devices
+from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.core import train as train_lib
 from jaxsuite.moe import (
     collectives,
@@ -161,6 +162,26 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     os.makedirs(trace_dir, exist_ok=True)
     runs = [(s, float(config.train_skew)) for s in config.strategies]
     runs += [("fssdp", float(k)) for k in config.skews if float(k) != config.train_skew]
+    with metrics_lib.MetricWriter(workdir) as writer:
+        writer.write_hparams(config.to_dict())
+        traces, measured = _train_all(config, setup, runs, overlap, workdir, writer)
+        sweep = _expert_sweep(config, traces, workdir, trace_dir, writer)
+    return report.write_report(
+        config, workdir, traces, measured, overlap, t_start, sweep
+    )
+
+
+def _log_trace(writer: metrics_lib.MetricWriter, name: str, tr) -> None:
+    """Per-step loss, dropped tokens, wall time and gathered bytes of a run."""
+    keys = [k for k in ("loss", "dropped", "wall", "spag_hlo") if k in tr]
+    for i in range(len(tr["loss"])):
+        writer.write_scalars(i + 1, {f"{name}/{k}": tr[k][i] for k in keys})
+    writer.flush()
+
+
+def _train_all(config, setup, runs, overlap, workdir, writer):
+    """Traces and step measurements of every (strategy, skew) run."""
+    trace_dir = os.path.join(workdir, "traces")
     traces: dict[tuple[str, float], dict[str, np.ndarray]] = {}
     measured: dict[str, dict[str, Any]] = {}
     for strategy, skew in runs:
@@ -183,11 +204,11 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
                     atomic.write_json(mpath, measured[strategy], indent=None)
             else:
                 measured[strategy] = saved
-        print(f"[hecate] {strategy} skew={skew:g}: final loss {tr['loss'][-1]:.4f}")
-    sweep = _expert_sweep(config, traces, workdir, trace_dir)
-    return report.write_report(
-        config, workdir, traces, measured, overlap, t_start, sweep
-    )
+        _log_trace(writer, f"{strategy}_skew{skew:g}", tr)
+        logging.info(
+            "%s skew=%g: final loss %.4f", strategy, skew, float(tr["loss"][-1])
+        )
+    return traces, measured
 
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
@@ -213,7 +234,7 @@ def _load_saved(path: str, reader) -> Any:
 
 
 def _expert_sweep(
-    config: Any, traces, workdir: str, trace_dir: str
+    config: Any, traces, workdir: str, trace_dir: str, writer
 ) -> dict[int, np.ndarray]:
     """FSSDP load traces ``(N, L, D, E)`` per expert count at ``train_skew``."""
     skew = float(config.train_skew)
@@ -235,7 +256,8 @@ def _expert_sweep(
         if jax.process_index() == 0:
             atomic.save_npz(path, load=tr["load"], loss=tr["loss"])
         out[experts] = tr["load"]
-        print(f"[hecate] fssdp experts={experts}: final loss {tr['loss'][-1]:.4f}")
+        _log_trace(writer, name, tr)
+        logging.info("fssdp experts=%d: final loss %.4f", experts, tr["loss"][-1])
     return out
 
 

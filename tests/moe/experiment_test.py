@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.moe import experiment, replay, report
 
 _CONFIG = pathlib.Path(__file__).parents[2] / "configs" / "hecate.py"
@@ -66,6 +67,12 @@ def test_smoke_run_writes_consistent_results(tmp_path):
     # Resuming a finished run reuses its traces and reproduces the numbers.
     again = experiment.run(config, workdir)
     assert json.dumps(again["tables"]["modelled"]) == json.dumps(modelled)
+    # metrics.jsonl holds every run's loss curve once, resumed run or not.
+    rows = metrics_lib.read_metrics(workdir)
+    for strategy in config.strategies:
+        key = f"{strategy}_skew{config.train_skew:g}/loss"
+        steps = [r["step"] for r in rows if key in r]
+        assert steps == list(range(1, config.steps + 1)), key
 
 
 def test_expert_sweep_rows_follow_the_expert_count():
