@@ -10,6 +10,10 @@ the last layer, which leaves logits ``[B, C]``).
 The training step runs in ``jax.shard_map`` over a 1-D mesh: each device
 computes the loss of its own seeds from its own fetched features, gradients
 are averaged over devices and every device applies the same Adam update.
+
+:class:`GraphSAGE` is the network as an ``nnx.Module``; it holds the same
+weights and calls :func:`apply_sage`, and converts to and from the parameter
+list that the data-parallel step trains.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 from jaxsuite.gnn.sampler import sample_tree
 
@@ -53,15 +58,20 @@ def gather_levels(
 
 
 def apply_sage(
-    params: Params, levels: Sequence[jax.Array], masks: Sequence[jax.Array]
+    params: Params | GraphSAGE,
+    levels: Sequence[jax.Array],
+    masks: Sequence[jax.Array],
 ) -> jax.Array:
     """Logits [B, C] of the seeds.
 
     Args:
-      params: from :func:`init_sage`, one entry per layer (L = len(masks)).
+      params: from :func:`init_sage`, one entry per layer (L = len(masks)), or
+        a :class:`GraphSAGE` (then it is called).
       levels: L + 1 arrays, level k of shape [B, f1, ..., fk, D].
       masks: L bool arrays, mask k of shape [B, f1, ..., f(k+1)].
     """
+    if isinstance(params, GraphSAGE):
+        return params(levels, masks)
     h = list(levels)
     num_layers = len(params)
     for layer_idx, layer in enumerate(params):
@@ -168,3 +178,50 @@ def evaluate(
         pred = np.asarray(fwd(params, levels, masks))
         correct += int((pred[: seeds.size] == sampler.graph.labels[seeds]).sum())
     return correct / max(node_ids.size, 1)
+
+
+class GraphSAGE(nnx.Module):
+    """GraphSAGE-mean as an ``nnx.Module``: the layers of :func:`init_sage`, the
+    maths of :func:`apply_sage`.
+
+    ``module(levels, masks)`` returns logits ``[B, C]`` exactly as
+    :func:`apply_sage` does on :meth:`to_params`; :meth:`load_params` sets the
+    weights from a parameter list.
+
+    Args:
+      dims: layer widths ``(D, hidden..., C)``.
+      rngs: ``nnx.Rngs`` for the Glorot-uniform weights.
+    """
+
+    def __init__(self, dims: Sequence[int], *, rngs: nnx.Rngs):
+        init = jax.nn.initializers.glorot_uniform()
+        self.w_self = nnx.List()
+        self.w_neigh = nnx.List()
+        self.b = nnx.List()
+        for n_in, n_out in zip(dims[:-1], dims[1:]):
+            self.w_self.append(nnx.Param(init(rngs.params(), (n_in, n_out))))
+            self.w_neigh.append(nnx.Param(init(rngs.params(), (n_in, n_out))))
+            self.b.append(nnx.Param(jnp.zeros((n_out,), jnp.float32)))
+
+    def __call__(
+        self, levels: Sequence[jax.Array], masks: Sequence[jax.Array]
+    ) -> jax.Array:
+        """Logits ``[B, C]``; shapes as in :func:`apply_sage`."""
+        return apply_sage(self.to_params(), levels, masks)
+
+    def to_params(self) -> Params:
+        """The parameter list of :func:`init_sage` / :func:`apply_sage`."""
+        return [
+            {"w_self": ws[...], "w_neigh": wn[...], "b": b[...]}
+            for ws, wn, b in zip(self.w_self, self.w_neigh, self.b)
+        ]
+
+    def load_params(self, params: Params) -> GraphSAGE:
+        """Sets the weights from a :func:`init_sage` list (in place); returns self."""
+        if len(params) != len(self.b):
+            raise ValueError(
+                f"{len(params)} layers given; the module has {len(self.b)}."
+            )
+        for layer, ws, wn, b in zip(params, self.w_self, self.w_neigh, self.b):
+            ws[...], wn[...], b[...] = layer["w_self"], layer["w_neigh"], layer["b"]
+        return self

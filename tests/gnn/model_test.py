@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 from jaxsuite.core import devices
 from jaxsuite.gnn import cache as cache_lib
@@ -52,6 +53,41 @@ def test_apply_sage_matches_reference():
     )
     want = _reference(params, x0, x1, x2, m1, m2)
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-5)
+
+
+def test_graphsage_module_is_the_pure_function():
+    rng = np.random.default_rng(2)
+    b, f1, f2, d = 3, 4, 2, 5
+    module = model.GraphSAGE((d, 6, 3), rngs=nnx.Rngs(7))
+    x = [rng.standard_normal(s).astype(np.float32) for s in ((b, d), (b, f1, d))]
+    x.append(rng.standard_normal((b, f1, f2, d)).astype(np.float32))
+    masks = [rng.random((b, f1)) < 0.7, rng.random((b, f1, f2)) < 0.7]
+    params = module.to_params()
+    got = module(x, masks)
+    np.testing.assert_array_equal(got, model.apply_sage(params, x, masks))
+    np.testing.assert_allclose(
+        got, _reference(params, *x, *masks), rtol=1e-4, atol=1e-5
+    )
+    # Loading another parameter list makes it compute that list's logits.
+    other = model.init_sage(jax.random.PRNGKey(3), (d, 6, 3))
+    np.testing.assert_array_equal(
+        module.load_params(other)(x, masks), model.apply_sage(other, x, masks)
+    )
+    # nnx.grad through the module gives the pure function's gradients.
+    labels = jnp.asarray([0, 2, 1])
+
+    def loss(logits):
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+    grads = nnx.grad(lambda m: loss(m(x, masks)))(module)
+    want = jax.grad(lambda p: loss(model.apply_sage(p, x, masks)))(other)
+    for i, layer in enumerate(want):
+        for name, value in layer.items():
+            np.testing.assert_allclose(
+                getattr(grads, name)[i][...], value, rtol=1e-6, atol=1e-7
+            )
+    with pytest.raises(ValueError, match="layers"):
+        module.load_params(other[:1])
 
 
 def test_data_parallel_step_equals_global_batch_gradient():

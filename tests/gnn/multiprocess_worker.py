@@ -1,22 +1,21 @@
 """One process of the 2-process shared-cache check run by ``multiprocess_test.py``.
 
-Run as a script (never collected by pytest)::
+Run by ``tests/multiprocess_harness.py`` (never collected by pytest)::
 
-    JAX_PLATFORMS=cpu python tests/gnn/multiprocess_worker.py \
+    JAX_PLATFORMS=cpu python -m tests.gnn.multiprocess_worker \
         --coordinator_address=127.0.0.1:PORT --num_processes=2 --process_id=I \
         --local_device_count=4 --out_dir=DIR
 
 Each process joins ``jax.distributed`` (gloo), builds the same small graph,
 runs the shared cache (hybrid eviction, victim buffer) over the 8 global
 devices with data-parallel GraphSAGE training, and writes the gathered
-features and final parameters to ``DIR/result_<I>.npz``. The test imports
-:func:`compute` to run the same code in one process with 8 devices.
+features and final parameters. The test imports :func:`compute` to run the
+same code in one process with 8 devices.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import tempfile
 
 import jax
 import numpy as np
@@ -33,13 +32,15 @@ NUM_DEVICES = 8
 AXIS = "dev"
 
 
-def compute(mesh, data_dir: str) -> dict[str, np.ndarray]:
+def compute(mesh) -> tuple[dict[str, np.ndarray], dict]:
     """Runs 2 epochs of shared-cache training; returns host copies of the results.
 
     Returns:
-      ``features`` [steps, 8, U, D], ``params`` (flattened), ``counts``
-      [steps, len(COUNTERS)], and ``expected`` [steps, 8, U, D]: the stored rows.
+      ``(arrays, {})``: ``features`` [steps, 8, U, D], ``params`` (flattened),
+      ``counts`` [steps, len(COUNTERS)], and ``expected`` [steps, 8, U, D]: the
+      stored rows.
     """
+    data_dir = tempfile.mkdtemp(prefix="gnn_multiprocess_")
     g = graph_lib.power_law_graph(4, 1200, avg_degree=8, num_classes=4)
     x = graph_lib.class_features(5, g.labels, 8, 4, noise=1.0)
     path = storage.write_features(f"{data_dir}/x_{jax.process_index()}.f32", x)
@@ -79,37 +80,16 @@ def compute(mesh, data_dir: str) -> dict[str, np.ndarray]:
     flat = np.concatenate(
         [np.ravel(p) for p in jax.tree.leaves(devices.to_host(params))]
     )
-    return {
+    arrays = {
         "features": np.stack(feats_all),
         "params": flat,
         "counts": np.asarray(counts_all),
         "expected": np.stack(expected),
     }
-
-
-def main(argv: list[str]) -> None:
-    del argv
-    from absl import flags
-
-    out_dir = Path(flags.FLAGS.out_dir)
-    started = devices.initialize_from_flags(
-        initialization_timeout=60,
-        coordinator_bind_address=flags.FLAGS.coordinator_address,
-    )
-    if not started:
-        raise SystemExit("worker needs --coordinator_address/--num_processes")
-    if jax.device_count() != NUM_DEVICES:
-        raise SystemExit(f"expected {NUM_DEVICES} global devices, got {jax.devices()}")
-    mesh = devices.make_mesh((NUM_DEVICES,), (AXIS,))
-    result = compute(mesh, str(out_dir))
-    np.savez(out_dir / f"result_{jax.process_index()}.npz", **result)
-    jax.distributed.shutdown()
+    return arrays, {}
 
 
 if __name__ == "__main__":
-    from absl import app, flags
+    from tests import multiprocess_harness
 
-    devices.define_distributed_flags()
-    flags.DEFINE_string("out_dir", None, "Where to write the results.")
-    flags.mark_flags_as_required(["out_dir"])
-    app.run(main, argv=sys.argv)
+    multiprocess_harness.worker_main(compute, num_devices=NUM_DEVICES, axis=AXIS)

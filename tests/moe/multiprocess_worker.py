@@ -1,38 +1,33 @@
 """One process of the 2-process FSSDP check run by ``multiprocess_test.py``.
 
-Run as a script (never collected by pytest)::
+Run by ``tests/multiprocess_harness.py`` (never collected by pytest)::
 
-    JAX_PLATFORMS=cpu python tests/moe/multiprocess_worker.py \
+    JAX_PLATFORMS=cpu python -m tests.moe.multiprocess_worker \
         --coordinator_address=127.0.0.1:PORT --num_processes=2 --process_id=I \
         --local_device_count=4 --out_dir=DIR
 
 Each process starts ``jax.distributed`` (gloo), runs two FSSDP training steps
 with fixed plans on the 8 global devices, and writes the gathered loss,
-pools and loads to ``DIR/<name>_<I>.npy``. The test imports :func:`compute`
-to run the same code in one process.
+pools and loads. The test imports :func:`compute` to run the same code in one
+process.
 """
 
 from __future__ import annotations
-
-import os
-import sys
-from pathlib import Path
 
 import jax
 import numpy as np
 from jax.sharding import NamedSharding
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from jaxsuite.core import devices  # noqa: E402
-from jaxsuite.moe import sharding, strategies  # noqa: E402
-from tests.moe import common as h  # noqa: E402
+from jaxsuite.core import devices
+from jaxsuite.moe import sharding, strategies
+from tests.moe import common as h
 
 NAMES = ("loss", "pools", "load")
 
 
-def compute(mesh) -> dict[str, np.ndarray]:
-    """Two FSSDP steps with seeded plans; results gathered to every host."""
+def compute(mesh) -> tuple[dict[str, np.ndarray], dict]:
+    """Two FSSDP steps with seeded plans; ``(arrays, {})`` gathered to every
+    host."""
     rng = np.random.default_rng(3)
     dense, experts = h.init()
     pool = h.random_sharding(rng)
@@ -47,35 +42,15 @@ def compute(mesh) -> dict[str, np.ndarray]:
         toks = jax.device_put(h.tokens(50 + i), NamedSharding(mesh, jax.P("x")))
         state, scalars = step(state, toks, plan)
         losses.append(float(devices.to_host(scalars["loss"])))
-    return {
+    arrays = {
         "loss": np.asarray(losses),
         "pools": devices.to_host(state["pools"]),
         "load": devices.to_host(scalars["load"]),
     }
-
-
-def main(argv: list[str]) -> None:
-    del argv
-    from absl import flags
-
-    out_dir = Path(flags.FLAGS.out_dir)
-    devices.initialize_from_flags(
-        initialization_timeout=60,
-        coordinator_bind_address=flags.FLAGS.coordinator_address,
-    )
-    mesh = devices.make_mesh((h.D,), ("x",))
-    results = compute(mesh)
-    pid = jax.process_index()
-    for name, value in results.items():
-        np.save(out_dir / f"{name}_{pid}.npy", value)
-    (out_dir / f"done_{pid}").write_text(str(os.getpid()))
-    jax.distributed.shutdown()
+    return arrays, {}
 
 
 if __name__ == "__main__":
-    from absl import app, flags
+    from tests import multiprocess_harness
 
-    devices.define_distributed_flags()
-    flags.DEFINE_string("out_dir", None, "Where to write the results.")
-    flags.mark_flags_as_required(["out_dir"])
-    app.run(main, argv=sys.argv)
+    multiprocess_harness.worker_main(compute, num_devices=h.D, axis="x")
