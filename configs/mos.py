@@ -1,6 +1,6 @@
 """Config for MoS (``jaxsuite.lora.experiment``): adapters at equal budget.
 
-Presets: ``smoke`` (a two-layer toy decoder, LoRA and MoS, two seeds),
+Presets: ``smoke`` (a four-layer toy decoder, LoRA and MoS, two seeds),
 ``small`` (the headline comparison on 2 CPU cores: an 8-layer decoder,
 LoRA at ranks 1-16, MoS at several r and l, Tied-LoRA, PRoLoRA and VeRA at
 the budget of LoRA rank 2, five seeds), ``paper`` (LLaMA2-7B sizes and the
@@ -46,7 +46,7 @@ SMALL_METHODS = (
 PRESETS = {
     "smoke": {
         "model.d_model": 12,
-        "model.n_layers": 2,
+        "model.n_layers": 4,
         "model.n_heads": 2,
         "model.d_ff": 24,
         "model.vocab": 16,
