@@ -95,15 +95,15 @@ def run(preset: str, workdir: str, names: list[str]) -> dict:
 
 
 def _run_blur(base, data, blur, names, table, workdir, writer, rows, seconds):
-    from jaxsuite.splat import experiment
+    from jaxsuite.splat import evaluate, experiment, methods
 
     t0 = time.time()
-    params, _ = experiment.train_method(
+    params, _ = methods.train_method(
         base, data, blur, "vanilla", os.path.join(workdir, "vanilla"), writer
     )
-    ref, _ = experiment.evaluate(base, data, params)
+    ref, _ = experiment.score_method(base, data, blur, "vanilla", params)
     seconds[f"{blur}/vanilla"] = round(time.time() - t0, 1)
-    given = experiment.blurry_input_scores(base, data, blur)
+    given = evaluate.blurry_input_scores(data, blur, lpips=base.lpips)
     rows.append(_row("3dgs", blur, "vanilla", ref, ref, given, {}))
     for name in names:
         blur_types, method, overrides = table[name]
@@ -113,14 +113,10 @@ def _run_blur(base, data, blur, names, table, workdir, writer, rows, seconds):
         config = base.copy_and_resolve_references()
         with config.unlocked():
             config.update(overrides)
-        params, _ = experiment.train_method(
+        params, _ = methods.train_method(
             config, data, blur, method, os.path.join(workdir, name), writer
         )
-        scores, _ = experiment.evaluate(config, data, params)
-        if method == "deblur":
-            scores.update(experiment.mlp_stats(config, data, blur, params))
-            if blur == "defocus":
-                scores.update(experiment.defocus_need(config, data, params))
+        scores, _ = experiment.score_method(config, data, blur, method, params)
         seconds[f"{blur}/{name}"] = round(time.time() - t0, 1)
         rows.append(_row(name, blur, method, scores, ref, given, overrides))
 

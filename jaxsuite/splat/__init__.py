@@ -4,6 +4,9 @@ Modules: ``gaussians`` (parameters, activations, covariances, spherical
 harmonics), ``projection`` (EWA splatting into a camera), ``render`` (one call
 from Gaussians and a camera to an image), ``blur_mlp`` (the deblurring MLP),
 ``scenes`` (procedural scenes and synthetic blur), ``compensation``
-(sparse-point addition), ``train`` and ``experiment`` (the launcher's
-comparison), ``colmap`` and ``ply`` (formats).
+(sparse-point addition), ``densify`` (adaptive density control), ``train``
+(parameters, optimiser, loss), ``train_step`` (the training step and its
+state), ``methods`` (the compared methods and their training), ``evaluate``
+(test-view scores), ``report`` (metrics, figure, verdict), ``experiment``
+(the launcher's comparison, wiring them), ``colmap`` and ``ply`` (formats).
 """

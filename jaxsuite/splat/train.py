@@ -101,7 +101,7 @@ def render_views(
     """Training render of one view.
 
     ``config`` holds one blur type's MLP settings (``lambda_s``, ``lambda_p``,
-    ``max_clamp``, ``mlp_*``; see ``experiment.blur_config``).
+    ``max_clamp``, ``mlp_*``; see ``methods.blur_config``).
     ``reference_centers`` ``(V, 3)``: the training camera centres, used when
     ``config.mlp_relative_factors`` (see ``blur_mlp.factors``).
     ``active`` ``(N,)`` and ``means2d_offset`` ``(N, 2)``: see

@@ -6,7 +6,7 @@ import os
 import pathlib
 
 from jaxsuite.core import metrics as metrics_lib
-from jaxsuite.splat import experiment
+from jaxsuite.splat import experiment, methods, report
 
 
 def _config(arg):
@@ -24,7 +24,7 @@ def test_smoke_run_writes_results_and_resumes(tmp_path):
     assert results["paper"] == "deblur3dgs" and results["preset"] == "smoke"
     m = results["metrics"]
     for blur in config.blur_types:
-        for method in experiment.methods_for(config, blur):
+        for method in methods.methods_for(config, blur):
             psnr = m[f"{blur}/{method}/psnr"]
             assert psnr["unit"] == "dB" and 5.0 < psnr["value"] < 60.0
             assert 0.0 < m[f"{blur}/{method}/ssim"]["value"] <= 1.0
@@ -33,7 +33,7 @@ def test_smoke_run_writes_results_and_resumes(tmp_path):
         assert abs(gain - m[f"{blur}/psnr_gain"]["value"]) < 1e-9
         assert os.path.exists(os.path.join(workdir, f"{blur}.png"))
     rows = results["tables"]["test_views"]
-    counts = [len(experiment.methods_for(config, b)) for b in config.blur_types]
+    counts = [len(methods.methods_for(config, b)) for b in config.blur_types]
     assert len(rows) == sum(counts) + len(config.blur_types)
     for blur in config.blur_types:
         # The do-nothing baseline sits beside the methods.
@@ -51,15 +51,15 @@ def test_smoke_run_writes_results_and_resumes(tmp_path):
             assert abs(again["metrics"][key]["value"] - value["value"]) < 1e-4, key
     with open(os.path.join(workdir, "results.json")) as f:
         written = json.load(f)
-    assert written["claim"] == experiment.CLAIM
+    assert written["claim"] == report.CLAIM
     for blur in config.blur_types:
-        for change in experiment.departures(config, blur):
+        for change in report.departures(config, blur):
             assert change in written["verdict"]
     assert metrics_lib.read_metrics(workdir)
 
 
 def test_verdict_head_follows_the_numbers():
-    head = experiment.verdict_head
+    head = report.verdict_head
     assert head({"defocus": 2.0}, {"defocus": 0.5}).startswith("Reproduced")
     assert "less than 1.5" in head(
         {"defocus": 1.0, "motion": 2}, {"defocus": 1, "motion": 1}
@@ -73,14 +73,14 @@ def test_verdict_head_follows_the_numbers():
 def test_methods_are_checked_and_thin_lens_is_defocus_only():
     config = _config("smoke")
     with config.unlocked():
-        config.methods = experiment.METHODS
-    assert "thin_lens" in experiment.methods_for(config, "defocus")
-    assert "thin_lens" not in experiment.methods_for(config, "motion")
+        config.methods = methods.METHODS
+    assert "thin_lens" in methods.methods_for(config, "defocus")
+    assert "thin_lens" not in methods.methods_for(config, "motion")
     for bad in [("vanilla", "deblur", "sharpen"), ("vanilla", "known_blur")]:
         with config.unlocked():
             config.methods = bad
         try:
-            experiment.methods_for(config, "defocus")
+            methods.methods_for(config, "defocus")
         except ValueError as e:
             assert "vanilla" in str(e) and "thin_lens" in str(e)
         else:
@@ -89,18 +89,18 @@ def test_methods_are_checked_and_thin_lens_is_defocus_only():
 
 def test_departures_from_the_code_are_named():
     config = _config("paper")
-    assert experiment.departures(config, "defocus") == []
-    assert experiment.departures(config, "motion") == []
+    assert report.departures(config, "defocus") == []
+    assert report.departures(config, "motion") == []
     with config.unlocked():
         config.mlp_center_offsets = True
         config.mlp_rotation_factors = False
         config.mlp_scale_bias = 1.2
         config.max_clamp = 2.0
-    named = experiment.departures(config, "defocus")
+    named = report.departures(config, "defocus")
     # Centring applies to motion only; the unprefixed keys are defocus's.
     assert len(named) == 3 and "mlp_scale_bias 1.2" in named
     assert "max_clamp 2.0 (code: 1.1)" in named
-    assert experiment.departures(config, "motion") == [
+    assert report.departures(config, "motion") == [
         "camera-motion offsets centred on the plain Gaussians"
     ]
 
@@ -111,11 +111,11 @@ def test_blur_config_takes_the_motion_keys_for_motion():
         config.max_clamp = 2.0
         config.motion_max_clamp = 1.3
         config.mlp_relative_factors = True
-    defocus = experiment.blur_config(config, "defocus")
-    motion = experiment.blur_config(config, "motion")
+    defocus = methods.blur_config(config, "defocus")
+    motion = methods.blur_config(config, "motion")
     assert defocus.max_clamp == 2.0 and defocus.mlp_relative_factors
     assert motion.max_clamp == 1.3 and not motion.mlp_relative_factors
-    for key in experiment.MOTION_KEYS:
+    for key in methods.MOTION_KEYS:
         assert motion[key] == config[f"motion_{key}"]
         assert defocus[key] == config[key]
     assert config.max_clamp == 2.0  # the input is not changed

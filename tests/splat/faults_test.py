@@ -7,7 +7,7 @@ import pytest
 from jaxsuite.kernels.splatting import binning
 
 from jaxsuite.core import metrics as metrics_lib
-from jaxsuite.splat import experiment
+from jaxsuite.splat import evaluate, methods
 from jaxsuite.splat import train as splat_train
 from jaxsuite.splat.data import initial_gaussians, make_data
 
@@ -49,9 +49,10 @@ def test_ground_truth_that_overflows_is_refused():
 def test_evaluation_renders_report_overflow(smoke):
     config, data = smoke
     params = splat_train.init_params(initial_gaussians(config, data["gt"]), None)
-    ok, _ = experiment.evaluate(config, data, params)
+    ok, _ = evaluate.evaluate(params, data, evaluate.EvalSettings.from_config(config))
     assert ok["test_overflow_views"] == 0.0
-    bad, _ = experiment.evaluate(_with(config, capacity=16), data, params)
+    tiny = evaluate.EvalSettings.from_config(_with(config, capacity=16))
+    bad, _ = evaluate.evaluate(params, data, tiny)
     assert bad["test_overflow_views"] == len(data["test_ids"])
 
 
@@ -64,10 +65,10 @@ def test_overflow_steps_are_checkpointed(smoke, tmp_path):
     tiny = _with(config, capacity=16, checkpoint_every=2, compensate_at=0)
     wd = str(tmp_path)
     with metrics_lib.MetricWriter(wd) as writer:
-        _, first = experiment.train_method(
+        _, first = methods.train_method(
             _with(tiny, steps=4), data, "defocus", "vanilla", wd, writer
         )
-        _, resumed = experiment.train_method(
+        _, resumed = methods.train_method(
             _with(tiny, steps=6), data, "defocus", "vanilla", wd, writer
         )
     assert (first, resumed) == (4, 6)
