@@ -170,12 +170,14 @@ def _saved(path: str) -> dict | None:
 
 
 def _save_state(path: str, params, occ) -> None:
+    """Orbax checkpoint of a field's parameters and its occupancy grid."""
     ckpt = train_lib.Checkpointer(path, every=1, max_to_keep=1)
     ckpt.save(1, {"params": params, "occ": occ._asdict()}, force=True)
     ckpt.close()
 
 
 def _load_state(path: str, params, occ):
+    """``(params, occ)`` restored from ``path`` into the templates' structure."""
     ckpt = train_lib.Checkpointer(path, every=1, max_to_keep=1)
     state, _ = ckpt.restore_or({"params": params, "occ": occ._asdict()})
     ckpt.close()
