@@ -6,7 +6,8 @@ sets), ``blender`` (NeRF-Synthetic format), ``fields`` (hash grid, dense SH
 grid, TensoRF VM, MLP: the pure-function API), ``modules`` (the same fields
 as ``nnx.Module``s), ``occupancy`` (occupancy grid), ``renderer`` (ray
 sampling, empty-space skipping by compaction into fixed-size buckets, and
-compositing), ``trainer`` (training from posed images, the timed loop),
-``distill`` (PVD), ``compare`` (times to the quality bar, ratios, tables)
-and ``experiment`` (the launcher's run).
+compositing), ``loop`` (the timed optimisation loop and re-timing),
+``trainer`` (training from posed images), ``distill`` (PVD), ``compare``
+(times to the quality bar, ratios), ``report`` (metrics, tables, verdict,
+figures) and ``experiment`` (the launcher's run: phases wired together).
 """

@@ -1,5 +1,6 @@
 """Comparing distillation with training from scratch: times to a quality bar,
-ratios with their step counts and timing spread, tables and the verdict.
+and ratios with their step counts and timing spread (the tables and the
+verdict built from these rows are in ``jaxsuite.nerf.report``).
 
 Definitions (all times are measured optimisation seconds, excluding
 compilation and evaluation; a distillation's time excludes training its
@@ -11,7 +12,7 @@ teacher, as in the paper's comparison):
 * time ratio: from-scratch time to the bar of the student's architecture over
   the distillation's time to the bar; beside it the step ratio, and the range
   of ``step ratio x seconds-per-step ratio`` over repeated timings of both
-  step functions (``trainer.retime``): the spread that timing noise on the
+  step functions (``loop.retime``): the spread that timing noise on the
   machine alone gives the ratio;
 * equal time: the from-scratch PSNR at the evaluation nearest in measured
   time to the end of the distillation (both runs evaluate at the same
@@ -150,88 +151,3 @@ def unreached(row: dict[str, Any], axis: str = "s") -> str:
 def seconds_or_why(value: float | None, limit: float) -> float | str:
     """``value``, or ``"not reached within {limit} s"``."""
     return value if value is not None else f"not reached within {limit:.0f} s"
-
-
-def _fmt_ratio(r: dict[str, Any]) -> str:
-    ratio = r["time_ratio_to_bar"]
-    if ratio is None:
-        if r["time_ratio_lower_bound"] is not None:
-            return f">= {r['time_ratio_lower_bound']:.1f}x"
-        return "n/a"
-    text = f"{ratio:.1f}x"
-    if r.get("step_ratio_to_bar") is not None:
-        text += f" (steps {r['step_ratio_to_bar']:.1f}x"
-        rt = r.get("time_ratio_retimed")
-        if rt:
-            text += f"; re-timed {rt[0]:.1f}-{rt[2]:.1f}x"
-        text += ")"
-    return text
-
-
-def matrix_tables(results: dict[str, Any]) -> str:
-    """Markdown 4x4 tables (teacher rows x student columns) of distilled
-    PSNR, time to the bar and the ratio, and the from-scratch reference per
-    student."""
-    pairs = results["tables"]["pairs"]
-    scratch = {r["arch"]: r for r in results["tables"]["scratch"]}
-    archs = list(scratch)
-    cell = {(r["teacher"], r["student"]): r for r in pairs}
-    teachers = [a for a in archs if any(r["teacher"] == a for r in pairs)]
-    head = "| teacher \\ student | " + " | ".join(archs) + " |"
-    sep = "|---" * (len(archs) + 1) + "|"
-
-    def table(title, fmt, diag):
-        lines = [f"**{title}**", "", head, sep]
-        for t in teachers:
-            vals = []
-            for s in archs:
-                r = cell.get((t, s))
-                vals.append(diag(t) if r is None else fmt(r))
-            lines.append(f"| {t} | " + " | ".join(vals) + " |")
-        return "\n".join(lines)
-
-    def s_or(v, limit):
-        return f"{v:.1f}" if v is not None else f"> {limit:.0f}"
-
-    teacher_cell = lambda t: f"({scratch[t]['final_psnr']:.2f}, teacher)"
-    dash = lambda t: "-"
-    out = [
-        table(
-            "Distilled test PSNR, dB (diagonal: the teacher's own)",
-            lambda r: f"{r['student_psnr']:.2f}",
-            teacher_cell,
-        ),
-        table(
-            "Seconds to the bar (teacher - 1 dB): distillation / from scratch",
-            lambda r: (
-                s_or(r["distill_seconds_to_bar"], r["distill_seconds"])
-                + " / "
-                + s_or(r["scratch_seconds_to_bar"], r["scratch_seconds"])
-            ),
-            dash,
-        ),
-        table(
-            "Time ratio to the bar, from scratch / distillation (step ratio; "
-            "range over re-timings)",
-            _fmt_ratio,
-            dash,
-        ),
-        table(
-            "At equal measured time: distilled dB / from-scratch dB",
-            lambda r: f"{r['student_psnr']:.2f} / {r['scratch_psnr_equal_time']:.2f}",
-            dash,
-        ),
-    ]
-    ref = [
-        "**From scratch (reference per student)**",
-        "",
-        "| student | final dB | seconds | steps | samples evaluated |",
-        "|---|---|---|---|---|",
-    ]
-    for a in archs:
-        s = scratch[a]
-        ref.append(
-            f"| {a} | {s['final_psnr']:.2f} | {s['seconds']:.1f} | {s['steps']} | "
-            f"{100 * s.get('valid_fraction', 1.0):.1f}% |"
-        )
-    return "\n\n".join(out + ["\n".join(ref)])

@@ -56,7 +56,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxsuite.core import cameras
-from jaxsuite.nerf import fields, occupancy, renderer, trainer
+from jaxsuite.nerf import fields, loop, occupancy, renderer, trainer
 from jaxsuite.nerf.scenes import PosedImages
 
 
@@ -240,10 +240,10 @@ def make_distill_step(
 class Distilled(NamedTuple):
     """A distillation run: the student's final state, its curve of test PSNR
     over distillation time, the inherited parameter names and the re-timed
-    seconds per step (``trainer.retime``; empty when not re-timed)."""
+    seconds per step (``loop.retime``; empty when not re-timed)."""
 
     state: DistillState
-    curve: trainer.Curve
+    curve: loop.Curve
     inherited: list[str]
     step_seconds: list[float]
 
@@ -297,27 +297,19 @@ def distill(
             buckets=dc.buckets,
         )[0]
 
-    step_fn = trainer.compile_step(step_fn, state)
-    state, curve = trainer.timed_loop(
+    step_fn = loop.compile_step(step_fn, state)
+    state, curve = loop.timed_loop(
         state,
         step_fn,
         num_steps=dc.total_steps,
         budget_s=budget_s,
         eval_fn=eval_fn,
-        eval_steps=(0,)
-        if budget_s
-        else trainer.eval_schedule(dc.total_steps, num_evals),
+        eval_steps=(0,) if budget_s else loop.eval_schedule(dc.total_steps, num_evals),
         eval_seconds=eval_seconds,
         log=log,
         name=f"distillation {teacher_arch} -> {student_arch}",
     )
-    timings = []
-    if retime_steps > 0 and retime_repeats > 0:
-        timings = trainer.retime(
-            state,
-            step_fn,
-            steps=retime_steps,
-            repeats=retime_repeats,
-            first_step=curve.steps[-1] + 1,
-        )
+    timings = loop.retime_after(
+        state, step_fn, curve, steps=retime_steps, repeats=retime_repeats
+    )
     return Distilled(state, curve, copied, timings)

@@ -16,6 +16,11 @@
    step functions, and the from-scratch PSNR at equal measured time. Times
    exclude compilation and evaluation, and distillation time excludes
    training the teacher (as in the paper's comparison).
+5. Metrics, tables, the verdict and the figures (``jaxsuite.nerf.report``).
+
+``run`` only wires these: ``train_scratch`` and ``distill_pair`` are the
+phases, ``render_view`` the rendered evaluation behind the figures (PSNR
+curves are evaluated inside the phases, ``trainer.evaluate``).
 
 All rendering uses empty-space skipping (``config.buckets`` compaction
 buckets, ``jaxsuite.nerf.renderer``); the fraction of samples evaluated is
@@ -31,29 +36,36 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 from absl import logging
 
-from jaxsuite.core import atomic, figures
+from jaxsuite.core import atomic
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.core import train as train_lib
-from jaxsuite.nerf import compare, distill, fields, occupancy, scenes, trainer
-from jaxsuite.nerf.compare import pair_row, unreached
-
-CLAIM = (
-    "An MLP NeRF distilled from an Instant-NGP hash grid is 10-20x faster to "
-    "obtain than training NeRF from scratch, at superior quality (PVD abstract)."
+from jaxsuite.nerf import (
+    compare,
+    distill,
+    fields,
+    loop,
+    occupancy,
+    report,
+    scenes,
+    trainer,
 )
 
+# -- The config, translated into the parts' arguments. --
 
-def _field_config(config: Any) -> fields.FieldConfig:
+
+def field_config(config: Any) -> fields.FieldConfig:
+    """The field sizes of ``config.field``."""
     return fields.FieldConfig(**dict(config.field))
 
 
-def _optim(config: Any, arch: str, steps: int) -> trainer.OptimConfig:
+def optim_config(config: Any, arch: str, steps: int) -> trainer.OptimConfig:
+    """``arch``'s two learning rates, decayed over at most ``steps`` steps."""
     return trainer.OptimConfig(
         lr_grid=float(config.lr_grid[arch]),
         lr_net=float(config.lr_net[arch]),
@@ -61,7 +73,8 @@ def _optim(config: Any, arch: str, steps: int) -> trainer.OptimConfig:
     )
 
 
-def _distill_config(config: Any) -> distill.DistillConfig:
+def distill_config(config: Any) -> distill.DistillConfig:
+    """Stages, batch and random-pose data of every distillation."""
     d = config.distill
     return distill.DistillConfig(
         total_steps=d.steps,
@@ -83,54 +96,14 @@ def eval_marks(config: Any) -> tuple[float, ...]:
     ``first_eval_seconds`` to the distillation budget, then ``num_evals // 2``
     more up to the from-scratch budget."""
     d, s = float(config.distill.seconds), float(config.scratch_seconds)
-    first = trainer.eval_marks(d, config.num_evals, config.first_eval_seconds)
-    later = trainer.eval_marks(s, max(config.num_evals // 2, 2), d) if s > d else ()
+    first = loop.eval_marks(d, config.num_evals, config.first_eval_seconds)
+    later = loop.eval_marks(s, max(config.num_evals // 2, 2), d) if s > d else ()
     return tuple(sorted(set(first) | set(later)))
 
 
-def _save_state(path: str, params, occ) -> None:
-    ckpt = train_lib.Checkpointer(path, every=1, max_to_keep=1)
-    ckpt.save(1, {"params": params, "occ": occ._asdict()}, force=True)
-    ckpt.close()
-
-
-def _load_state(path: str, params, occ):
-    ckpt = train_lib.Checkpointer(path, every=1, max_to_keep=1)
-    state, _ = ckpt.restore_or({"params": params, "occ": occ._asdict()})
-    ckpt.close()
-    return state["params"], occupancy.OccupancyGrid(**state["occ"])
-
-
-def _phase(workdir: str, name: str) -> tuple[str, dict | None]:
-    path = os.path.join(workdir, "phases", name + ".json")
-    if os.path.exists(path):
-        return path, atomic.read_json(path)
-    return path, None
-
-
-def _write_phase(path: str, summary: dict) -> None:
-    atomic.write_json(path, summary, indent=None)
-
-
-def run(config: Any, workdir: str) -> dict[str, Any]:
-    """Runs the experiment and writes ``results.json``; returns the results."""
-    t_start = time.time()
-    train_lib.prepare_workdir(workdir, config)
-    key = jax.random.key(config.seed)
-    k_data, k_train, k_dist = jax.random.split(key, 3)
-    sc = config.scene
-    scene = scenes.default_scene(sc.density)
-    ds = scenes.make_dataset(
-        scene,
-        k_data,
-        size=sc.size,
-        n_train=sc.n_train,
-        n_test=sc.n_test,
-        elevation_range_deg=tuple(sc.elevation_range_deg),
-    )
-    cfg = _field_config(config)
-    marks = eval_marks(config)
-    common = dict(
+def scratch_kwargs(config: Any) -> dict[str, Any]:
+    """Keyword arguments of ``trainer.train_from_images`` besides the budget."""
+    return dict(
         batch_rays=config.batch_rays,
         num_samples=config.num_samples,
         occ_resolution=config.occ.resolution,
@@ -140,294 +113,233 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
         occ_threshold=config.occ.threshold,
         num_evals=config.num_evals,
         buckets=config.buckets,
-        eval_seconds=marks,
+        eval_seconds=eval_marks(config),
         retime_steps=config.retime.steps,
         retime_repeats=config.retime.repeats,
     )
+
+
+def make_data(config: Any, key: jax.Array) -> scenes.Dataset:
+    """The analytic scene's ``n_train`` train and ``n_test`` test views, each
+    split ``images (N, size, size, 3)``, ``poses (N, 4, 4)``, ``K (3, 3)``."""
+    sc = config.scene
+    return scenes.make_dataset(
+        scenes.default_scene(sc.density),
+        key,
+        size=sc.size,
+        n_train=sc.n_train,
+        n_test=sc.n_test,
+        elevation_range_deg=tuple(sc.elevation_range_deg),
+    )
+
+
+# -- Evaluation. --
+
+
+def render_view(
+    params: fields.Params,
+    arch: str,
+    occ_mask: jax.Array,
+    test: scenes.PosedImages,
+    config: Any,
+) -> np.ndarray:
+    """The first test view rendered by the field, ``(H, W, 3)``, with the
+    run's sampling and empty-space skipping (``occ_mask (R, R, R)`` bool)."""
+    first = scenes.PosedImages(test.images[:1], test.poses[:1], test.K)
+    _, img = trainer.evaluate(
+        params,
+        arch,
+        field_config(config),
+        occ_mask,
+        first,
+        config.num_samples,
+        buckets=config.buckets,
+    )
+    return np.asarray(img[0])
+
+
+# -- Phases, each saved under workdir/phases so a rerun resumes. --
+
+
+def _phase_path(workdir: str, name: str) -> str:
+    return os.path.join(workdir, "phases", name + ".json")
+
+
+def _saved(path: str) -> dict | None:
+    return atomic.read_json(path) if os.path.exists(path) else None
+
+
+def _save_state(path: str, params, occ) -> None:
+    """Orbax checkpoint of a field's parameters and its occupancy grid."""
+    ckpt = train_lib.Checkpointer(path, every=1, max_to_keep=1)
+    ckpt.save(1, {"params": params, "occ": occ._asdict()}, force=True)
+    ckpt.close()
+
+
+def _load_state(path: str, params, occ):
+    """``(params, occ)`` restored from ``path`` into the templates' structure."""
+    ckpt = train_lib.Checkpointer(path, every=1, max_to_keep=1)
+    state, _ = ckpt.restore_or({"params": params, "occ": occ._asdict()})
+    ckpt.close()
+    return state["params"], occupancy.OccupancyGrid(**state["occ"])
+
+
+class Teacher(NamedTuple):
+    """A from-scratch run (also a teacher): its phase summary ``{"curve",
+    "step_seconds", "params", "wall_seconds"}``, final parameters and
+    occupancy grid, and the wall seconds an earlier run spent on it (0 unless
+    resumed)."""
+
+    summary: dict[str, Any]
+    params: fields.Params
+    occ: occupancy.OccupancyGrid
+    earlier_seconds: float
+
+
+class Student(NamedTuple):
+    """A distillation: its phase summary ``{"curve", "inherited",
+    "step_seconds", "wall_seconds"}``, the student's render of the first test
+    view ``(H, W, 3)``, and the wall seconds an earlier run spent on it."""
+
+    summary: dict[str, Any]
+    render: np.ndarray
+    earlier_seconds: float
+
+
+def train_scratch(
+    config: Any, workdir: str, arch: str, key: jax.Array, ds: scenes.Dataset
+) -> Teacher:
+    """Trains ``arch`` from scratch on ``ds.train`` for ``config.
+    scratch_seconds`` of optimisation (test PSNR on ``ds.test``), or loads the
+    run an earlier call saved under ``workdir/phases``."""
+    path = _phase_path(workdir, f"scratch_{arch}")
+    ckpt_dir = path.replace(".json", "_ckpt")
+    cfg = field_config(config)
+    summary = _saved(path)
+    if summary is not None:
+        template = (
+            fields.init(key, arch, cfg),
+            occupancy.init_grid(config.occ.resolution),
+        )
+        params, occ = _load_state(ckpt_dir, *template)
+        return Teacher(summary, params, occ, summary.get("wall_seconds", 0.0))
+    t_phase = time.time()
+    logging.info("Training %s from scratch for %.0f s.", arch, config.scratch_seconds)
+    state, curve, timings = trainer.train_from_images(
+        key,
+        arch,
+        cfg,
+        optim_config(config, arch, config.steps),
+        ds.train,
+        ds.test,
+        budget_s=config.scratch_seconds,
+        log=lambda s: logging.info("scratch %s: %s", arch, s),
+        **scratch_kwargs(config),
+    )
+    _save_state(ckpt_dir, state.params, state.occ)
+    summary = {
+        "curve": curve.to_dict(),
+        "step_seconds": timings,
+        "params": fields.count_params(state.params),
+        "wall_seconds": time.time() - t_phase,
+    }
+    atomic.write_json(path, summary, indent=None)
+    return Teacher(summary, state.params, state.occ, 0.0)
+
+
+def distill_pair(
+    config: Any,
+    workdir: str,
+    teacher_arch: str,
+    teacher: Teacher,
+    student_arch: str,
+    key: jax.Array,
+    test: scenes.PosedImages,
+) -> Student:
+    """Distils ``teacher`` into ``student_arch`` for ``config.distill.seconds``
+    of optimisation (test PSNR on ``test``), or loads the distillation an
+    earlier call saved under ``workdir/phases``."""
+    path = _phase_path(workdir, f"distill_{teacher_arch}_to_{student_arch}")
+    render_path = path.replace(".json", "_render.npy")
+    summary = _saved(path)
+    earlier = 0.0
+    if summary is None:
+        t_phase = time.time()
+        logging.info("Distilling %s into %s.", teacher_arch, student_arch)
+        dc = distill_config(config)
+        state, curve, copied, timings = distill.distill(
+            key,
+            teacher_arch,
+            teacher.params,
+            teacher.occ,
+            student_arch,
+            field_config(config),
+            optim_config(config, student_arch, dc.total_steps),
+            dc,
+            test,
+            num_evals=config.num_evals,
+            budget_s=config.distill.seconds,
+            eval_seconds=eval_marks(config),
+            retime_steps=config.retime.steps,
+            retime_repeats=config.retime.repeats,
+            log=lambda s: logging.info(
+                "distill %s->%s: %s", teacher_arch, student_arch, s
+            ),
+        )
+        img = render_view(state.params, student_arch, teacher.occ.mask, test, config)
+        atomic.save_npy(render_path, img)
+        summary = {
+            "curve": curve.to_dict(),
+            "inherited": copied,
+            "step_seconds": timings,
+            "wall_seconds": time.time() - t_phase,
+        }
+        atomic.write_json(path, summary, indent=None)
+    else:
+        earlier = summary.get("wall_seconds", 0.0)
+    return Student(summary, np.load(render_path), earlier)
+
+
+def run(config: Any, workdir: str) -> dict[str, Any]:
+    """Runs the experiment and writes ``results.json``; returns the results."""
+    t_start = time.time()
+    train_lib.prepare_workdir(workdir, config)
+    k_data, k_train, k_dist = jax.random.split(jax.random.key(config.seed), 3)
+    ds = make_data(config, k_data)
     renders: dict[str, np.ndarray] = {"ground truth": np.asarray(ds.test.images[0])}
-    scratch: dict[str, dict] = {}
-    teachers: dict[str, tuple] = {}
+    teachers: dict[str, Teacher] = {}
+    rows: list[dict[str, Any]] = []
     earlier = 0.0  # wall time of phases done by an interrupted earlier run
     with metrics_lib.MetricWriter(workdir) as writer:
         for i, arch in enumerate(config.archs):
-            path, summary = _phase(workdir, f"scratch_{arch}")
-            k = jax.random.fold_in(k_train, i)
-            template = (
-                fields.init(k, arch, cfg),
-                occupancy.init_grid(config.occ.resolution),
+            t = train_scratch(config, workdir, arch, jax.random.fold_in(k_train, i), ds)
+            teachers[arch] = t
+            earlier += t.earlier_seconds
+            psnr = report.final_psnr(t.summary)
+            writer.write_scalars(i, {f"scratch/{arch}/psnr": psnr})
+            renders[f"{arch} scratch"] = render_view(
+                t.params, arch, t.occ.mask, ds.test, config
             )
-            ckpt_dir = os.path.join(workdir, "phases", f"scratch_{arch}_ckpt")
-            t_phase = time.time()
-            if summary is None:
-                logging.info(
-                    "Training %s from scratch for %.0f s.", arch, config.scratch_seconds
-                )
-                state, curve, timings = trainer.train_from_images(
-                    k,
-                    arch,
-                    cfg,
-                    _optim(config, arch, config.steps),
-                    ds.train,
-                    ds.test,
-                    budget_s=config.scratch_seconds,
-                    log=lambda s, a=arch: logging.info("scratch %s: %s", a, s),
-                    **common,
-                )
-                params, occ = state.params, state.occ
-                _save_state(ckpt_dir, params, occ)
-                summary = {
-                    "curve": curve.to_dict(),
-                    "step_seconds": timings,
-                    "params": fields.count_params(params),
-                    "wall_seconds": time.time() - t_phase,
-                }
-                _write_phase(path, summary)
-            else:
-                params, occ = _load_state(ckpt_dir, *template)
-                earlier += summary.get("wall_seconds", 0.0)
-            writer.write_scalars(
-                i, {f"scratch/{arch}/psnr": summary["curve"]["psnr"][-1]}
-            )
-            scratch[arch] = summary
-            teachers[arch] = (params, occ)
-            _, img = trainer.evaluate(
-                params,
-                arch,
-                cfg,
-                occ.mask,
-                _first(ds.test),
-                config.num_samples,
-                buckets=config.buckets,
-            )
-            renders[f"{arch} scratch"] = np.asarray(img[0])
-
-        dc = _distill_config(config)
-        rows = []
-        for ti, teacher in enumerate(config.teachers):
-            t_params, t_occ = teachers[teacher]
-            teacher_psnr = scratch[teacher]["curve"]["psnr"][-1]
-            for si, student in enumerate(config.archs):
-                if student == teacher:
+        for ti, t_arch in enumerate(config.teachers):
+            for si, s_arch in enumerate(config.archs):
+                if s_arch == t_arch:
                     continue
-                path, summary = _phase(workdir, f"distill_{teacher}_to_{student}")
-                t_phase = time.time()
-                if summary is None:
-                    logging.info("Distilling %s into %s.", teacher, student)
-                    state, curve, copied, timings = distill.distill(
-                        jax.random.fold_in(jax.random.fold_in(k_dist, ti), si),
-                        teacher,
-                        t_params,
-                        t_occ,
-                        student,
-                        cfg,
-                        _optim(config, student, dc.total_steps),
-                        dc,
-                        ds.test,
-                        num_evals=config.num_evals,
-                        budget_s=config.distill.seconds,
-                        eval_seconds=marks,
-                        retime_steps=config.retime.steps,
-                        retime_repeats=config.retime.repeats,
-                        log=lambda s, a=teacher, b=student: logging.info(
-                            "distill %s->%s: %s", a, b, s
-                        ),
-                    )
-                    _, img = trainer.evaluate(
-                        state.params,
-                        student,
-                        cfg,
-                        t_occ.mask,
-                        _first(ds.test),
-                        config.num_samples,
-                        buckets=config.buckets,
-                    )
-                    atomic.save_npy(
-                        path.replace(".json", "_render.npy"), np.asarray(img[0])
-                    )
-                    summary = {
-                        "curve": curve.to_dict(),
-                        "inherited": copied,
-                        "step_seconds": timings,
-                        "wall_seconds": time.time() - t_phase,
-                    }
-                    _write_phase(path, summary)
-                else:
-                    earlier += summary.get("wall_seconds", 0.0)
-                renders[f"{student} from {teacher}"] = np.load(
-                    path.replace(".json", "_render.npy")
-                )
-                row = pair_row(
-                    teacher, student, teacher_psnr, summary, scratch[student]
+                key = jax.random.fold_in(jax.random.fold_in(k_dist, ti), si)
+                teacher = teachers[t_arch]
+                s = distill_pair(config, workdir, t_arch, teacher, s_arch, key, ds.test)
+                earlier += s.earlier_seconds
+                renders[f"{s_arch} from {t_arch}"] = s.render
+                row = compare.pair_row(
+                    t_arch,
+                    s_arch,
+                    report.final_psnr(teacher.summary),
+                    s.summary,
+                    teachers[s_arch].summary,
                 )
                 rows.append(row)
-                writer.write_scalars(
-                    len(rows),
-                    {f"distill/{teacher}_to_{student}/psnr": row["student_psnr"]},
-                )
-    _figures(workdir, config, renders, scratch, rows)
-    return _write(workdir, config, rows, scratch, time.time() - t_start + earlier)
-
-
-def _first(data: scenes.PosedImages) -> scenes.PosedImages:
-    return scenes.PosedImages(data.images[:1], data.poses[:1], data.K)
-
-
-def _figures(workdir, config, renders, scratch, rows) -> None:
-    primary = config.teachers[0]
-    names = (
-        ["ground truth", f"{primary} scratch"]
-        + [f"{r['student']} from {primary}" for r in rows if r["teacher"] == primary]
-        + [f"{a} scratch" for a in config.archs if a != primary]
-    )
-    figures.image_grid(
-        os.path.join(workdir, "renders.png"),
-        [renders[n] for n in names],
-        [n.replace(f"{primary} scratch", f"teacher ({primary})") for n in names],
-        ncols=min(len(names), 4),
-    )
-    curves = {}
-    for r in rows:
-        if r["teacher"] != primary:
-            continue
-        s = r["student"]
-        c_s = scratch[s]["curve"]
-        curves[f"{s} from scratch"] = (c_s["seconds"][1:], c_s["psnr"][1:])
-    for r in rows:
-        if r["teacher"] == primary:
-            s = r["student"]
-            path = os.path.join(workdir, "phases", f"distill_{primary}_to_{s}.json")
-            c = atomic.read_json(path)["curve"]
-            curves[f"{s} distilled from {primary}"] = (c["seconds"][1:], c["psnr"][1:])
-    xs = [x for c in curves.values() for x in c[0] if x > 0]
-    if xs:
-        target = scratch[primary]["curve"]["psnr"][-1] - 1.0
-        curves["teacher - 1 dB"] = ([min(xs), max(xs)], [target, target])
-    figures.plot_curves(
-        os.path.join(workdir, "psnr_vs_time.png"),
-        curves,
-        xlabel="seconds (optimisation only)",
-        ylabel="test PSNR (dB)",
-        logx=True,
-        title=f"teacher ({primary}): {scratch[primary]['curve']['psnr'][-1]:.2f} dB",
-    )
-
-
-def _speed(r: dict[str, Any]) -> str:
-    if r["time_ratio_to_bar"] is not None:
-        text = f"{r['time_ratio_to_bar']:.1f}x faster to the bar"
-        if r["step_ratio_to_bar"] is not None:
-            text += f" ({r['step_ratio_to_bar']:.1f}x fewer steps"
-            rt = r.get("time_ratio_retimed")
-            if rt:
-                text += f"; {rt[0]:.1f}-{rt[2]:.1f}x over re-timings"
-            text += ")"
-        return text
-    if r["time_ratio_lower_bound"] is not None:
-        return (
-            f"at least {r['time_ratio_lower_bound']:.1f}x faster to the bar "
-            f"(from scratch not reached within {r['scratch_seconds']:.0f} s)"
-        )
-    return f"the bar was {unreached(r)}"
-
-
-def _verdict(rows: list[dict], config: Any) -> str:
-    """What the numbers say about the claim (hash -> MLP is the paper's pair)."""
-    n = len(rows)
-    reached = [r for r in rows if r["distill_seconds_to_bar"] is not None]
-    scratch_reached = [r for r in rows if r["scratch_seconds_to_bar"] is not None]
-    better = [r for r in rows if r["student_psnr"] > r["scratch_psnr_equal_time"]]
-    fast = [
-        r
-        for r in rows
-        if max(r["time_ratio_to_bar"] or 0.0, r["time_ratio_lower_bound"] or 0.0)
-        >= 10.0
-    ]
-    text = (
-        f"Over {n} ordered pairs, distillation came within 1 dB of its teacher "
-        f"in {len(reached)} within {config.distill.seconds:.0f} s, training the "
-        f"student from scratch did in {len(scratch_reached)} within "
-        f"{config.scratch_seconds:.0f} s, distillation beat training from scratch "
-        f"at equal measured time in {len(better)}, and was 10x or more faster to "
-        f"the bar in {len(fast)}. "
-    )
-    head = [r for r in rows if r["teacher"] == "hash" and r["student"] == "mlp"]
-    if head:
-        r = head[0]
-        text += (
-            f"The paper's pair, hash -> MLP: {r['student_psnr']:.2f} dB distilled "
-            f"(teacher {r['teacher_psnr']:.2f} dB) vs "
-            f"{r['scratch_psnr_equal_time']:.2f} dB from scratch at equal time, "
-            f"{_speed(r)}. "
-        )
-        ratio = max(r["time_ratio_to_bar"] or 0.0, r["time_ratio_lower_bound"] or 0.0)
-        if ratio >= 10.0 and r["student_psnr"] >= r["scratch_psnr_equal_time"]:
-            text += "The 10-20x claim is reproduced for this pair at this scale. "
-        elif r["distill_seconds_to_bar"] is None:
-            text += (
-                "The 10-20x claim is not reproduced at this scale: the distilled "
-                "MLP did not come within 1 dB of the teacher in its budget. "
-            )
-        else:
-            text += f"The 10-20x claim is not reproduced at this scale ({ratio:.1f}x). "
-    text += (
-        "Small CPU models on one analytic scene, timed on a shared 2-core CPU; "
-        "PSNRs are not comparable to NeRF-Synthetic numbers."
-    )
-    return text
-
-
-def _write(workdir, config, rows, scratch, wall) -> dict[str, Any]:
-    mets = {}
-    for a, s in scratch.items():
-        mets[f"scratch/{a}/psnr"] = metrics_lib.metric(s["curve"]["psnr"][-1], "dB")
-    for r in rows:
-        name = f"{r['teacher']}_to_{r['student']}"
-        mets[f"{name}/student_psnr"] = metrics_lib.metric(r["student_psnr"], "dB")
-        mets[f"{name}/scratch_psnr_equal_time"] = metrics_lib.metric(
-            r["scratch_psnr_equal_time"],
-            "dB",
-            seconds=r["scratch_seconds_equal_time"],
-            distill_seconds=r["distill_seconds"],
-        )
-        mets[f"{name}/distill_seconds_to_bar"] = metrics_lib.metric(
-            compare.seconds_or_why(r["distill_seconds_to_bar"], r["distill_seconds"]),
-            "s",
-        )
-        mets[f"{name}/scratch_seconds_to_bar"] = metrics_lib.metric(
-            compare.seconds_or_why(r["scratch_seconds_to_bar"], r["scratch_seconds"]),
-            "s",
-        )
-        ratio = r["time_ratio_to_bar"]
-        steps = r["step_ratio_to_bar"]
-        mets[f"{name}/time_ratio_to_bar"] = metrics_lib.metric(
-            ratio if ratio is not None else unreached(r, "s"),
-            "x",
-            lower_bound=r["time_ratio_lower_bound"],
-            step_ratio=steps if steps is not None else unreached(r, "steps"),
-            retimed_low_median_high=r["time_ratio_retimed"],
-        )
-    scratch_rows = [
-        {
-            "arch": a,
-            "params": s["params"],
-            "final_psnr": s["curve"]["psnr"][-1],
-            "seconds": s["curve"]["seconds"][-1],
-            "steps": s["curve"]["steps"][-1],
-            "valid_fraction": float(
-                np.mean(s["curve"].get("valid_fraction", [1.0])[1:] or [1.0])
-            ),
-            "step_seconds": s.get("step_seconds", []),
-        }
-        for a, s in scratch.items()
-    ]
-    path = metrics_lib.write_results(
-        workdir,
-        paper="pvd",
-        config=config,
-        metrics=mets,
-        tables={"pairs": rows, "scratch": scratch_rows},
-        claim=CLAIM,
-        verdict=_verdict(rows, config),
-        wall_seconds=wall,
-    )
-    return metrics_lib.read_results(path)
+                name = f"distill/{t_arch}_to_{s_arch}/psnr"
+                writer.write_scalars(len(rows), {name: row["student_psnr"]})
+    scratch = {a: t.summary for a, t in teachers.items()}
+    report.render_figure(workdir, config, renders, rows)
+    report.curve_figure(workdir, config, scratch, rows)
+    return report.write(workdir, config, rows, scratch, time.time() - t_start + earlier)

@@ -1,10 +1,10 @@
-"""Training a field from posed images, and a timed loop shared with distillation.
+"""Training a field from posed images (the timed loop itself is ``loop``).
 
 The optimiser is PVD's: Adam (0.9, 0.99, eps 1e-15) with one learning rate for
 grid/table tensors and one for network weights, both cosine-decayed to
 ``final_lr_factor`` times their start over the run. The decay follows the
 run's *progress* in ``[0, 1]``, an argument of every step: the fraction of a
-wall-time budget spent (``timed_loop(budget_s=...)``), or of the step count.
+wall-time budget spent (``loop.timed_loop(budget_s=...)``), or of the step count.
 Each step draws ``B`` random rays from all training pixels (``fold_in(key,
 step)``, so a step is a pure function of the state, the step number and the
 progress), renders them with empty-space skipping (``buckets``, see
@@ -16,17 +16,15 @@ occupied.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from jaxsuite.core import cameras, finite, image
-from jaxsuite.nerf import fields, occupancy, renderer
+from jaxsuite.core import cameras, image
+from jaxsuite.nerf import fields, loop, occupancy, renderer
 from jaxsuite.nerf.scenes import PosedImages
 
 
@@ -184,168 +182,26 @@ def evaluate(
     return float(jnp.mean(image.psnr(jnp.clip(imgs, 0.0, 1.0), data.images))), imgs
 
 
-@dataclasses.dataclass
-class Curve:
-    """Quality over training: parallel lists of step, seconds, PSNR and the
-    fraction of samples evaluated by the field at that step (empty-space
-    skipping; ``1.0`` when unknown)."""
-
-    steps: list[int] = dataclasses.field(default_factory=list)
-    seconds: list[float] = dataclasses.field(default_factory=list)
-    psnr: list[float] = dataclasses.field(default_factory=list)
-    valid_fraction: list[float] = dataclasses.field(default_factory=list)
-
-    def add(self, step: int, seconds: float, psnr: float, frac: float = 1.0) -> None:
-        self.steps.append(int(step))
-        self.seconds.append(float(seconds))
-        self.psnr.append(float(psnr))
-        self.valid_fraction.append(float(frac))
-
-    def to_dict(self) -> dict[str, list[float]]:
-        return dataclasses.asdict(self)
-
-
-def compile_step(step_fn, state):
-    """Compiles a jitted ``step(state, step, progress)`` ahead of timing."""
-    if hasattr(step_fn, "lower"):
-        return step_fn.lower(
-            state, jnp.asarray(1, jnp.int32), jnp.asarray(0.0, jnp.float32)
-        ).compile()
-    return step_fn
-
-
-def timed_loop(
-    state: Any,
-    step_fn: Callable[..., tuple[Any, dict[str, jax.Array]]],
-    *,
-    eval_fn: Callable[[Any], float],
-    num_steps: int | None = None,
-    budget_s: float | None = None,
-    eval_steps: tuple[int, ...] = (),
-    eval_seconds: tuple[float, ...] = (),
-    between: Callable[[Any, int], Any] | None = None,
-    log: Callable[[str], None] | None = None,
-    name: str = "",
-) -> tuple[Any, Curve]:
-    """Runs ``step_fn(state, step, progress)`` until ``num_steps`` steps or
-    ``budget_s`` seconds of optimisation, whichever comes first.
-
-    ``progress`` is the fraction of ``budget_s`` spent before the step (or of
-    ``num_steps`` without a budget): it drives the learning-rate decay, so a
-    wall-time budget ends its schedule at the budget. The clock counts only
-    the optimisation (``step_fn`` and ``between``, the per-step extra work such
-    as occupancy updates), waiting for each step to finish, not the
-    evaluations nor the compilation of a jitted ``step_fn`` (compiled ahead of
-    the loop). The state is evaluated before the first step when ``0`` is in
-    ``eval_steps``, after each step in ``eval_steps``, after the first step
-    that ends at or past each of ``eval_seconds``, and at the end. Every
-    floating-point scalar of every step is watched and checked at each
-    evaluation and at the end.
-
-    Returns:
-      ``(state, curve)``.
-
-    Raises:
-      ValueError: neither ``num_steps`` nor ``budget_s`` is given.
-      jaxsuite.core.finite.NonFiniteError: a scalar was NaN or infinite,
-        naming the first such step and scalar (nothing is returned, so the
-        caller saves nothing of this run).
-    """
-    if num_steps is None and budget_s is None:
-        raise ValueError("timed_loop needs num_steps or budget_s.")
-    curve = Curve()
-    step_fn = compile_step(step_fn, state)
-    elapsed = 0.0
-    evals = set(eval_steps)
-    marks = sorted(s for s in eval_seconds if budget_s is None or s < budget_s)
-    watch = finite.FiniteWatch(name)
-    if 0 in evals:
-        curve.add(0, 0.0, eval_fn(state))
-    step = 0
-    while True:
-        step += 1
-        if budget_s is not None:
-            progress = min(elapsed / budget_s, 1.0)
-        else:
-            progress = (step - 1) / max(num_steps, 1)
-        t0 = time.perf_counter()
-        state, scalars = step_fn(
-            state, jnp.asarray(step, jnp.int32), jnp.asarray(progress, jnp.float32)
-        )
-        if between is not None:
-            state = between(state, step)
-        jax.block_until_ready(state)
-        elapsed += time.perf_counter() - t0
-        watch.update(step, scalars)
-        done = (num_steps is not None and step >= num_steps) or (
-            budget_s is not None and elapsed >= budget_s
-        )
-        crossed = False
-        while marks and elapsed >= marks[0]:
-            marks.pop(0)
-            crossed = True
-        if step in evals or crossed or done:
-            watch.check()
-            psnr = eval_fn(state)
-            frac = float(np.asarray(scalars.get("valid_fraction", 1.0)))
-            curve.add(step, elapsed, psnr, frac)
-            if log is not None:
-                loss = float(np.asarray(scalars.get("loss", np.nan)))
-                log(
-                    f"step {step} {elapsed:.1f}s loss={loss:.4g} "
-                    f"psnr={psnr:.2f} evaluated={frac:.3f}"
-                )
-        if done:
-            return state, curve
-
-
-def retime(
-    state: Any,
-    step_fn: Callable[..., tuple[Any, dict[str, jax.Array]]],
-    *,
-    steps: int,
-    repeats: int,
-    between: Callable[[Any, int], Any] | None = None,
-    first_step: int = 1,
-) -> list[float]:
-    """Seconds per step of ``step_fn`` (and ``between``), timed ``repeats``
-    times over ``steps`` steps each from ``state`` (which is left unchanged):
-    the spread of these is the timing noise of the machine."""
-    step_fn = compile_step(step_fn, state)
-    out = []
-    for _ in range(repeats):
-        s = state
-        t0 = time.perf_counter()
-        for k in range(first_step, first_step + steps):
-            s, _ = step_fn(s, jnp.asarray(k, jnp.int32), jnp.asarray(0.5, jnp.float32))
-            if between is not None:
-                s = between(s, k)
-        jax.block_until_ready(s)
-        out.append((time.perf_counter() - t0) / steps)
-    return out
-
-
-def eval_schedule(num_steps: int, num_evals: int) -> tuple[int, ...]:
-    """``num_evals`` evaluation steps spread geometrically over the run, plus 0."""
-    pts = np.unique(np.round(np.geomspace(1, num_steps, num_evals)).astype(int))
-    return (0, *[int(p) for p in pts])
-
-
-def eval_marks(
-    budget_s: float, num_evals: int, first: float = 1.0
-) -> tuple[float, ...]:
-    """``num_evals`` evaluation times spread geometrically from ``first`` to
-    ``budget_s`` seconds."""
-    first = min(first, budget_s)
-    return tuple(float(t) for t in np.geomspace(first, budget_s, num_evals))
+def init_state(
+    key: jax.Array,
+    arch: str,
+    cfg: fields.FieldConfig,
+    oc: OptimConfig,
+    occ_resolution: int,
+) -> tuple[TrainState, optax.GradientTransformation]:
+    """A fresh field, its optimiser state and an all-occupied grid
+    ``(occ_resolution,) * 3``; and the optimiser."""
+    params = fields.init(key, arch, cfg)
+    tx = make_optimizer(params, arch, oc)
+    return TrainState(params, tx.init(params), occupancy.init_grid(occ_resolution)), tx
 
 
 class Trained(NamedTuple):
     """A from-scratch run: final state, its curve and the re-timed step
-    seconds (``retime``; empty when not re-timed)."""
+    seconds (``loop.retime``; empty when not re-timed)."""
 
     state: TrainState
-    curve: Curve
+    curve: loop.Curve
     step_seconds: list[float]
 
 
@@ -373,18 +229,19 @@ def train_from_images(
     retime_repeats: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> Trained:
-    """Trains ``arch`` from scratch on ``train`` for ``oc.total_steps`` steps
-    or ``budget_s`` seconds of optimisation, whichever comes first.
+    """Trains ``arch`` from scratch on ``train`` (images ``(N, H, W, 3)``,
+    ``B = batch_rays`` random rays a step) for ``oc.total_steps`` steps or
+    ``budget_s`` seconds of optimisation, whichever comes first, with an
+    occupancy grid ``(occ_resolution,) * 3`` refreshed every ``occ_every``
+    steps.
 
     Returns:
-      The final state, the curve of test PSNR against optimisation time, and
-      ``retime_repeats`` re-timings of ``retime_steps`` steps (seconds per
-      step).
+      The final state, the curve of PSNR on ``test`` against optimisation
+      time, and ``retime_repeats`` re-timings of ``retime_steps`` steps
+      (seconds per step).
     """
     k_init, k_data, k_occ = jax.random.split(key, 3)
-    params = fields.init(k_init, arch, cfg)
-    tx = make_optimizer(params, arch, oc)
-    state = TrainState(params, tx.init(params), occupancy.init_grid(occ_resolution))
+    state, tx = init_state(k_init, arch, cfg, oc, occ_resolution)
     step_fn = make_train_step(
         arch,
         cfg,
@@ -397,16 +254,80 @@ def train_from_images(
         buckets=buckets,
         final_lr_factor=oc.final_lr_factor,
     )
-    occ_update = make_occ_update(arch, cfg, decay=occ_decay, threshold=occ_threshold)
-    occ_update = occ_update.lower(state.params, state.occ, k_occ).compile()
+    between = make_occ_refresh(
+        arch,
+        cfg,
+        state,
+        k_occ,
+        every=occ_every,
+        warmup=occ_warmup,
+        decay=occ_decay,
+        threshold=occ_threshold,
+    )
+    step_fn = loop.compile_step(step_fn, state)
+    state, curve = loop.timed_loop(
+        state,
+        step_fn,
+        num_steps=oc.total_steps,
+        budget_s=budget_s,
+        eval_fn=make_eval_fn(arch, cfg, test, num_samples, background, buckets),
+        eval_steps=(0,) if budget_s else loop.eval_schedule(oc.total_steps, num_evals),
+        eval_seconds=eval_seconds,
+        between=between,
+        log=log,
+        name=f"training {arch} from scratch",
+    )
+    timings = loop.retime_after(
+        state,
+        step_fn,
+        curve,
+        steps=retime_steps,
+        repeats=retime_repeats,
+        between=between,
+    )
+    return Trained(state, curve, timings)
+
+
+def make_occ_refresh(
+    arch: str,
+    cfg: fields.FieldConfig,
+    state: TrainState,
+    key: jax.Array,
+    *,
+    every: int,
+    warmup: int,
+    decay: float,
+    threshold: float,
+) -> Callable[[TrainState, int], TrainState]:
+    """``between(state, step) -> state`` for ``loop.timed_loop``: every
+    ``every`` steps, refreshes the occupancy grid from the field's density
+    (``make_occ_update``, compiled here for ``state``'s shapes, with key
+    ``fold_in(key, step)``); before step ``warmup`` the refreshed grid keeps
+    its density ``(R, R, R)`` but marks every cell occupied."""
+    occ_update = make_occ_update(arch, cfg, decay=decay, threshold=threshold)
+    occ_update = occ_update.lower(state.params, state.occ, key).compile()
 
     def between(state: TrainState, step: int) -> TrainState:
-        if step % occ_every:
+        if step % every:
             return state
-        occ = occ_update(state.params, state.occ, jax.random.fold_in(k_occ, step))
-        if step < occ_warmup:
+        occ = occ_update(state.params, state.occ, jax.random.fold_in(key, step))
+        if step < warmup:
             occ = occupancy.OccupancyGrid(occ.density, jnp.ones_like(occ.mask))
         return state._replace(occ=occ)
+
+    return between
+
+
+def make_eval_fn(
+    arch: str,
+    cfg: fields.FieldConfig,
+    test: PosedImages,
+    num_samples: int,
+    background: float = 1.0,
+    buckets: int = 1,
+) -> Callable[[TrainState], float]:
+    """``eval_fn(state) -> PSNR`` (dB) of :func:`evaluate` on ``test``'s views
+    ``(N, H, W, 3)``, skipping the empty space of the state's own grid."""
 
     def eval_fn(state: TrainState) -> float:
         return evaluate(
@@ -420,27 +341,4 @@ def train_from_images(
             buckets=buckets,
         )[0]
 
-    step_fn = compile_step(step_fn, state)
-    state, curve = timed_loop(
-        state,
-        step_fn,
-        num_steps=oc.total_steps,
-        budget_s=budget_s,
-        eval_fn=eval_fn,
-        eval_steps=(0,) if budget_s else eval_schedule(oc.total_steps, num_evals),
-        eval_seconds=eval_seconds,
-        between=between,
-        log=log,
-        name=f"training {arch} from scratch",
-    )
-    timings = []
-    if retime_steps > 0 and retime_repeats > 0:
-        timings = retime(
-            state,
-            step_fn,
-            steps=retime_steps,
-            repeats=retime_repeats,
-            between=between,
-            first_step=curve.steps[-1] + 1,
-        )
-    return Trained(state, curve, timings)
+    return eval_fn

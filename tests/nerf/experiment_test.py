@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxsuite.core import metrics as metrics_lib
-from jaxsuite.nerf import compare, experiment, fields, trainer
+from jaxsuite.nerf import compare, experiment, fields, loop, report, trainer
 
 _ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -120,7 +120,7 @@ def test_timed_loop_stops_at_its_wall_time_budget():
 
     evals = []
     jax.block_until_ready(jnp.asarray(0.5, jnp.float32))  # backend start-up
-    state, curve = trainer.timed_loop(
+    state, curve = loop.timed_loop(
         0,
         step_fn,
         budget_s=0.2,
@@ -160,7 +160,7 @@ def test_smoke_runs_and_resumes(tmp_path):
     assert "10-20x" in res["verdict"]
     assert res["metrics"]["hash_to_mlp/student_psnr"]["unit"] == "dB"
     # Four teacher x student tables and the from-scratch reference.
-    assert compare.matrix_tables(res).count("\n| hash |") == 5
+    assert report.matrix_tables(res).count("\n| hash |") == 5
     # A second run on the same workdir resumes from the saved phases.
     again = experiment.run(config, workdir)
     assert again["tables"]["pairs"] == pairs
@@ -195,7 +195,6 @@ def test_ratios_that_cannot_be_computed_say_why():
 
 def test_timed_loop_stops_on_a_nonfinite_loss():
     from jaxsuite.core import finite
-    from jaxsuite.nerf import trainer
 
     def step_fn(state, step, progress):
         loss = np.float32(np.nan) if int(step) >= 3 else np.float32(1.0)
@@ -204,7 +203,7 @@ def test_timed_loop_stops_on_a_nonfinite_loss():
     with pytest.raises(
         finite.NonFiniteError, match="demo: loss was not finite at step 3"
     ):
-        trainer.timed_loop(
+        loop.timed_loop(
             0,
             step_fn,
             num_steps=6,
