@@ -5,6 +5,12 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
+# One worker runs every test of this paper's smoke run (here and in
+# tests/notebooks_test.py), so later runs reuse its compiled programs.
+pytestmark = pytest.mark.xdist_group("hecate")
+
 ROOT = pathlib.Path(__file__).parents[1]
 
 

@@ -91,7 +91,12 @@ def test_notebook_shape(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.parametrize(
+    # One worker runs a paper's notebook and its smoke tests (their xdist_group
+    # is the notebook's name), so the notebook reuses their compiled programs.
+    "name",
+    [pytest.param(n, marks=pytest.mark.xdist_group(n)) for n in NOTEBOOKS],
+)
 def test_notebook_runs_at_smoke_size(name, tmp_path):
     nbclient = pytest.importorskip("nbclient")
     nbformat = pytest.importorskip("nbformat")

@@ -10,6 +10,10 @@ import pytest
 from configs.blocking import get_config
 from jaxsuite.climate import data, experiment, runs
 
+# One worker runs every test of this paper's smoke run (here and in
+# tests/notebooks_test.py), so later runs reuse its compiled programs.
+pytestmark = pytest.mark.xdist_group("blocking")
+
 
 def test_run_ensemble_resumes_and_stops_on_non_finite_values(tmp_path):
     model = data.default_model(dtype=jnp.float32)

@@ -9,6 +9,10 @@ import pytest
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.gen3d import experiment, mesh, weights
 
+# One worker runs every test of this paper's smoke run (here and in
+# tests/notebooks_test.py), so later runs reuse its compiled programs.
+pytestmark = pytest.mark.xdist_group("dreamcraft3d")
+
 
 @pytest.mark.slow
 def test_dreamcraft3d_smoke_end_to_end_and_resume(tmp_path, load_config):

@@ -13,6 +13,10 @@ from jaxsuite.core import devices
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.gnn import experiment, model
 
+# One worker runs every test of this paper's smoke run (here and in
+# tests/notebooks_test.py), so later runs reuse its compiled programs.
+pytestmark = pytest.mark.xdist_group("lsmgnn")
+
 ROOT = pathlib.Path(__file__).parents[2]
 ARG = (
     "smoke,graph.num_nodes=2500,"

@@ -9,6 +9,10 @@ import pytest
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.lora import adapt, data, experiment, report
 
+# One worker runs every test of this paper's smoke run (here and in
+# tests/notebooks_test.py), so later runs reuse its compiled programs.
+pytestmark = pytest.mark.xdist_group("mos")
+
 
 def test_parse_method_strings():
     common = dict(target_modules=("q_proj",), alpha=16.0, dropout=0.1)

@@ -14,6 +14,10 @@ import pytest
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.moe import experiment, replay, report
 
+# One worker runs every test of this paper's smoke run (here and in
+# tests/notebooks_test.py), so later runs reuse its compiled programs.
+pytestmark = pytest.mark.xdist_group("hecate")
+
 _CONFIG = pathlib.Path(__file__).parents[2] / "configs" / "hecate.py"
 
 

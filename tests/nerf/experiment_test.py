@@ -13,6 +13,10 @@ import pytest
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.nerf import compare, experiment, fields, loop, report, trainer
 
+# One worker runs every test of this paper's smoke run (here and in
+# tests/notebooks_test.py), so later runs reuse its compiled programs.
+pytestmark = pytest.mark.xdist_group("pvd")
+
 _ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 

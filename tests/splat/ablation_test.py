@@ -4,6 +4,12 @@ import importlib.util
 import json
 import pathlib
 
+import pytest
+
+# One worker runs every test of this paper's smoke run (here and in
+# tests/notebooks_test.py), so later runs reuse its compiled programs.
+pytestmark = pytest.mark.xdist_group("deblur3dgs")
+
 
 def _ablation():
     path = pathlib.Path(__file__).parents[2] / "benchmarks" / "deblur_ablation.py"

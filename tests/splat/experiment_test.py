@@ -5,8 +5,14 @@ import json
 import os
 import pathlib
 
+import pytest
+
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.splat import experiment, methods, report
+
+# One worker runs every test of this paper's smoke run (here and in
+# tests/notebooks_test.py), so later runs reuse its compiled programs.
+pytestmark = pytest.mark.xdist_group("deblur3dgs")
 
 
 def _config(arg):

@@ -10,6 +10,10 @@ import pytest
 from configs.s3t import get_config
 from jaxsuite.unlearn import experiment, ledger
 
+# One worker runs every test of this paper's smoke run (here and in
+# tests/notebooks_test.py), so later runs reuse its compiled programs.
+pytestmark = pytest.mark.xdist_group("s3t")
+
 ROOT = pathlib.Path(__file__).parents[2]
 
 
