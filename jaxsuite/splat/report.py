@@ -195,16 +195,20 @@ def verdict(metrics: Metrics, config: Any) -> str:
     changed = []
     for b in gains:
         found = departures(config, b)
-        changed.append(
-            f"{b}: {', '.join(found)}" if found else f"{b}: the official code's"
-        )
+        if found:
+            changed.append(f"{b}: {', '.join(found)}")
+    settings = (
+        f"MLP settings that depart from the official code ({'; '.join(changed)})."
+        if changed
+        else "The MLP runs the official code's settings."
+    )
     return (
         f"{verdict_head(gains, over)} on sharp test views ({'; '.join(parts)}) of "
         f"a procedural {config.scene} scene at {config.image_size}px, from "
         f"{config.num_gaussians} initial Gaussians with 3DGS densification (up to "
-        f"{config.max_gaussians}) over {config.steps} steps. MLP settings that "
-        f"depart from the official code ({'; '.join(changed)}). The trained MLP's "
-        f"factors ({'; '.join(active)}) show how much blur it models. {controls}"
+        f"{config.max_gaussians}) over {config.steps} steps. {settings} The "
+        f"trained MLP's factors ({'; '.join(active)}) show how much blur it "
+        f"models. {controls}"
         f"Test-time rendering needs no MLP ({min(fps):.0f}-{max(fps):.0f} "
         f"frames/s on a shared {jax.default_backend()}, a noisy timing). This "
         "scale does not test photoreal scenes, the paper's 20k-step schedule or "
