@@ -59,6 +59,8 @@ def _base() -> ml_collections.ConfigDict:
     config.skews = (0.0, 1.5, 3.0)
     config.train_skew = 1.5
     config.measure_remat = True  # also compile the re-materialised steps
+    # Train the dense reference under GShard's gating too (jaxsuite.moe.gating_study).
+    config.gating_study = True
     config.expert_sweep = (16, 32, 64, 128)  # experts per layer, modelled at train_skew
 
     config.model = ml_collections.ConfigDict()
@@ -113,6 +115,7 @@ SPEC = {
     "skews": config_lib.Tuple(config_lib.non_negative_float, min_len=1),
     "train_skew": config_lib.non_negative_float,
     "measure_remat": config_lib.boolean,
+    "gating_study": config_lib.boolean,
     "expert_sweep": config_lib.Tuple(_pos_int, min_len=1, unique=True),
     "model.vocab": config_lib.Int(min=2),
     "model.hidden": _pos_int,

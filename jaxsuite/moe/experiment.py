@@ -13,6 +13,9 @@
 4. **Sweep** the number of experts per layer (``expert_sweep``): FSSDP is
    trained with each count at ``train_skew`` to record its loads, and every
    strategy is modelled on them (FSDP's gathers grow with the count).
+5. **Gating study** (``gating_study``): the dense reference trained under
+   this library's gating and under GShard's (random routing of second
+   choices, global capacity) shows what the two departures do to the loads.
 
 Runs resume: a finished training run's trace is kept in ``workdir/traces``
 (written atomically; an unreadable one is recomputed) and not recomputed, and
@@ -37,6 +40,7 @@ from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.core import train as train_lib
 from jaxsuite.moe import (
     collectives,
+    gating_study,
     measure,
     model,
     report,
@@ -166,8 +170,36 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
         writer.write_hparams(config.to_dict())
         traces, measured = _train_all(config, setup, runs, overlap, workdir, writer)
         sweep = _expert_sweep(config, traces, workdir, trace_dir, writer)
+    gating = None
+    if config.gating_study:
+        gating = gating_study.run_study(study_settings(config))
+        logging.info("gating study: %s", gating)
     return report.write_report(
-        config, workdir, traces, measured, overlap, t_start, sweep
+        config, workdir, traces, measured, overlap, t_start, sweep, gating
+    )
+
+
+def study_settings(config: Any) -> gating_study.StudySettings:
+    """The gating study's settings: the experiment's model, data and steps."""
+    m = config.model
+    return gating_study.StudySettings(
+        vocab=m.vocab,
+        hidden=m.hidden,
+        ffn=m.ffn,
+        heads=m.heads,
+        layers=m.layers,
+        experts=m.experts,
+        devices=jax.device_count(),
+        batch_per_device=m.batch_per_device,
+        seq_len=m.seq_len,
+        capacity_factor=m.capacity_factor,
+        aux_weight=m.aux_weight,
+        learning_rate=m.learning_rate,
+        steps=config.steps,
+        skew=float(config.train_skew),
+        seed=config.seed,
+        period=config.data.period,
+        follow=config.data.follow,
     )
 
 

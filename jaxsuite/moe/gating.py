@@ -54,7 +54,9 @@ def capacity(tokens: int, num_experts: int, capacity_factor: float) -> int:
     return max(1, math.ceil(capacity_factor * tokens * 2 / num_experts))
 
 
-def top2_gating(logits: jax.Array, cap: int) -> Gating:
+def top2_gating(
+    logits: jax.Array, cap: int, second_draw: jax.Array | None = None
+) -> Gating:
     """GShard top-2 gating of one group.
 
     First choices fill each expert's queue in token order; second choices
@@ -63,6 +65,11 @@ def top2_gating(logits: jax.Array, cap: int) -> Gating:
     Args:
       logits: (T, E) router logits.
       cap: per-expert capacity.
+      second_draw: optional (T,) uniform draws in [0, 1). Given, a token's
+        second choice is dispatched only where ``draw < 2 g_2 / (g_1 + g_2)``
+        (GShard's random routing); a second choice not dispatched takes no
+        queue position, adds no load and is not counted as dropped. ``None``
+        (the default, used in training) dispatches every second choice.
 
     Returns:
       A :class:`Gating`.
@@ -74,18 +81,23 @@ def top2_gating(logits: jax.Array, cap: int) -> Gating:
     mask1 = jax.nn.one_hot(e1, num_experts, dtype=jnp.int32)
     masked = jnp.where(mask1 > 0, -jnp.inf, probs)
     e2 = jnp.argmax(masked, axis=-1)
-    mask2 = jax.nn.one_hot(e2, num_experts, dtype=jnp.int32)
     g1 = jnp.sum(probs * mask1, axis=-1)
-    g2 = jnp.sum(probs * mask2, axis=-1)
+    g2 = jnp.sum(probs * jax.nn.one_hot(e2, num_experts, dtype=dtype), axis=-1)
     denom = g1 + g2
+    if second_draw is None:
+        use2 = jnp.ones(e2.shape, bool)
+    else:
+        use2 = second_draw < 2 * g2 / denom
+    mask2 = jax.nn.one_hot(e2, num_experts, dtype=jnp.int32) * use2[:, None]
     pos1 = jnp.sum((jnp.cumsum(mask1, axis=0) - 1) * mask1, axis=-1)
     keep1 = pos1 < cap
     kept1_per_expert = jnp.sum(mask1 * keep1[:, None], axis=0)
     pos2 = jnp.sum(
         (jnp.cumsum(mask2, axis=0) - 1 + kept1_per_expert[None, :]) * mask2, axis=-1
     )
-    keep2 = pos2 < cap
+    keep2 = use2 & (pos2 < cap)
     keep = jnp.stack([keep1, keep2], axis=-1)
+    dispatched = jnp.stack([jnp.ones_like(use2), use2], axis=-1)
     frac = jnp.mean(mask1.astype(dtype), axis=0)
     aux = num_experts * jnp.sum(frac * jnp.mean(probs, axis=0))
     return Gating(
@@ -94,6 +106,6 @@ def top2_gating(logits: jax.Array, cap: int) -> Gating:
         position=jnp.stack([pos1, pos2], axis=-1).astype(jnp.int32),
         keep=keep,
         load=jnp.sum(mask1 + mask2, axis=0).astype(dtype),
-        dropped=jnp.sum(~keep).astype(dtype),
+        dropped=jnp.sum(dispatched & ~keep).astype(dtype),
         aux_loss=aux,
     )

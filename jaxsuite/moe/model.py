@@ -173,6 +173,7 @@ def reference_loss(
     hidden: int,
     ffn: int,
     aux_weight: float,
+    second_draws: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, Any]]:
     """Single-device dense reference of the loss every strategy computes.
 
@@ -184,6 +185,9 @@ def reference_loss(
       dense: dense parameters.
       experts: (L, E, P) expert parameters.
       tokens: (groups * B, T) global batch; group g = rows of device g.
+      second_draws: optional (L, groups, B T) uniform draws for GShard's
+        random routing of second choices (see ``gating.top2_gating``); the
+        strategies dispatch every second choice (``None``).
 
     Returns:
       (loss, {"load": (L, groups, E), "dropped": (L,)}).
@@ -193,9 +197,13 @@ def reference_loss(
     def moe_fn(layer, x):
         n = x.shape[0]
         xg = x.reshape(groups, n // groups, -1)
-        g = jax.vmap(lambda lg: gating_lib.top2_gating(lg, cap))(
-            jnp.einsum("gth,he->gte", xg, dense["router"][layer])
-        )
+        logits = jnp.einsum("gth,he->gte", xg, dense["router"][layer])
+        if second_draws is None:
+            g = jax.vmap(lambda lg: gating_lib.top2_gating(lg, cap))(logits)
+        else:
+            g = jax.vmap(lambda lg, u: gating_lib.top2_gating(lg, cap, u))(
+                logits, second_draws[layer]
+            )
         every = jnp.broadcast_to(x, (num_experts, *x.shape))
         outs = expert_ffn(experts[layer], every, hidden, ffn)  # (E, N, h)
         outs = outs.reshape(num_experts, groups, n // groups, -1)

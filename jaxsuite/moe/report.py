@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxsuite.core import figures
 from jaxsuite.core import metrics as metrics_lib
-from jaxsuite.moe import analysis, model
+from jaxsuite.moe import analysis, gating_study, model
 from jaxsuite.moe.replay import (
     cost_model,
     imbalance,
@@ -138,21 +138,57 @@ def ep_loss_diff(strat_rows: list[dict[str, Any]]) -> float | str:
 
 
 def write_report(
-    config, workdir, traces, measured, overlap, t_start, sweep
+    config, workdir, traces, measured, overlap, t_start, sweep, gating=None
 ) -> dict[str, Any]:
     """Builds tables and figures from the traces; writes ``results.json``.
 
-    ``sweep`` maps an expert count to FSSDP's load trace ``(N, L, D, E)``.
+    ``sweep`` maps an expert count to FSSDP's load trace ``(N, L, D, E)``;
+    ``gating`` is the load summary per gating variant
+    (:func:`jaxsuite.moe.gating_study.run_study`), if it was run.
     """
+    s = summarise(config, traces, measured, overlap, sweep)
+    rows_b = [r for r in s["model_rows"] if r["cluster"] == "B"]
+    _figures(
+        workdir,
+        config,
+        traces,
+        rows_b,
+        s["strat_rows"],
+        s["skews"],
+        s["expert_rows"],
+    )
+    metrics = _metrics(config, s, overlap)
+    verdict = _verdict(config, s)
+    tables = {
+        "strategies": s["strat_rows"],
+        "modelled": s["model_rows"],
+        "remat": s["remat_rows"],
+        "experts": s["expert_rows"],
+        "algorithm2": s["alg2"],
+    }
+    if gating:
+        tables["gating"] = gating_study.table(gating)
+        metrics.update(gating_study.metrics(gating))
+        verdict += " " + gating_study.text(gating)
+    path = metrics_lib.write_results(
+        workdir,
+        paper="hecate",
+        config=config,
+        metrics=metrics,
+        tables=tables,
+        claim=CLAIM,
+        verdict=verdict,
+        wall_seconds=time.time() - t_start,
+    )
+    return metrics_lib.read_results(path)
+
+
+def summarise(config, traces, measured, overlap, sweep) -> dict[str, Any]:
+    """Every table and derived number the metrics and verdict are made of."""
     train_skew = float(config.train_skew)
     skews = [float(k) for k in config.skews]
     cm = cost_model(config)
-    ep_loss = (
-        traces[("ep", train_skew)]["loss"] if ("ep", train_skew) in traces else None
-    )
-
     model_rows, speed = [], {}
-    cm = cost_model(config)
     for cluster in ("B", "A"):
         t_cluster = overlap if cluster == "B" else overlap_degree(config, "A")
         for k in skews:
@@ -162,15 +198,51 @@ def write_report(
         for r in model_rows
         if r["cluster"] == "B" and r["skew"] == train_skew
     }
-    strat_rows = []
+    strat_rows = _strategy_rows(config, traces, measured, overlap, modelled_ms)
+    remat_rows, remat_saving = _remat_rows(config, measured)
+    expert_rows = _expert_rows(config, sweep, overlap)
+    srow = {r["strategy"]: r for r in strat_rows}
+    fs = srow["fssdp"]
+    return {
+        "skews": skews,
+        "model_rows": model_rows,
+        "speed": speed,
+        "strat_rows": strat_rows,
+        "srow": srow,
+        "remat_rows": remat_rows,
+        "remat_saving": remat_saving,
+        "expert_rows": expert_rows,
+        "spread": layer_spread(config, traces[("fssdp", train_skew)]["load"], overlap),
+        "even": config.model.experts // cm.devices,
+        "lam": [
+            r["param_bytes_vs_fsdp"]
+            for r in model_rows
+            if r["strategy"] == "fssdp"
+            and r["skew"] == max(skews)
+            and r["cluster"] == "B"
+        ][0],
+        "alg2": analysis.algorithm2_rows(
+            config, traces[("fssdp", train_skew)], overlap
+        ),
+        "cross": analysis.crossover(expert_rows, "modelled_ms_per_step"),
+        "cross_planned": _crossover_planned(expert_rows),
+        "spag_vs_plan": fs["spag_hlo_bytes_per_step"]
+        / max(fs["spag_plan_bytes_per_step"], 1.0),
+    }
+
+
+def _strategy_rows(config, traces, measured, overlap, modelled_ms) -> list[dict]:
+    """Per strategy at ``train_skew``: measured bytes, memory, time and loss."""
+    train_skew = float(config.train_skew)
+    ep = traces.get(("ep", train_skew))
+    rows = []
     for s in config.strategies:
         tr = traces[(s, train_skew)]
-        hlo = measured[s]["hlo"]["total"]
-        strat_rows.append(
+        rows.append(
             {
                 "strategy": s,
                 "plan_bytes_per_step": plan_bytes(config, s, tr["load"], overlap),
-                "hlo_bytes_per_step": hlo,
+                "hlo_bytes_per_step": measured[s]["hlo"]["total"],
                 "peak_memory_bytes": measured[s]["memory"]["total"],
                 "cpu_ms_per_step": 1e3 * float(np.median(tr["wall"][1:])),
                 "modelled_ms_per_step": modelled_ms[s],
@@ -182,128 +254,122 @@ def write_report(
                 **(analysis.spag_summary(tr) if s in ("fastermoe", "fssdp") else {}),
                 "final_loss": float(tr["loss"][-1]),
                 "max_loss_diff_vs_ep": (
-                    float(np.max(np.abs(tr["loss"] - ep_loss)))
-                    if ep_loss is not None
+                    float(np.max(np.abs(tr["loss"] - ep["loss"])))
+                    if ep is not None
                     else "no EP run to compare with"
                 ),
                 "dropped_per_step": float(np.mean(tr["dropped"])),
             }
         )
+    return rows
 
-    remat_rows, remat_saving = _remat_rows(config, measured)
-    expert_rows = _expert_rows(config, sweep, overlap)
-    spread = layer_spread(config, traces[("fssdp", train_skew)]["load"], overlap)
-    even = config.model.experts // cm.devices
 
-    rows_b = [r for r in model_rows if r["cluster"] == "B"]
-    _figures(workdir, config, traces, rows_b, strat_rows, skews, expert_rows)
-    lam = [
-        r["param_bytes_vs_fsdp"]
-        for r in model_rows
-        if r["strategy"] == "fssdp" and r["skew"] == max(skews) and r["cluster"] == "B"
-    ][0]
-    metrics = {
-        f"speedup_fssdp_vs_ep_skew{k:g}": metrics_lib.metric(
+def _metrics(config, s, overlap) -> dict[str, Any]:
+    """The headline metrics of ``results.json`` from :func:`summarise`."""
+    skews, speed, even = s["skews"], s["speed"], s["even"]
+    metric = metrics_lib.metric
+    metrics = {}
+    for k in skews:
+        metrics[f"speedup_fssdp_vs_ep_skew{k:g}"] = metric(
             speed[("fssdp", k, "B")], "x (modelled, cluster B)"
         )
-        for k in skews
-    }
+    for k in skews:
+        metrics[f"speedup_fssdp_vs_ep_skew{k:g}_clusterA"] = metric(
+            speed[("fssdp", k, "A")], "x (modelled, cluster A)"
+        )
     metrics.update(
         {
-            f"speedup_fssdp_vs_ep_skew{k:g}_clusterA": metrics_lib.metric(
-                speed[("fssdp", k, "A")], "x (modelled, cluster A)"
-            )
-            for k in skews
-        }
-    )
-    metrics.update(
-        {
-            f"speedup_fastermoe_vs_ep_skew{max(skews):g}": metrics_lib.metric(
+            f"speedup_fastermoe_vs_ep_skew{max(skews):g}": metric(
                 speed[("fastermoe", max(skews), "B")], "x (modelled, cluster B)"
             ),
-            "lambda_fssdp_param_bytes_vs_fsdp": metrics_lib.metric(lam, "fraction"),
-            "overlap_degree_t": metrics_lib.metric(overlap, "experts"),
-            "fssdp_fewest_experts_of_a_layer_per_device": metrics_lib.metric(
-                spread[0], f"experts (even sharding: {even})"
+            "lambda_fssdp_param_bytes_vs_fsdp": metric(s["lam"], "fraction"),
+            "overlap_degree_t": metric(overlap, "experts"),
+            "fssdp_fewest_experts_of_a_layer_per_device": metric(
+                s["spread"][0], f"experts (even sharding: {even})"
             ),
-            "fssdp_most_experts_of_a_layer_per_device": metrics_lib.metric(
-                spread[1], f"experts (even sharding: {even})"
+            "fssdp_most_experts_of_a_layer_per_device": metric(
+                s["spread"][1], f"experts (even sharding: {even})"
             ),
-            "max_loss_diff_between_strategies": metrics_lib.metric(
-                ep_loss_diff(strat_rows), "nats"
+            "max_loss_diff_between_strategies": metric(
+                ep_loss_diff(s["strat_rows"]), "nats"
             ),
         }
     )
-    metrics.update(
-        {
-            f"speedup_fssdp_vs_fsdp_experts{r['experts']}"
-            + ("" if r["cluster"] == "B" else "_clusterA"): metrics_lib.metric(
+    for r in s["expert_rows"]:
+        if r["strategy"] == "fssdp":
+            suffix = "" if r["cluster"] == "B" else "_clusterA"
+            metrics[f"speedup_fssdp_vs_fsdp_experts{r['experts']}{suffix}"] = metric(
                 r["speedup_vs_fsdp"], f"x (modelled, cluster {r['cluster']})"
             )
-            for r in expert_rows
-            if r["strategy"] == "fssdp"
-        }
-    )
-    if np.isfinite(remat_saving):
-        metrics["remat_saving_of_backward_residuals"] = metrics_lib.metric(
-            remat_saving, "fraction (jax.vjp residuals, per device)"
+    if np.isfinite(s["remat_saving"]):
+        metrics["remat_saving_of_backward_residuals"] = metric(
+            s["remat_saving"], "fraction (jax.vjp residuals, per device)"
         )
-    alg2 = analysis.algorithm2_rows(config, traces[("fssdp", train_skew)], overlap)
-    cross = analysis.crossover(expert_rows, "modelled_ms_per_step")
-    cross_planned = _crossover_planned(expert_rows)
-    srow = {r["strategy"]: r for r in strat_rows}
-    fs = srow["fssdp"]
-    spag_vs_plan = fs["spag_hlo_bytes_per_step"] / max(
-        fs["spag_plan_bytes_per_step"], 1.0
+    metrics["fssdp_spag_hlo_bytes_vs_planned"] = metric(
+        s["spag_vs_plan"], "x (compiled HLO over planned replica bytes, measured)"
     )
-    metrics["fssdp_spag_hlo_bytes_vs_planned"] = metrics_lib.metric(
-        spag_vs_plan, "x (compiled HLO over planned replica bytes, measured)"
-    )
+    srow = s["srow"]
     if "fsdp" in srow:
-        metrics["fssdp_spag_hlo_bytes_vs_fsdp_gather_hlo"] = metrics_lib.metric(
-            fs["param_hlo_bytes_per_step"]
+        metrics["fssdp_spag_hlo_bytes_vs_fsdp_gather_hlo"] = metric(
+            srow["fssdp"]["param_hlo_bytes_per_step"]
             / max(srow["fsdp"]["param_hlo_bytes_per_step"], 1.0),
             "fraction (compiled HLO, measured)",
         )
-    metrics["crossover_experts_fssdp_beats_fsdp"] = metrics_lib.metric(
-        cross, "experts per layer (modelled, cluster B, compiled collective bytes)"
+    metrics["crossover_experts_fssdp_beats_fsdp"] = metric(
+        s["cross"], "experts per layer (modelled, cluster B, compiled collective bytes)"
     )
-    metrics["crossover_experts_fssdp_beats_fsdp_planned_bytes"] = metrics_lib.metric(
-        cross_planned, "experts per layer (modelled, cluster B, planned bytes only)"
+    metrics["crossover_experts_fssdp_beats_fsdp_planned_bytes"] = metric(
+        s["cross_planned"],
+        "experts per layer (modelled, cluster B, planned bytes only)",
     )
-    if alg2:
-        on, off = alg2
-        metrics["alg2_device_tokens_max_over_mean"] = metrics_lib.metric(
+    if s["alg2"]:
+        on, off = s["alg2"]
+        metrics["alg2_device_tokens_max_over_mean"] = metric(
             on["device_tokens_max_over_mean"],
             f"ratio (even sharding: {off['device_tokens_max_over_mean']:.3f})",
         )
-        metrics["alg2_modelled_ms_per_step"] = metrics_lib.metric(
+        metrics["alg2_modelled_ms_per_step"] = metric(
             on["modelled_ms_per_step"],
             f"ms (modelled; even sharding: {off['modelled_ms_per_step']:.2f})",
         )
+    return metrics
+
+
+def _alg2_text(s) -> str:
+    if not s["alg2"]:
+        return "Algorithm 2 did not re-shard during training. "
+    on, off = s["alg2"]
+    return (
+        f"In the trained FSSDP run Algorithm 2 re-sharded at steps "
+        f"{on['reshard_steps']} (moving {on['experts_moved']} experts); "
+        f"afterwards a device owns {on['experts_of_a_layer_per_device'][0]}"
+        f" to {on['experts_of_a_layer_per_device'][1]} experts of one layer "
+        f"(even sharding: {s['even']}), the busiest device computes "
+        f"{on['device_tokens_max_over_mean']:.3f}x the mean tokens "
+        f"(even sharding on the same loads: "
+        f"{off['device_tokens_max_over_mean']:.3f}x) and the modelled step "
+        f"takes {on['modelled_ms_per_step']:.2f} ms (even sharding: "
+        f"{off['modelled_ms_per_step']:.2f} ms). "
+    )
+
+
+def _verdict(config, s) -> str:
+    """The verdict: modelled speed-ups, bytes, Algorithm 2, measured times."""
+    skews, speed, srow = s["skews"], s["speed"], s["srow"]
+    fs = srow["fssdp"]
     sp = [speed[("fssdp", k, "B")] for k in skews]
     mv = "; ".join(
         f"{r['strategy']} {r['cpu_ms_per_step']:.1f} ms measured vs "
         f"{r['modelled_ms_per_step']:.1f} ms modelled"
-        for r in strat_rows
+        for r in s["strat_rows"]
     )
-    if alg2:
-        on, off = alg2
-        alg2_text = (
-            f"In the trained FSSDP run Algorithm 2 re-sharded at steps "
-            f"{on['reshard_steps']} (moving {on['experts_moved']} experts); "
-            f"afterwards a device owns {on['experts_of_a_layer_per_device'][0]}"
-            f" to {on['experts_of_a_layer_per_device'][1]} experts of one layer "
-            f"(even sharding: {even}), the busiest device computes "
-            f"{on['device_tokens_max_over_mean']:.3f}x the mean tokens "
-            f"(even sharding on the same loads: "
-            f"{off['device_tokens_max_over_mean']:.3f}x) and the modelled step "
-            f"takes {on['modelled_ms_per_step']:.2f} ms (even sharding: "
-            f"{off['modelled_ms_per_step']:.2f} ms). "
-        )
-    else:
-        alg2_text = "Algorithm 2 did not re-shard during training. "
-    verdict = (
+    fsdp_text = (
+        f" and {srow['fsdp']['param_hlo_bytes_per_step'] / 1e6:.3f} MB for "
+        "FSDP's all-gather + reduce-scatter"
+        if "fsdp" in srow
+        else ""
+    )
+    return (
         f"Modelled FSSDP speedup over EP at skews {skews}: "
         + ", ".join(f"{v:.2f}x" for v in sp)
         + f"; FasterMoE-style shadowing gets "
@@ -313,19 +379,14 @@ def write_report(
         f"{fs['spag_hlo_bytes_per_step'] / 1e6:.3f} MB per device and step "
         f"(HLO, buckets {fs['spag_buckets_used']}) against "
         f"{fs['spag_plan_bytes_per_step'] / 1e6:.3f} MB of planned replicas "
-        f"({spag_vs_plan:.2f}x)"
-        + (
-            f" and {srow['fsdp']['param_hlo_bytes_per_step'] / 1e6:.3f} MB for "
-            "FSDP's all-gather + reduce-scatter"
-            if "fsdp" in srow
-            else ""
-        )
+        f"({s['spag_vs_plan']:.2f}x)"
+        + fsdp_text
         + ". "
-        + alg2_text
-        + f"FSSDP's modelled step beats FSDP's {_from(cross)} with the "
-        f"compiled collective's bytes ({_from(cross_planned)} if only the "
-        f"planned bytes moved): {_sweep_text(expert_rows)}. Measured on this "
-        f"machine's 8 emulated CPU devices beside the model: {mv}. "
+        + _alg2_text(s)
+        + f"FSSDP's modelled step beats FSDP's {_from(s['cross'])} with the "
+        f"compiled collective's bytes ({_from(s['cross_planned'])} if only the "
+        f"planned bytes moved): {_sweep_text(s['expert_rows'])}. Measured on "
+        f"this machine's 8 emulated CPU devices beside the model: {mv}. "
         + analysis.GAP_REASON
         + " Step times come from a cost model (2 nodes x 4 devices, the "
         "paper's cluster bandwidths, GPT-MoE-S experts) fed with expert "
@@ -333,23 +394,6 @@ def write_report(
         "Exactness against the dense reference, bytes in the compiled HLO, "
         "memory_analysis and backward residuals were measured on CPU."
     )
-    path = metrics_lib.write_results(
-        workdir,
-        paper="hecate",
-        config=config,
-        metrics=metrics,
-        tables={
-            "strategies": strat_rows,
-            "modelled": model_rows,
-            "remat": remat_rows,
-            "experts": expert_rows,
-            "algorithm2": alg2,
-        },
-        claim=CLAIM,
-        verdict=verdict,
-        wall_seconds=time.time() - t_start,
-    )
-    return metrics_lib.read_results(path)
 
 
 def _modelled(config, traces, skew, cluster, overlap, cm, speed) -> list[dict]:

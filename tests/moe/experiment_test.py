@@ -55,6 +55,14 @@ def test_smoke_run_writes_consistent_results(tmp_path):
     # Skew shows up in the measured loads.
     imb = {r["skew"]: r["load_max_over_mean"] for r in modelled}
     assert imb[3.0] > imb[0.0]
+    # The gating study's "code" row retraces the strategies' training (same
+    # function, data and optimizer); GShard's gating sends fewer assignments.
+    gating = {r["gating"]: r for r in results["tables"]["gating"]}
+    assert gating["code"]["final_loss"] == pytest.approx(
+        rows["ep"]["final_loss"], abs=1e-4
+    )
+    assert gating["code"]["dispatched_per_token"] == pytest.approx(2.0)
+    assert gating["gshard"]["dispatched_per_token"] < 2.0
     # The expert sweep (smoke: only the trained count) is modelled per count.
     assert {r["experts"] for r in results["tables"]["experts"]} == {16}
     # SparseAllGather: the compiled bytes cover the planned replicas and stay

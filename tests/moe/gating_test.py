@@ -8,7 +8,7 @@ import numpy as np
 from jaxsuite.moe import data, gating
 
 
-def _loop_reference(logits, cap):
+def _loop_reference(logits, cap, draws=None):
     t, e = logits.shape
     p = np.exp(logits - logits.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
@@ -21,13 +21,18 @@ def _loop_reference(logits, cap):
     for i in range(t):
         pos[i, 0] = fill[e1[i]]
         fill[e1[i]] += 1
+    g = np.stack([p[np.arange(t), e1], p[np.arange(t), e2]], -1)
+    g = g / g.sum(-1, keepdims=True)
+    use2 = np.ones(t, bool) if draws is None else draws < 2 * g[:, 1]
     kept1 = np.minimum(fill, cap)
     fill2 = np.zeros(e, int)
     for i in range(t):
-        pos[i, 1] = kept1[e2[i]] + fill2[e2[i]]
-        fill2[e2[i]] += 1
-    g = np.stack([p[np.arange(t), e1], p[np.arange(t), e2]], -1)
-    return np.stack([e1, e2], -1), g / g.sum(-1, keepdims=True), pos, pos < cap
+        if use2[i]:
+            pos[i, 1] = kept1[e2[i]] + fill2[e2[i]]
+            fill2[e2[i]] += 1
+    keep = pos < cap
+    keep[:, 1] &= use2
+    return np.stack([e1, e2], -1), g, pos, keep, use2
 
 
 def test_top2_gating_matches_loop():
@@ -36,7 +41,7 @@ def test_top2_gating_matches_loop():
         logits = rng.normal(size=(40, 8)).astype(np.float32)
         logits[:, 2] += 1.5  # a hot expert, so capacity binds
         g = jax.jit(gating.top2_gating, static_argnums=1)(logits, cap)
-        expert, gate, pos, keep = _loop_reference(logits, cap)
+        expert, gate, pos, keep, _ = _loop_reference(logits, cap)
         np.testing.assert_array_equal(np.asarray(g.expert), expert)
         np.testing.assert_allclose(np.asarray(g.gate), gate, rtol=1e-5)
         np.testing.assert_array_equal(np.asarray(g.position), pos)
@@ -45,6 +50,31 @@ def test_top2_gating_matches_loop():
         np.testing.assert_array_equal(
             np.asarray(g.load), np.bincount(expert.reshape(-1), minlength=8)
         )
+
+
+def test_random_routing_matches_loop():
+    """GShard's random dispatch of second choices, against the loop."""
+    rng = np.random.default_rng(1)
+    fn = jax.jit(gating.top2_gating, static_argnums=1)
+    for cap in (2, 6, 80):
+        logits = rng.normal(size=(48, 8)).astype(np.float32)
+        logits[:, 5] += 1.0
+        draws = rng.random(48).astype(np.float32)
+        g = fn(logits, cap, draws)
+        expert, _, pos, keep, use2 = _loop_reference(logits, cap, draws)
+        assert 0 < use2.sum() < len(use2)  # some second choices are not sent
+        np.testing.assert_array_equal(np.asarray(g.keep), keep)
+        np.testing.assert_array_equal(np.asarray(g.position)[keep], pos[keep])
+        sent = np.concatenate([expert[:, 0], expert[use2, 1]])
+        np.testing.assert_array_equal(
+            np.asarray(g.load), np.bincount(sent, minlength=8)
+        )
+        dispatched = np.stack([np.ones_like(use2), use2], -1)
+        assert float(g.dropped) == float((dispatched & ~keep).sum())
+    # Draws of zero dispatch every second choice: the default gating.
+    full, zero = fn(logits, 4), fn(logits, 4, np.zeros(48, np.float32))
+    for a, b in zip(full, zero, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_capacity_formula():
