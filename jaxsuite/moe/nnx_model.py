@@ -32,6 +32,8 @@ class MoEModel(nnx.Module):
       vocab, hidden, ffn, layers, experts: model shape (``ffn = 2 hidden``
         in the paper's models).
       rngs: draws the initial parameters (``rngs.params()``).
+      key: alternatively, the key :func:`jaxsuite.moe.model.init_params`
+        draws from (the experiment's ``PRNGKey(seed)``).
     """
 
     def __init__(
@@ -42,10 +44,13 @@ class MoEModel(nnx.Module):
         ffn: int,
         layers: int,
         experts: int,
-        rngs: nnx.Rngs,
+        rngs: nnx.Rngs | None = None,
+        key: jax.Array | None = None,
     ):
+        if (rngs is None) == (key is None):
+            raise ValueError("MoEModel needs exactly one of rngs and key.")
         dense, weights = model.init_params(
-            rngs.params(),
+            rngs.params() if key is None else key,
             vocab=vocab,
             hidden=hidden,
             ffn=ffn,

@@ -17,7 +17,7 @@ import optax
 from jax.sharding import NamedSharding
 
 from jaxsuite.core import devices
-from jaxsuite.moe import data, gating, model, plans, sharding, strategies
+from jaxsuite.moe import data, gating, nnx_model, plans, strategies
 from jaxsuite.moe.replay import layer_slots
 
 AXIS = "x"
@@ -60,20 +60,24 @@ class Runtime:
         self.mesh = devices.make_mesh((jax.device_count(),), (AXIS,))
         self.tx = optax.adam(config.model.learning_rate)
         m = config.model
-        self.dense, self.experts = model.init_params(
-            jax.random.PRNGKey(config.seed),
+        self.model = nnx_model.MoEModel(
             vocab=m.vocab,
             hidden=m.hidden,
             ffn=m.ffn,
             layers=m.layers,
             experts=m.experts,
+            key=jax.random.PRNGKey(config.seed),
         )
         self.compiled: dict[tuple, Any] = {}
 
     def state(self, pool_id: np.ndarray) -> dict[str, Any]:
-        """Initial ``{"dense", "pools", "opt"}`` laid out by ``pool_id (D, S)``."""
-        pools = sharding.experts_to_pools(self.experts, pool_id)
-        state = {"dense": self.dense, "pools": pools}
+        """Initial ``{"dense", "pools", "opt"}`` laid out by ``pool_id (D, S)``.
+
+        ``dense`` and ``pools`` are the ``nnx.Param`` state of
+        ``self.model.shard(pool_id)``: the strategies train the module's
+        parameters (write them back with :func:`nnx_model.load_params`).
+        """
+        state = nnx_model.params(self.model.shard(pool_id))
         state["opt"] = self.tx.init(state)
         return strategies.put_state(self.mesh, state, AXIS)
 

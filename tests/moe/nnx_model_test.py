@@ -11,10 +11,12 @@ from __future__ import annotations
 import jax
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 from jax.sharding import NamedSharding
 
-from jaxsuite.moe import model, nnx_model, strategies
+from configs import hecate as hecate_config
+from jaxsuite.moe import model, nnx_model, replay, runtime, strategies
 from tests.moe import common as h
 
 
@@ -66,3 +68,25 @@ def test_nnx_state_is_the_strategies_pytree():
     h.assert_close(sharded.unshard(pool, h.L), ref.experts[...], err_msg="experts")
     for k in ref.dense:
         h.assert_close(sharded.dense[k][...], ref.dense[k][...], err_msg=k)
+
+
+def test_model_from_key_is_init_params_and_runtime_trains_its_state():
+    """``key=`` draws exactly ``init_params``'s parameters; Runtime's state is
+    the module's sharded ``nnx.Param`` state."""
+    shape = dict(vocab=11, hidden=8, ffn=16, layers=2, experts=8)
+    key = jax.random.PRNGKey(3)
+    module = nnx_model.MoEModel(**shape, key=key)
+    dense, experts = model.init_params(key, **shape)
+    np.testing.assert_array_equal(np.asarray(module.experts[...]), experts)
+    for k, v in dense.items():
+        np.testing.assert_array_equal(np.asarray(module.dense[k][...]), v)
+    with pytest.raises(ValueError, match="exactly one"):
+        nnx_model.MoEModel(**shape)
+    config = hecate_config.get_config("smoke")
+    setup = runtime.Runtime(config)
+    plnr = replay.planner(config, "ep", replay.overlap_degree(config))
+    state = setup.state(plnr.pool_id)
+    want = nnx_model.params(setup.model.shard(plnr.pool_id))
+    np.testing.assert_array_equal(np.asarray(state["pools"]), want["pools"])
+    for k, v in want["dense"].items():
+        np.testing.assert_array_equal(np.asarray(state["dense"][k]), v)
