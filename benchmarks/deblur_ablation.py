@@ -70,6 +70,7 @@ def settings() -> dict[str, tuple[tuple[str, ...], str, dict]]:
 def run(preset: str, workdir: str, names: list[str]) -> dict:
     """Trains plain 3DGS per blur type and each setting; returns the output."""
     from jaxsuite.core import metrics as metrics_lib
+    from jaxsuite.splat import settings as settings_lib
     from jaxsuite.splat.data import make_data
 
     base = _config_module().get_config(preset)
@@ -77,7 +78,8 @@ def run(preset: str, workdir: str, names: list[str]) -> dict:
         base.lpips = False
     table = settings()
     blurs = [b for b in base.blur_types if any(b in table[n][0] for n in names)]
-    data = make_data(base)
+    typed = settings_lib.from_config(base)
+    data = make_data(typed.data, typed.raster)
     rows, seconds = [], {}
     with metrics_lib.MetricWriter(workdir) as writer:
         for blur in blurs:
@@ -96,12 +98,14 @@ def run(preset: str, workdir: str, names: list[str]) -> dict:
 
 def _run_blur(base, data, blur, names, table, workdir, writer, rows, seconds):
     from jaxsuite.splat import evaluate, experiment, methods
+    from jaxsuite.splat import settings as settings_lib
 
     t0 = time.time()
+    typed = settings_lib.from_config(base)
     params, _ = methods.train_method(
-        base, data, blur, "vanilla", os.path.join(workdir, "vanilla"), writer
+        typed, data, blur, "vanilla", os.path.join(workdir, "vanilla"), writer
     )
-    ref, _ = experiment.score_method(base, data, blur, "vanilla", params)
+    ref, _ = experiment.score_method(typed, data, blur, "vanilla", params)
     seconds[f"{blur}/vanilla"] = round(time.time() - t0, 1)
     given = evaluate.blurry_input_scores(data, blur, lpips=base.lpips)
     rows.append(_row("3dgs", blur, "vanilla", ref, ref, given, {}))
@@ -113,10 +117,11 @@ def _run_blur(base, data, blur, names, table, workdir, writer, rows, seconds):
         config = base.copy_and_resolve_references()
         with config.unlocked():
             config.update(overrides)
+        typed = settings_lib.from_config(config)
         params, _ = methods.train_method(
-            config, data, blur, method, os.path.join(workdir, name), writer
+            typed, data, blur, method, os.path.join(workdir, name), writer
         )
-        scores, _ = experiment.score_method(config, data, blur, method, params)
+        scores, _ = experiment.score_method(typed, data, blur, method, params)
         seconds[f"{blur}/{name}"] = round(time.time() - t0, 1)
         rows.append(_row(name, blur, method, scores, ref, given, overrides))
 

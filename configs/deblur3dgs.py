@@ -193,7 +193,7 @@ def _base() -> ml_collections.ConfigDict:
     c.lr_mlp = 1e-3
     # Deblurring MLP (defocus: synthetic_defocus; motion: real_camera_motion).
     # Keys without a prefix are the defocus variant's; each motion_<key> is
-    # the camera-motion variant's (see methods.blur_config).
+    # the camera-motion variant's (see splat.settings.deblur_settings).
     c.lambda_s = 0.01
     c.lambda_p = 0.0
     c.max_clamp = 1.1

@@ -7,6 +7,7 @@ from Gaussians and a camera to an image), ``blur_mlp`` (the deblurring MLP),
 (sparse-point addition), ``densify`` (adaptive density control), ``train``
 (parameters, optimiser, loss), ``train_step`` (the training step and its
 state), ``methods`` (the compared methods and their training), ``evaluate``
-(test-view scores), ``report`` (metrics, figure, verdict), ``experiment``
-(the launcher's comparison, wiring them), ``colmap`` and ``ply`` (formats).
+(test-view scores), ``report`` (metrics, figure, verdict), ``settings`` (the
+config read once into typed settings), ``experiment`` (the launcher's
+comparison, wiring them), ``colmap`` and ``ply`` (formats).
 """

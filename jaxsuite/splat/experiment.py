@@ -41,36 +41,36 @@ from jaxsuite.core import train as train_lib
 from jaxsuite.splat import evaluate as eval_lib
 from jaxsuite.splat import methods as methods_lib
 from jaxsuite.splat import report
+from jaxsuite.splat import settings as settings_lib
 from jaxsuite.splat.data import make_data
+from jaxsuite.splat.settings import Settings
 
 
 def score_method(
-    config: Any, data: dict, blur: str, method: str, params: dict
+    settings: Settings, data: dict, blur: str, method: str, params: dict
 ) -> tuple[dict[str, float], np.ndarray]:
     """The test-view scores of one trained method (and its ``(B, H, W, 3)``
     test renders): :func:`evaluate.evaluate`'s, the number of Gaussians and,
     for Deblurring-3DGS, what its MLP does (and, for defocus, what the
     thin-lens blur asks of it)."""
-    scores, renders = eval_lib.evaluate(
-        params, data, eval_lib.EvalSettings.from_config(config)
-    )
+    scores, renders = eval_lib.evaluate(params, data, settings.evaluation)
     scores["gaussians"] = float(params["means"].shape[0])
     if method == "deblur":
-        c = methods_lib.blur_config(config, blur)
-        scores.update(eval_lib.mlp_stats(params, data, c))
+        mlp = settings.deblur(blur)
+        scores.update(eval_lib.mlp_stats(params, data, mlp))
         if blur == "defocus":
             scores.update(
                 eval_lib.defocus_need(
                     params,
                     data,
-                    aperture=config.aperture,
-                    max_clamp=methods_lib.blur_config(config, "defocus").max_clamp,
+                    aperture=settings.data.aperture,
+                    max_clamp=mlp.max_clamp,
                 )
             )
     return scores, renders
 
 
-def run_blur(config: Any, data: dict, blur: str, workdir: str, writer: Any):
+def run_blur(settings: Settings, data: dict, blur: str, workdir: str, writer: Any):
     """Trains and scores every method on one blur type; writes its figure.
 
     Returns:
@@ -79,18 +79,18 @@ def run_blur(config: Any, data: dict, blur: str, workdir: str, writer: Any):
     test_v = int(data["test_ids"][0])
     panels = [np.asarray(data["blurry"][blur][test_v])]
     metrics, rows, scores = {}, [], {}
-    methods = methods_lib.methods_for(config, blur)
+    methods = methods_lib.methods_for(settings.methods, blur)
     for method in methods:
         params, overflows = methods_lib.train_method(
-            config, data, blur, method, workdir, writer
+            settings, data, blur, method, workdir, writer
         )
-        scores[method], renders = score_method(config, data, blur, method, params)
+        scores[method], renders = score_method(settings, data, blur, method, params)
         scores[method]["overflow_steps"] = float(overflows)
         panels.append(renders[0])
         rows.append(report.table_row(blur, method, scores[method]))
         metrics.update(report.method_metrics(blur, method, scores[method]))
     metrics.update(report.gain_metrics(blur, scores))
-    base = eval_lib.blurry_input_scores(data, blur, lpips=config.lpips)
+    base = eval_lib.blurry_input_scores(data, blur, lpips=settings.evaluation.lpips)
     rows.append(report.table_row(blur, "blurry_input", base))
     metrics.update(report.blurry_input_metrics(blur, base, scores["deblur"]["psnr"]))
     panels.append(np.asarray(data["sharp"][test_v]))
@@ -99,17 +99,24 @@ def run_blur(config: Any, data: dict, blur: str, workdir: str, writer: Any):
 
 
 def run(config: Any, workdir: str) -> dict[str, Any]:
-    """Trains the methods per blur type, evaluates, writes ``results.json``."""
+    """Trains the methods per blur type, evaluates, writes ``results.json``.
+
+    ``config`` (``configs/deblur3dgs.py``) is read once, into
+    ``settings.from_config``'s typed settings; it is also echoed in
+    ``results.json`` and the hyperparameters of ``metrics.jsonl``.
+    """
     t0 = time.time()
-    for blur in config.blur_types:
-        methods_lib.methods_for(config, blur)
+    settings = settings_lib.from_config(config)
+    blur_types = settings.data.blur_types
+    for blur in blur_types:
+        methods_lib.methods_for(settings.methods, blur)
     train_lib.prepare_workdir(workdir, config)
-    data = make_data(config)
+    data = make_data(settings.data, settings.raster)
     metrics, rows = {}, []
     with metrics_lib.MetricWriter(workdir) as writer:
         writer.write_hparams(config.to_dict())
-        for blur in config.blur_types:
-            m, r = run_blur(config, data, blur, workdir, writer)
+        for blur in blur_types:
+            m, r = run_blur(settings, data, blur, workdir, writer)
             metrics.update(m)
             rows.extend(r)
     path = metrics_lib.write_results(
@@ -119,7 +126,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
         metrics=metrics,
         tables={"test_views": rows},
         claim=report.CLAIM,
-        verdict=report.verdict(metrics, config),
+        verdict=report.verdict(metrics, settings),
         wall_seconds=time.time() - t0,
     )
     return metrics_lib.read_results(path)

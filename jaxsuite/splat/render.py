@@ -3,9 +3,13 @@
 ``render`` takes the activated quantities explicitly (means, scales, raw
 quaternions, opacities), so the deblurring MLP can hand in modified scales,
 rotations and positions; ``render_gaussians`` is the plain 3DGS call.
+:class:`RasterSettings` holds the rasteriser's workspace and implementation.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +17,33 @@ import jax.numpy as jnp
 from jaxsuite.kernels.splatting import api as raster_api
 from jaxsuite.splat import gaussians as gaussians_lib
 from jaxsuite.splat import projection
+
+
+@dataclasses.dataclass(frozen=True)
+class RasterSettings:
+    """The rasteriser's workspace and implementation (see :func:`render`).
+
+    Attributes:
+      capacity: tile-intersection workspace size.
+      max_per_tile: per-tile list length of the 'xla' rasteriser.
+      tile: tile side (16 for the Pallas kernel).
+      implementation: rasteriser, see ``jaxsuite.kernels.splatting.api``
+        (``None``: Pallas on GPU, the tiled XLA path elsewhere).
+    """
+
+    capacity: int
+    max_per_tile: int
+    tile: int
+    implementation: raster_api.Implementation | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        """The settings as keyword arguments of :func:`render`."""
+        return dict(
+            capacity=self.capacity,
+            max_per_tile=self.max_per_tile,
+            tile=self.tile,
+            implementation=self.implementation,
+        )
 
 
 def render(

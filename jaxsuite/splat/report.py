@@ -17,7 +17,9 @@ import numpy as np
 
 from jaxsuite.core import figures
 from jaxsuite.core import metrics as metrics_lib
-from jaxsuite.splat.methods import TITLES, blur_config
+from jaxsuite.splat.methods import TITLES
+from jaxsuite.splat.settings import Settings
+from jaxsuite.splat.train import DeblurSettings
 
 CLAIM = (
     "Deblurring-3DGS reconstructs sharp scenes from blurry images better than "
@@ -100,9 +102,10 @@ def comparison_figure(
     )
 
 
-def departures(config: Any, blur: str) -> list[str]:
-    """The MLP options for ``blur`` that depart from the official code."""
-    c = blur_config(config, blur)
+def departures(mlp: DeblurSettings, blur: str) -> list[str]:
+    """The MLP options of ``mlp`` (blur type ``blur``'s settings) that depart
+    from the official code."""
+    c = mlp
     out = []
     if c.mlp_center_offsets and blur == "motion":
         out.append("camera-motion offsets centred on the plain Gaussians")
@@ -111,11 +114,11 @@ def departures(config: Any, blur: str) -> list[str]:
     if not c.mlp_rotation_factors:
         out.append("rotation factors off")
     for name in ("mlp_scale_bias", "mlp_rotation_bias"):
-        if c[name]:
-            out.append(f"{name} {c[name]}")
+        if getattr(c, name):
+            out.append(f"{name} {getattr(c, name)}")
     for name, value in CODE_SETTINGS[blur].items():
-        if c[name] != value:
-            out.append(f"{name} {c[name]} (code: {value})")
+        if getattr(c, name) != value:
+            out.append(f"{name} {getattr(c, name)} (code: {value})")
     return out
 
 
@@ -174,10 +177,11 @@ def _controls_sentence(gains: Mapping[str, float], metrics: Metrics, capacity) -
     return out
 
 
-def verdict(metrics: Metrics, config: Any) -> str:
+def verdict(metrics: Metrics, settings: Settings) -> str:
     """The verdict of the comparison from its ``metrics`` (all blur types of
-    ``config.blur_types``) and the settings of ``config``."""
-    gains = {b: metrics[f"{b}/psnr_gain"]["value"] for b in config.blur_types}
+    ``settings.data.blur_types``) and the ``settings`` that produced them."""
+    d = settings.data
+    gains = {b: metrics[f"{b}/psnr_gain"]["value"] for b in d.blur_types}
     over = {b: metrics[f"{b}/deblur_minus_blurry_psnr"]["value"] for b in gains}
     parts = [
         f"{b}: {g:+.2f} dB PSNR over 3DGS, {over[b]:+.2f} dB over the blurry "
@@ -191,22 +195,23 @@ def verdict(metrics: Metrics, config: Any) -> str:
         "rotation factors above 1"
         for b in gains
     ]
-    controls = _controls_sentence(gains, metrics, config.capacity)
+    controls = _controls_sentence(gains, metrics, settings.raster.capacity)
     changed = []
     for b in gains:
-        found = departures(config, b)
+        found = departures(settings.deblur(b), b)
         if found:
             changed.append(f"{b}: {', '.join(found)}")
-    settings = (
+    mlp_settings = (
         f"MLP settings that depart from the official code ({'; '.join(changed)})."
         if changed
         else "The MLP runs the official code's settings."
     )
     return (
         f"{verdict_head(gains, over)} on sharp test views ({'; '.join(parts)}) of "
-        f"a procedural {config.scene} scene at {config.image_size}px, from "
-        f"{config.num_gaussians} initial Gaussians with 3DGS densification (up to "
-        f"{config.max_gaussians}) over {config.steps} steps. {settings} The "
+        f"a procedural {d.scene} scene at {d.image_size}px, from "
+        f"{d.num_gaussians} initial Gaussians with 3DGS densification (up to "
+        f"{settings.train.max_gaussians}) over {settings.train.steps} steps. "
+        f"{mlp_settings} The "
         f"trained MLP's factors ({'; '.join(active)}) show how much blur it "
         f"models. {controls}"
         f"Test-time rendering needs no MLP ({min(fps):.0f}-{max(fps):.0f} "

@@ -16,11 +16,14 @@ the MLP.
 
 Densification is 3DGS's on a fixed-capacity buffer (``densify``);
 Deblurring-3DGS prunes with its depth-dependent threshold
-(:func:`depth_pruning_threshold`).
+(:func:`depth_pruning_threshold`). :class:`OptimizerSettings` holds the
+learning rates, :class:`DeblurSettings` one blur type's MLP and pruning
+settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +37,66 @@ from jaxsuite.splat import gaussians as gl
 from jaxsuite.splat import render as render_lib
 
 Params = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSettings:
+    """The per-parameter Adam of :func:`make_optimizer` (defaults: 3DGS's).
+
+    Attributes:
+      steps: the training steps (the means' decay runs over them).
+      lr_means: the means' first learning rate, times the scene extent.
+      lr_means_final: their last, times the scene extent.
+      lr_scales: the log-scales'.
+      lr_quats: the rotations'.
+      lr_opacity: the opacity logits'.
+      lr_sh: SH DC's (the higher bands get 1/20 of it).
+      lr_mlp: the blur MLP's.
+    """
+
+    steps: int
+    lr_means: float = 1.6e-3
+    lr_means_final: float = 1.6e-5
+    lr_scales: float = 5e-3
+    lr_quats: float = 1e-3
+    lr_opacity: float = 0.05
+    lr_sh: float = 2.5e-3
+    lr_mlp: float = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class DeblurSettings:
+    """Deblurring-3DGS's settings for one blur type (defaults: the official
+    code's defocus settings).
+
+    Attributes:
+      lambda_s: the scale and rotation factors' ``lambda_s``
+        (``blur_mlp.clamp_delta``).
+      lambda_p: the camera-motion position offsets' scale.
+      max_clamp: the factors' upper clamp.
+      mlp_scale_bias: the MLP's initial scale-head bias (``blur_mlp.init``).
+      mlp_rotation_bias: its initial rotation-head bias.
+      mlp_rotation_factors: whether the rotation factors scale the raw
+        quaternions.
+      mlp_relative_factors: factors relative to their smallest over the
+        training views (``blur_mlp.factors``).
+      mlp_center_offsets: camera motion's offsets centred on the plain
+        Gaussians (``blur_mlp.position_shifts``).
+      grad_threshold: the densification gradient threshold.
+      prune_opacity: the depth-based pruning threshold ``t_p``
+        (:func:`depth_pruning_threshold`).
+    """
+
+    lambda_s: float = 0.01
+    lambda_p: float = 0.0
+    max_clamp: float = 1.1
+    mlp_scale_bias: float = 0.0
+    mlp_rotation_bias: float = 0.0
+    mlp_rotation_factors: bool = True
+    mlp_relative_factors: bool = False
+    mlp_center_offsets: bool = False
+    grad_threshold: float = 2e-4
+    prune_opacity: float = 0.005
 
 
 def init_params(g: gl.Gaussians, mlp: Mapping | None = None) -> Params:
@@ -62,22 +125,26 @@ def to_gaussians(params: Params) -> gl.Gaussians:
     )
 
 
-def make_optimizer(config: Any, extent: float) -> optax.GradientTransformation:
-    """Per-parameter Adam of 3DGS (see module docstring)."""
-    steps = max(int(config.steps), 1)
+def make_optimizer(
+    settings: OptimizerSettings, extent: float
+) -> optax.GradientTransformation:
+    """Per-parameter Adam of 3DGS (see module docstring) over a :data:`Params`
+    dict; ``extent`` scales the means' learning rates."""
+    s = settings
+    steps = max(int(s.steps), 1)
     means_lr = optax.exponential_decay(
-        config.lr_means * extent,
+        s.lr_means * extent,
         transition_steps=steps,
-        decay_rate=config.lr_means_final / config.lr_means,
+        decay_rate=s.lr_means_final / s.lr_means,
     )
     lrs = {
         "means": means_lr,
-        "log_scales": config.lr_scales,
-        "quats": config.lr_quats,
-        "opacity_logits": config.lr_opacity,
-        "sh_dc": config.lr_sh,
-        "sh_rest": config.lr_sh / 20.0,
-        "mlp": config.lr_mlp,
+        "log_scales": s.lr_scales,
+        "quats": s.lr_quats,
+        "opacity_logits": s.lr_opacity,
+        "sh_dc": s.lr_sh,
+        "sh_rest": s.lr_sh / 20.0,
+        "mlp": s.lr_mlp,
     }
     transforms = {k: optax.adam(lr, eps=1e-15) for k, lr in lrs.items()}
     return optax.multi_transform(transforms, lambda p: {k: k for k in p})
@@ -92,25 +159,27 @@ def render_views(
     height: int,
     sh_degree: int | jax.Array,
     background: jax.Array,
-    deblur: bool,
-    config: Any,
+    raster: render_lib.RasterSettings,
+    mlp: DeblurSettings | None = None,
     reference_centers: jax.Array | None = None,
     active: jax.Array | None = None,
     means2d_offset: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Training render of one view.
+    """Training render of one view (``c2w`` ``(4, 4)``, ``K`` ``(3, 3)``).
 
-    ``config`` holds one blur type's MLP settings (``lambda_s``, ``lambda_p``,
-    ``max_clamp``, ``mlp_*``; see ``methods.blur_config``).
+    ``raster``: the rasteriser's workspace. ``mlp``: one blur type's MLP
+    settings (``lambda_s``, ``lambda_p``, ``max_clamp``, ``mlp_*``); given,
+    the Gaussians are rendered through the blur MLP ``params["mlp"]``
+    (Deblurring-3DGS), else as they are (3DGS).
     ``reference_centers`` ``(V, 3)``: the training camera centres, used when
-    ``config.mlp_relative_factors`` (see ``blur_mlp.factors``).
+    ``mlp.mlp_relative_factors`` (see ``blur_mlp.factors``).
     ``active`` ``(N,)`` and ``means2d_offset`` ``(N, 2)``: see
     ``render.render`` (the offset is shared by the MLP's renders, so its
     gradient sums theirs).
 
     Returns:
       ``(image, num_intersections, overflow)``: the ``(H, W, 3)`` image (the
-      mean of the MLP's renders when ``deblur``), the largest intersection
+      mean of the MLP's renders when ``mlp`` is given), the largest intersection
       count over the renders and whether any overflowed.
     """
     g = to_gaussians(params)
@@ -119,17 +188,14 @@ def render_views(
         height=height,
         sh_degree=sh_degree,
         background=background,
-        capacity=config.capacity,
-        max_per_tile=config.max_per_tile,
-        tile=config.tile,
-        implementation=config.implementation or None,
+        **raster.kwargs(),
         active=active,
         means2d_offset=means2d_offset,
     )
-    if not deblur:
+    if mlp is None:
         out = render_lib.render_gaussians(g, c2w, K, **kw)
         return out.image, out.num_intersections, out.overflow
-    if config.mlp_relative_factors and reference_centers is None:
+    if mlp.mlp_relative_factors and reference_centers is None:
         raise ValueError("mlp_relative_factors needs the reference_centers.")
     means_r, scales_r, quats_r = blur_mlp.blur_transforms(
         params["mlp"],
@@ -137,12 +203,12 @@ def render_views(
         g.scales,
         g.rotations,
         c2w[:3, 3],
-        lambda_s=config.lambda_s,
-        lambda_p=config.lambda_p,
-        max_clamp=config.max_clamp,
-        rotation_factors=config.mlp_rotation_factors,
-        center_offsets=config.mlp_center_offsets,
-        reference_centers=(reference_centers if config.mlp_relative_factors else None),
+        lambda_s=mlp.lambda_s,
+        lambda_p=mlp.lambda_p,
+        max_clamp=mlp.max_clamp,
+        rotation_factors=mlp.mlp_rotation_factors,
+        center_offsets=mlp.mlp_center_offsets,
+        reference_centers=(reference_centers if mlp.mlp_relative_factors else None),
     )
     outs = jax.vmap(
         lambda m, s, q: render_lib.render(m, s, q, g.opacities, g.sh, c2w, K, **kw)

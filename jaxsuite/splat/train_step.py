@@ -34,6 +34,7 @@ from jaxsuite.splat import compensation, projection, scenes
 from jaxsuite.splat import densify as densify_lib
 from jaxsuite.splat import gaussians as gl
 from jaxsuite.splat import train as splat_train
+from jaxsuite.splat.render import RasterSettings
 
 State = dict[str, Any]
 Scalars = dict[str, jax.Array]
@@ -224,8 +225,8 @@ def view_renderer(
     *,
     sh_degree: int | jax.Array,
     background: jax.Array,
-    deblur: bool,
-    render_config: Any,
+    raster: RasterSettings,
+    mlp: splat_train.DeblurSettings | None,
     reference_centers: jax.Array,
     active: jax.Array,
 ) -> Callable[..., tuple[jax.Array, jax.Array, jax.Array]]:
@@ -233,8 +234,8 @@ def view_renderer(
 
     ``train.render_views`` at the size of ``views`` (``offset`` ``(N, 2)``,
     ``c2w`` ``(4, 4)``, ``K`` ``(3, 3)``; ``background`` ``(3,)``,
-    ``reference_centers`` ``(T, 3)``, ``active`` ``(N,)``); the image is
-    ``(H, W, 3)``.
+    ``reference_centers`` ``(T, 3)``, ``active`` ``(N,)``; through the blur
+    MLP when ``mlp`` is given); the image is ``(H, W, 3)``.
     """
 
     def render(p, offset, c2w, K):
@@ -246,8 +247,8 @@ def view_renderer(
             height=views.height,
             sh_degree=sh_degree,
             background=background,
-            deblur=deblur,
-            config=render_config,
+            raster=raster,
+            mlp=mlp,
             reference_centers=reference_centers,
             active=active,
             means2d_offset=offset,
@@ -262,7 +263,8 @@ def make_train_step(
     data: StepData,
     *,
     method: str,
-    render_config: Any,
+    raster: RasterSettings,
+    mlp: splat_train.DeblurSettings | None = None,
     sh_every: int,
     sh_degree: int,
     aperture: float,
@@ -274,14 +276,18 @@ def make_train_step(
     renders it as ``method`` does (:func:`method_render`; the SH degree rises
     by one every ``sh_every`` steps up to ``sh_degree``), takes the gradient
     of ``train.photometric_loss`` against the blurry image and applies
-    :func:`apply_gradients`. ``render_config`` holds one blur type's render
-    and MLP settings (see ``train.render_views``).
+    :func:`apply_gradients`. ``raster`` is the rasteriser's workspace;
+    ``mlp`` holds one blur type's MLP settings, which ``method == "deblur"``
+    renders through (see ``train.render_views``; the other methods ignore
+    it).
 
     Returns:
       The step; its scalars are ``loss``, ``grad_norm``, ``intersections``
       and ``overflow`` (all ``()``).
     """
-    deblur = method == "deblur"
+    if method == "deblur" and mlp is None:
+        raise ValueError("method 'deblur' needs the blur MLP's settings (mlp).")
+    mlp = mlp if method == "deblur" else None
     views = data.views
     centres = views.c2w[data.train_ids][:, :3, 3]  # (T, 3)
     background = jnp.ones(3)
@@ -298,8 +304,8 @@ def make_train_step(
             views,
             sh_degree=degree,
             background=background,
-            deblur=deblur,
-            render_config=render_config,
+            raster=raster,
+            mlp=mlp,
             reference_centers=centres,
             active=active,
         )

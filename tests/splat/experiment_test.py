@@ -1,5 +1,6 @@
 """The launcher's experiment on the smoke preset: results contract and resume."""
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -9,6 +10,7 @@ import pytest
 
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.splat import experiment, methods, report
+from jaxsuite.splat import settings as settings_lib
 
 # One worker runs every test of this paper's smoke run (here and in
 # tests/notebooks_test.py), so later runs reuse its compiled programs.
@@ -30,7 +32,7 @@ def test_smoke_run_writes_results_and_resumes(tmp_path):
     assert results["paper"] == "deblur3dgs" and results["preset"] == "smoke"
     m = results["metrics"]
     for blur in config.blur_types:
-        for method in methods.methods_for(config, blur):
+        for method in methods.methods_for(config.methods, blur):
             psnr = m[f"{blur}/{method}/psnr"]
             assert psnr["unit"] == "dB" and 5.0 < psnr["value"] < 60.0
             assert 0.0 < m[f"{blur}/{method}/ssim"]["value"] <= 1.0
@@ -39,7 +41,7 @@ def test_smoke_run_writes_results_and_resumes(tmp_path):
         assert abs(gain - m[f"{blur}/psnr_gain"]["value"]) < 1e-9
         assert os.path.exists(os.path.join(workdir, f"{blur}.png"))
     rows = results["tables"]["test_views"]
-    counts = [len(methods.methods_for(config, b)) for b in config.blur_types]
+    counts = [len(methods.methods_for(config.methods, b)) for b in config.blur_types]
     assert len(rows) == sum(counts) + len(config.blur_types)
     for blur in config.blur_types:
         # The do-nothing baseline sits beside the methods.
@@ -58,8 +60,9 @@ def test_smoke_run_writes_results_and_resumes(tmp_path):
     with open(os.path.join(workdir, "results.json")) as f:
         written = json.load(f)
     assert written["claim"] == report.CLAIM
+    typed = settings_lib.from_config(config)
     for blur in config.blur_types:
-        for change in report.departures(config, blur):
+        for change in report.departures(typed.deblur(blur), blur):
             assert change in written["verdict"]
     assert metrics_lib.read_metrics(workdir)
 
@@ -80,48 +83,69 @@ def test_methods_are_checked_and_thin_lens_is_defocus_only():
     config = _config("smoke")
     with config.unlocked():
         config.methods = methods.METHODS
-    assert "thin_lens" in methods.methods_for(config, "defocus")
-    assert "thin_lens" not in methods.methods_for(config, "motion")
+    assert "thin_lens" in methods.methods_for(config.methods, "defocus")
+    assert "thin_lens" not in methods.methods_for(config.methods, "motion")
     for bad in [("vanilla", "deblur", "sharpen"), ("vanilla", "known_blur")]:
         with config.unlocked():
             config.methods = bad
         try:
-            methods.methods_for(config, "defocus")
+            methods.methods_for(config.methods, "defocus")
         except ValueError as e:
             assert "vanilla" in str(e) and "thin_lens" in str(e)
         else:
             raise AssertionError(f"methods={bad} was accepted")
 
 
+def _departures(config, blur):
+    return report.departures(settings_lib.from_config(config).deblur(blur), blur)
+
+
 def test_departures_from_the_code_are_named():
     config = _config("paper")
-    assert report.departures(config, "defocus") == []
-    assert report.departures(config, "motion") == []
+    assert _departures(config, "defocus") == []
+    assert _departures(config, "motion") == []
     with config.unlocked():
         config.mlp_center_offsets = True
         config.mlp_rotation_factors = False
         config.mlp_scale_bias = 1.2
         config.max_clamp = 2.0
-    named = report.departures(config, "defocus")
+    named = _departures(config, "defocus")
     # Centring applies to motion only; the unprefixed keys are defocus's.
     assert len(named) == 3 and "mlp_scale_bias 1.2" in named
     assert "max_clamp 2.0 (code: 1.1)" in named
-    assert report.departures(config, "motion") == [
+    assert _departures(config, "motion") == [
         "camera-motion offsets centred on the plain Gaussians"
     ]
 
 
-def test_blur_config_takes_the_motion_keys_for_motion():
+def test_deblur_settings_take_the_motion_keys_for_motion():
     config = _config("paper")
     with config.unlocked():
         config.max_clamp = 2.0
         config.motion_max_clamp = 1.3
         config.mlp_relative_factors = True
-    defocus = methods.blur_config(config, "defocus")
-    motion = methods.blur_config(config, "motion")
+        config.mlp_center_offsets = True
+    typed = settings_lib.from_config(config)
+    defocus, motion = typed.deblur("defocus"), typed.deblur("motion")
+    assert defocus == settings_lib.deblur_settings(config, "defocus")
+    assert motion == settings_lib.deblur_settings(config, "motion")
     assert defocus.max_clamp == 2.0 and defocus.mlp_relative_factors
     assert motion.max_clamp == 1.3 and not motion.mlp_relative_factors
-    for key in methods.MOTION_KEYS:
-        assert motion[key] == config[f"motion_{key}"]
-        assert defocus[key] == config[key]
-    assert config.max_clamp == 2.0  # the input is not changed
+    for key in settings_lib.MOTION_KEYS:
+        assert getattr(motion, key) == config[f"motion_{key}"]
+        assert getattr(defocus, key) == config[key]
+    # The one unprefixed key both variants share.
+    assert defocus.mlp_center_offsets and motion.mlp_center_offsets
+
+
+def test_settings_hold_every_value_of_the_config():
+    # Each typed field is the config's value of the same name.
+    config = _config("small,implementation=xla,lpips=False")
+    typed = settings_lib.from_config(config)
+    for part in (typed.data, typed.optimizer, typed.train):
+        for name, value in dataclasses.asdict(part).items():
+            assert value == config[name], name
+    assert typed.raster.implementation == "xla"
+    assert typed.raster.capacity == config.capacity == typed.evaluation.raster.capacity
+    assert not typed.evaluation.lpips and typed.methods == tuple(config.methods)
+    assert settings_lib.from_config(_config("smoke")).raster.implementation is None

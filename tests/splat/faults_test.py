@@ -8,6 +8,7 @@ from jaxsuite.kernels.splatting import binning
 
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.splat import evaluate, methods
+from jaxsuite.splat import settings as settings_lib
 from jaxsuite.splat import train as splat_train
 from jaxsuite.splat.data import initial_gaussians, make_data
 
@@ -28,13 +29,18 @@ def _with(config, **values):
     return out
 
 
+def _make_data(config):
+    s = settings_lib.from_config(config)
+    return make_data(s.data, s.raster)
+
+
 @pytest.fixture(scope="module")
 def smoke():
     config = _config(
         "smoke,blur_types=(defocus,),num_views=3,test_every=2,image_size=16,"
         "num_gaussians=60,scene_detail=0.3,blur_samples=2,known_blur_samples=1"
     )
-    return config, make_data(config)
+    return config, _make_data(config)
 
 
 def test_ground_truth_that_overflows_is_refused():
@@ -42,16 +48,18 @@ def test_ground_truth_that_overflows_is_refused():
     # blurry input scored 59 dB against it instead of 23 dB.
     config = _config("smoke,capacity=64,blur_types=(defocus,),num_views=3")
     with pytest.raises(binning.OverflowError, match="ground-truth renders") as e:
-        make_data(config)
+        _make_data(config)
     assert "capacity=64" in str(e.value) and "Raise capacity" in str(e.value)
 
 
 def test_evaluation_renders_report_overflow(smoke):
     config, data = smoke
-    params = splat_train.init_params(initial_gaussians(config, data["gt"]), None)
-    ok, _ = evaluate.evaluate(params, data, evaluate.EvalSettings.from_config(config))
+    s = settings_lib.from_config(config)
+    points = initial_gaussians(s.data, data["gt"], sh_degree=s.train.sh_degree)
+    params = splat_train.init_params(points, None)
+    ok, _ = evaluate.evaluate(params, data, s.evaluation)
     assert ok["test_overflow_views"] == 0.0
-    tiny = evaluate.EvalSettings.from_config(_with(config, capacity=16))
+    tiny = settings_lib.from_config(_with(config, capacity=16)).evaluation
     bad, _ = evaluate.evaluate(params, data, tiny)
     assert bad["test_overflow_views"] == len(data["test_ids"])
 
@@ -66,9 +74,19 @@ def test_overflow_steps_are_checkpointed(smoke, tmp_path):
     wd = str(tmp_path)
     with metrics_lib.MetricWriter(wd) as writer:
         _, first = methods.train_method(
-            _with(tiny, steps=4), data, "defocus", "vanilla", wd, writer
+            settings_lib.from_config(_with(tiny, steps=4)),
+            data,
+            "defocus",
+            "vanilla",
+            wd,
+            writer,
         )
         _, resumed = methods.train_method(
-            _with(tiny, steps=6), data, "defocus", "vanilla", wd, writer
+            settings_lib.from_config(_with(tiny, steps=6)),
+            data,
+            "defocus",
+            "vanilla",
+            wd,
+            writer,
         )
     assert (first, resumed) == (4, 6)

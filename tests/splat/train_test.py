@@ -2,12 +2,11 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
 from jaxsuite.splat import gaussians as gl
-from jaxsuite.splat import scenes, train
+from jaxsuite.splat import render, scenes, train
 
 
 def _small_gaussians(n=24, key=0):
@@ -17,31 +16,7 @@ def _small_gaussians(n=24, key=0):
     return gl.init_from_points(k[1], pts, jax.random.uniform(k[1], (n, 3)), sh_degree=1)
 
 
-def _config(**kw):
-    c = ml_collections.ConfigDict(
-        dict(
-            steps=100,
-            lr_means=1.6e-3,
-            lr_means_final=1.6e-5,
-            lr_scales=5e-3,
-            lr_quats=1e-3,
-            lr_opacity=0.05,
-            lr_sh=2.5e-3,
-            lr_mlp=1e-3,
-            capacity=4096,
-            max_per_tile=128,
-            tile=16,
-            implementation="",
-            lambda_s=0.01,
-            lambda_p=0.01,
-            max_clamp=1.1,
-            mlp_rotation_factors=True,
-            mlp_center_offsets=False,
-            mlp_relative_factors=False,
-        )
-    )
-    c.update(kw)
-    return c
+RASTER = render.RasterSettings(capacity=4096, max_per_tile=128, tile=16)
 
 
 def test_params_round_trip():
@@ -77,10 +52,10 @@ def test_gradient_step_reduces_loss_for_both_methods():
     for deblur in (False, True):
         mlp = blur_mlp.init(jax.random.PRNGKey(0), motion=True, num_moments=2)
         params = train.init_params(g, mlp if deblur else None)
-        cfg = _config()
-        opt = train.make_optimizer(cfg, 1.0)
+        opt = train.make_optimizer(train.OptimizerSettings(steps=100), 1.0)
+        settings = train.DeblurSettings(lambda_p=0.01) if deblur else None
 
-        def loss_fn(p, deblur=deblur, cfg=cfg):
+        def loss_fn(p, settings=settings):
             img, _, overflow = train.render_views(
                 p,
                 views.c2w[1],
@@ -89,8 +64,8 @@ def test_gradient_step_reduces_loss_for_both_methods():
                 height=32,
                 sh_degree=1,
                 background=jnp.ones(3),
-                deblur=deblur,
-                config=cfg,
+                raster=RASTER,
+                mlp=settings,
             )
             return train.photometric_loss(img, target)
 
