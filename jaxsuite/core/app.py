@@ -13,14 +13,6 @@ A launcher is three lines::
 and the multi-host flags of ``jaxsuite.core.devices``, initialises
 ``jax.distributed`` when asked, and calls ``experiment_fn(config, workdir)``.
 
-A ``smoke`` preset checks the pipeline, and on a CPU its time goes to XLA
-compiling programs it runs a few times: it compiles with XLA's backend
-optimisation off (``--xla_backend_optimization_level=0``: it halves the
-compile time of the MoS smoke run, 48 s to 23 s on 2 CPU cores, and moves
-its results by float32 rounding, at most 3e-5 relative) unless
-``$JAXSUITE_SMOKE_OPTIMIZE`` is set or ``XLA_FLAGS`` already chooses a level.
-Other presets compile as usual.
-
 A run that stops for a reason the user can act on (a non-finite loss, a busy
 or mismatched workdir, unreadable checkpoints, a bad input file) ends with
 exit status 1 and that reason as the last line, without a traceback.
@@ -79,28 +71,6 @@ RUN_ERRORS = (
 )
 
 
-SMOKE_XLA_FLAG = "--xla_backend_optimization_level=0"
-
-
-def fast_compile_for_smoke(config: Any) -> bool:
-    """Adds :data:`SMOKE_XLA_FLAG` to ``XLA_FLAGS`` for a ``smoke`` config.
-
-    Must run before JAX creates its backends (XLA reads the flags then).
-
-    Returns:
-      Whether the flag was added.
-    """
-    current = os.environ.get("XLA_FLAGS", "")
-    if (
-        config.get("preset") != "smoke"
-        or os.environ.get("JAXSUITE_SMOKE_OPTIMIZE")
-        or "xla_backend_optimization_level" in current
-    ):
-        return False
-    os.environ["XLA_FLAGS"] = f"{current} {SMOKE_XLA_FLAG}".strip()
-    return True
-
-
 def run(experiment_fn: Callable[[Any, str], Any], *, cpu_devices: int = 0) -> None:
     """Parses flags and calls ``experiment_fn(config, workdir)`` under absl.
 
@@ -120,8 +90,6 @@ def run(experiment_fn: Callable[[Any, str], Any], *, cpu_devices: int = 0) -> No
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
         logging.set_verbosity(logging.INFO)
         quiet_library_logs()
-        if fast_compile_for_smoke(flags.FLAGS.config):
-            logging.info("smoke preset: XLA_FLAGS=%s", os.environ["XLA_FLAGS"])
         devices.initialize_from_flags()
         try:
             experiment_fn(flags.FLAGS.config, flags.FLAGS.workdir)

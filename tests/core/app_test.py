@@ -69,28 +69,3 @@ def test_launcher_exits_nonzero_naming_the_fault(tmp_path):
     assert proc.returncode == 1
     assert f"is in use by another run (pid {os.getpid()} on" in last
     assert not (busy / "checkpoints").exists()
-
-
-def test_smoke_presets_compile_without_backend_optimisation(monkeypatch):
-    import ml_collections
-
-    from jaxsuite.core import app
-
-    def config(preset):
-        return ml_collections.ConfigDict({"preset": preset})
-
-    monkeypatch.delenv("JAXSUITE_SMOKE_OPTIMIZE", raising=False)
-    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
-    assert not app.fast_compile_for_smoke(config("small"))
-    assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/tmp/x"
-    assert app.fast_compile_for_smoke(config("smoke"))
-    assert os.environ["XLA_FLAGS"].split() == [
-        "--xla_dump_to=/tmp/x",
-        app.SMOKE_XLA_FLAG,
-    ]
-    # A level already chosen, or the opt-out, is left alone.
-    assert not app.fast_compile_for_smoke(config("smoke"))
-    monkeypatch.delenv("XLA_FLAGS")
-    monkeypatch.setenv("JAXSUITE_SMOKE_OPTIMIZE", "1")
-    assert not app.fast_compile_for_smoke(config("smoke"))
-    assert "XLA_FLAGS" not in os.environ
