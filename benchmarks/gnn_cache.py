@@ -38,7 +38,7 @@ def main(argv):
     del argv
     from jaxsuite.core import devices
     from jaxsuite.core import metrics as metrics_lib
-    from jaxsuite.gnn import experiment, fetcher, model
+    from jaxsuite.gnn import experiment, fetcher, model, training
 
     config = _CONFIG.value
     mesh = devices.make_mesh(
@@ -80,7 +80,7 @@ def main(argv):
             if epoch == last:
                 fetch_s += t1 - t0
                 train_s += t2 - t1
-                modelled += experiment.modelled_step_seconds(
+                modelled += training.modelled_step_seconds(
                     counts, io, config.io.compute_seconds
                 )
                 for k in stages:

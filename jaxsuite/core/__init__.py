@@ -3,7 +3,8 @@
 Modules (import the one you need; nothing is imported eagerly):
 
 * ``config``: ``get_config(arg)`` presets and ``key=value`` overrides.
-* ``train``: workdirs, Orbax checkpoints, exact resume, progress, train loop.
+* ``train``: workdirs, Orbax checkpoints, exact resume, progress, train loop;
+  ``phases``: finished sub-runs kept by name (``PhaseCache``), ``Stopwatch``.
 * ``workdir``: the workdir lock; ``finite``: stopping on NaN/inf;
   ``atomic``: the one way runs write files (temporary file, then rename).
 * ``metrics``: ``MetricWriter`` (JSONL + TensorBoard) and ``results.json``.

@@ -21,6 +21,10 @@ Faults:
   ``checkpoints/<name>.corrupt/`` with a warning, and the newest intact one is
   restored instead.
 
+Finished sub-runs (a policy's run, a teacher) are kept by name with
+``PhaseCache``, and ``train_loop(..., stopwatch=Stopwatch())`` times the steps
+alone (both from ``jaxsuite.core.phases``).
+
 Resumption is exact when the step function is a pure function of
 ``(state, step)``: draw each step's data and randomness from
 ``jax.random.fold_in(key, step)``, so a restored state at step ``s`` continues
@@ -45,6 +49,7 @@ from jaxsuite.core import config as config_lib
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.core import workdir as workdir_lib
 from jaxsuite.core.finite import NonFiniteError, check_scalars, check_state
+from jaxsuite.core.phases import PhaseCache, Stopwatch
 from jaxsuite.core.workdir import WorkdirBusyError, WorkdirError
 
 __all__ = [
@@ -54,7 +59,9 @@ __all__ = [
     "Checkpointer",
     "ConfigMismatchError",
     "NonFiniteError",
+    "PhaseCache",
     "Progress",
+    "Stopwatch",
     "WorkdirBusyError",
     "WorkdirError",
     "prepare_workdir",
@@ -320,6 +327,7 @@ def train_loop(
     hooks: tuple[Callable[[int, Any], None], ...] = (),
     step_delay: float = 0.0,
     check_finite: bool = True,
+    stopwatch: Stopwatch | None = None,
 ) -> Any:
     """Runs ``state = step_fn(state, step)`` for steps ``1..num_steps``, resumably.
 
@@ -346,6 +354,8 @@ def train_loop(
       step_delay: seconds to sleep after each step (to watch or interrupt a
         tiny run; 0 in real runs).
       check_finite: stop on a non-finite scalar or saved state (see above).
+      stopwatch: times each ``step_fn`` call (waiting for its state) and
+        nothing else: not the checks, logging, hooks or checkpoints.
 
     Returns:
       The final state.
@@ -361,7 +371,11 @@ def train_loop(
         state, start = ckpt.restore_or(state)
         progress = Progress(num_steps, start=start, name=name)
         for step in range(start + 1, num_steps + 1):
+            if stopwatch is not None:
+                stopwatch.start()
             state, scalars = step_fn(state, step)
+            if stopwatch is not None:
+                stopwatch.stop(state)
             last = step == num_steps
             try:
                 if check_finite:

@@ -7,6 +7,7 @@ loaders for files on disk), ``sampler``
 (GraphSAGE-mean, data-parallel), ``cache`` (set-associative cache metadata and
 eviction policies), ``exchange`` (the ``all_to_all`` communication layer),
 ``fetcher`` (the feature path: caches, victim buffer, prefetcher, storage),
+``training`` (one policy's resumable training run and its summary),
 ``experiment`` (the launcher's policy comparison) and ``report`` (its tables,
 headline numbers and figures).
 """

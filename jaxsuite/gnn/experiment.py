@@ -11,12 +11,12 @@ measured on the last (warm) epoch.
 
 Each policy is a resumable ``train_loop`` (Orbax checkpoints under
 ``workdir/checkpoints/<policy>``); a finished policy's summary is kept in
-``workdir/policies/<policy>.json`` and not recomputed on resume.
+``workdir/policies/<policy>.json`` (``jaxsuite.core.phases.PhaseCache``) and
+not recomputed on resume.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -26,14 +26,14 @@ import jax
 import numpy as np
 import optax
 
-from jaxsuite.core import atomic, devices
+from jaxsuite.core import devices, phases
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.core import train as train_lib
 from jaxsuite.gnn import cache as cache_lib
 from jaxsuite.gnn import fetcher as fetcher_lib
 from jaxsuite.gnn import graph as graph_lib
 from jaxsuite.gnn import model as model_lib
-from jaxsuite.gnn import report
+from jaxsuite.gnn import report, training
 from jaxsuite.gnn import sampler as sampler_lib
 from jaxsuite.gnn import storage as storage_lib
 
@@ -72,15 +72,6 @@ POLICY_TABLE: dict[str, dict[str, Any]] = {
     # The true bound: unconstrained Belady over the whole budget (no training).
     "belady": {"mode": "bound"},
 }
-ACC_KEYS = (
-    *fetcher_lib.COUNTERS,
-    "t_batch",
-    "t_train",
-    "steps",
-    "loss",
-    "measured_s",
-    "modelled_s",
-)
 
 
 class Data:
@@ -251,33 +242,9 @@ def model_dims(config: Any) -> tuple[int, ...]:
     return (config.graph.feature_dim, *hidden, config.graph.num_classes)
 
 
-def _host(x: Any) -> np.ndarray:
-    """A writable numpy copy (restored checkpoints may hold jax arrays)."""
-    if isinstance(x, np.ndarray) and x.flags.writeable:
-        return x
-    return np.array(x)
-
-
-def modelled_step_seconds(
-    counts: dict[str, float], io: storage_lib.IOModel, compute_s: float
-) -> float:
-    """Cost model of one step: blocking storage reads, the exchange, compute.
-
-    Victim prefetches run on a separate stream during the previous step, so
-    only their excess over the compute time counts.
-    """
-    storage = io.storage_seconds(counts["storage_pages"])
-    link = io.link_seconds(counts["link_bytes_max"])
-    h2d = io.host_seconds(counts["h2d_bytes_max"])
-    return storage + link + max(0.0, h2d - compute_s) + compute_s
-
-
-def params_checksum(params: Any) -> str:
-    """SHA-256 of the parameters' bytes (equal iff bitwise equal)."""
-    h = hashlib.sha256()
-    for leaf in jax.tree.leaves(params):
-        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-    return h.hexdigest()[:16]
+def policy_cache(workdir: str) -> phases.PhaseCache:
+    """Finished policies' summaries: ``workdir/policies/<policy>.json``."""
+    return phases.PhaseCache(workdir, "policies")
 
 
 def run_policy(
@@ -295,113 +262,30 @@ def run_policy(
     ``stop_at`` ends the run after that many steps, leaving its checkpoint
     for a later call to resume from, and returns None.
     """
-    out_path = os.path.join(workdir, "policies", f"{name}.json")
-    if os.path.exists(out_path):
-        return atomic.read_json(out_path)
+    cache = policy_cache(workdir)
+    saved = cache.load(name)
+    if saved is not None:
+        return saved
     if POLICY_TABLE[name]["mode"] == "bound":
-        summary = bound_summary(name, config, data)
-        if jax.process_index() == 0:
-            atomic.write_json(out_path, summary)
-        return summary
-    total = len(data.order)
-    steps_per_epoch = data.sampler.steps_per_epoch
+        return cache.save(name, bound_summary(name, config, data))
     fcfg, fetcher = make_fetcher(name, config, data, mesh)
-    io = io_model(config)
-    t = config.train
-    dims = model_dims(config)
-    params = model_lib.init_sage(jax.random.PRNGKey(config.seed), dims)
-    tx = optax.adam(t.learning_rate)
-    sharding = jax.sharding.NamedSharding(mesh, jax.P(AXIS))
-    state = {
-        # Replicated on the mesh, so a restored checkpoint lands there too.
-        **fetcher_lib.put_global(
-            {"params": params, "opt_state": tx.init(params)},
-            jax.sharding.NamedSharding(mesh, jax.P()),
-        ),
-        "fetch": fetcher.init_state(),
-        "acc": np.zeros((t.epochs, len(ACC_KEYS)), np.float64),
-    }
-    host_keys = ("next_use", "ring_ids", "ring_step", "ring_rows", "ring_count")
-
-    def step_fn(state, step):
-        t0 = time.perf_counter()
-        fs = state["fetch"]
-        for k in host_keys:
-            fs[k] = _host(fs[k])
-        fs["meta"] = {k: _host(v) for k, v in fs["meta"].items()}
-        g = step - 1
-        epoch = data.order[g][0]
-        batch = data.sampler.batch(*data.order[g])
-        t1 = time.perf_counter()
-        fs, feats, counts = fetcher.step(fs, g, batch)
-        t2 = time.perf_counter()
-        pos, masks, labels = fetcher_lib.put_global(
-            (batch.positions, batch.masks, batch.labels), sharding
-        )
-        params, opt_state, loss, acc = train_step(
-            state["params"], state["opt_state"], feats, pos, masks, labels
-        )
-        jax.block_until_ready(params)
-        row = _host(state["acc"])
-        counts = dict(counts)
-        counts.update(
-            t_batch=t1 - t0,
-            t_train=time.perf_counter() - t2,
-            steps=1.0,
-            loss=float(loss),
-            measured_s=time.perf_counter() - t0,
-            modelled_s=modelled_step_seconds(counts, io, config.io.compute_seconds),
-        )
-        row[epoch] += np.array([counts[k] for k in ACC_KEYS])
-        req = max(counts["requests"], 1.0)
-        scalars = {
-            f"{name}/{k}": counts[k] / req
-            for k in ("local", "remote", "victim", "storage")
-        }
-        scalars[f"{name}/loss"] = loss
-        scalars[f"{name}/train_acc"] = acc
-        new = {"params": params, "opt_state": opt_state, "fetch": fs, "acc": row}
-        return new, scalars
-
-    every = config.checkpoint_every or steps_per_epoch
-    state = train_lib.train_loop(
-        state,
-        step_fn,
-        num_steps=min(stop_at or total, total),
-        workdir=workdir,
-        checkpoint_every=every,
-        writer=writer,
-        log_every=config.log_every,
-        name=name,
-    )
-    if stop_at is not None and stop_at < total:
-        return None
-    acc = _host(state["acc"])
-    test_ids = data.test_ids[: t.eval_nodes]
-    accuracy = model_lib.evaluate(
-        state["params"], data.sampler, data.store, test_ids, seed=config.seed
-    )
-    summary = report.summarise(
+    state = training.train_policy(
         name,
-        fcfg,
-        dict(zip(ACC_KEYS, acc[-1])),
-        data.store,
-        config.devices,
-        budget_of(name, config)._asdict(),
+        config,
+        data,
+        training.init_state(config, model_dims(config), mesh, fetcher),
+        training.make_step_fn(
+            name, config, data, io_model(config), mesh, fetcher, train_step
+        ),
+        workdir,
+        writer,
+        stop_at,
     )
-    summary.update(
-        test_accuracy=accuracy,
-        params_checksum=params_checksum(state["params"]),
-        duplication_ratio=cache_lib.duplication_ratio(
-            {k: _host(v) for k, v in state["fetch"]["meta"].items()}
-        )
-        if fcfg.mode != "none"
-        else 1.0,
-        mismatches=float(acc[:, ACC_KEYS.index("mismatch")].sum()),
-        epoch_stats={k: acc[:, i].tolist() for i, k in enumerate(ACC_KEYS)},
-    )
-    if jax.process_index() == 0:
-        atomic.write_json(out_path, summary)
+    if state is None:
+        return None
+    budget = budget_of(name, config)._asdict()
+    summary = training.policy_summary(name, config, data, fcfg, budget, state)
+    cache.save(name, summary)
     # The policy is done: its cache checkpoints are no longer needed.
     shutil.rmtree(os.path.join(workdir, "checkpoints", name), ignore_errors=True)
     return summary

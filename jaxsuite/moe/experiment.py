@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import os
 import time
-import zipfile
 from typing import Any
 
 import jax
 import numpy as np
 from absl import logging
 
-from jaxsuite.core import atomic, devices
+from jaxsuite.core import devices, phases
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.core import train as train_lib
 from jaxsuite.moe import (
@@ -211,82 +210,62 @@ def _log_trace(writer: metrics_lib.MetricWriter, name: str, tr) -> None:
     writer.flush()
 
 
+def _trace_cache(workdir: str) -> phases.PhaseCache:
+    """Finished runs' traces (``<run>.npz``) and measurements (``<strategy>_
+    measured.json``) under ``workdir/traces``."""
+    return phases.PhaseCache(workdir, "traces")
+
+
 def _train_all(config, setup, runs, overlap, workdir, writer):
     """Traces and step measurements of every (strategy, skew) run."""
-    trace_dir = os.path.join(workdir, "traces")
+    cache = _trace_cache(workdir)
     traces: dict[tuple[str, float], dict[str, np.ndarray]] = {}
     measured: dict[str, dict[str, Any]] = {}
     for strategy, skew in runs:
-        path = os.path.join(trace_dir, f"{strategy}_skew{skew:g}.npz")
-        tr = _load_saved(path, _read_npz)
+        name = f"{strategy}_skew{skew:g}"
+        tr = cache.load(name)
         fresh = tr is None
         if fresh:
-            name = f"{strategy}_skew{skew:g}"
             tr = train(setup, strategy, skew, overlap, workdir=workdir, name=name)
             tr.pop("state")
-            if jax.process_index() == 0:
-                atomic.save_npz(path, **tr)
+            cache.save(name, tr)
         traces[(strategy, skew)] = tr
         if skew == config.train_skew and strategy not in measured:
-            mpath = os.path.join(trace_dir, f"{strategy}_measured.json")
-            saved = None if fresh else _load_saved(mpath, atomic.read_json)
+            mname = f"{strategy}_measured"
+            saved = None if fresh else cache.load(mname)
             if saved is None:
-                measured[strategy] = _measure(setup, strategy, skew, overlap)
-                if jax.process_index() == 0:
-                    atomic.write_json(mpath, measured[strategy], indent=None)
-            else:
-                measured[strategy] = saved
-        _log_trace(writer, f"{strategy}_skew{skew:g}", tr)
+                saved = cache.save(mname, _measure(setup, strategy, skew, overlap))
+            measured[strategy] = saved
+        _log_trace(writer, name, tr)
         logging.info(
             "%s skew=%g: final loss %.4f", strategy, skew, float(tr["loss"][-1])
         )
     return traces, measured
 
 
-def _read_npz(path: str) -> dict[str, np.ndarray]:
-    with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
-def _load_saved(path: str, reader) -> Any:
-    """A saved trace or summary, or None if absent or unreadable (then redone).
-
-    Files are written atomically, so an unreadable one was damaged after the
-    fact; it is set aside (``.bad``) with a warning and recomputed.
-    """
-    if not os.path.exists(path):
-        return None
-    try:
-        return reader(path)
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        logging.warning("%s cannot be read (%s); recomputing it.", path, e)
-        if jax.process_index() == 0:
-            os.replace(path, path + ".bad")
-        return None
-
-
 def _expert_sweep(
     config: Any, traces, workdir: str, trace_dir: str, writer
 ) -> dict[int, np.ndarray]:
-    """FSSDP load traces ``(N, L, D, E)`` per expert count at ``train_skew``."""
+    """FSSDP load traces ``(N, L, D, E)`` per expert count at ``train_skew``
+    (kept in ``_trace_cache(workdir)``, the folder ``trace_dir``)."""
+    del trace_dir
+    cache = _trace_cache(workdir)
     skew = float(config.train_skew)
     out = {}
     for experts in (int(e) for e in config.expert_sweep):
         if experts == config.model.experts:
             out[experts] = traces[("fssdp", skew)]["load"]
             continue
-        path = os.path.join(trace_dir, f"fssdp_skew{skew:g}_experts{experts}.npz")
-        saved = _load_saved(path, _read_npz)
+        name = f"fssdp_skew{skew:g}_experts{experts}"
+        saved = cache.load(name)
         if saved is not None and "load" in saved:
             out[experts] = saved["load"]
             continue
         sub = with_experts(config, experts)
-        name = f"fssdp_skew{skew:g}_experts{experts}"
         tr = train(
             Runtime(sub), "fssdp", skew, overlap_degree(sub), workdir=workdir, name=name
         )
-        if jax.process_index() == 0:
-            atomic.save_npz(path, load=tr["load"], loss=tr["loss"])
+        cache.save(name, {"load": tr["load"], "loss": tr["loss"]})
         out[experts] = tr["load"]
         _log_trace(writer, name, tr)
         logging.info("fssdp experts=%d: final loss %.4f", experts, tr["loss"][-1])

@@ -24,9 +24,10 @@ curves are evaluated inside the phases, ``trainer.evaluate``).
 
 All rendering uses empty-space skipping (``config.buckets`` compaction
 buckets, ``jaxsuite.nerf.renderer``); the fraction of samples evaluated is
-recorded. Each finished phase is saved under ``workdir/phases`` (a JSON
-summary and an Orbax checkpoint of the teacher, both written atomically), so
-an interrupted run resumes at the phase it was in. A loss or gradient norm
+recorded. Each finished phase is saved under ``workdir/phases``
+(``jaxsuite.core.phases.PhaseCache``: a summary written atomically, with an
+Orbax checkpoint of a teacher and the render of a student), so an
+interrupted run resumes at the phase it was in. A loss or gradient norm
 that turns NaN stops the run (``NonFiniteError``, naming the phase and the
 step) before that phase is saved; a time or ratio that cannot be computed is
 reported as ``"not reached within N s"``, so ``results.json`` is strict JSON.
@@ -34,7 +35,6 @@ reported as ``"not reached within N s"``, so ``results.json`` is strict JSON.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, NamedTuple
 
@@ -42,8 +42,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxsuite.core import atomic
 from jaxsuite.core import metrics as metrics_lib
+from jaxsuite.core import phases as phases_lib
 from jaxsuite.core import train as train_lib
 from jaxsuite.nerf import (
     compare,
@@ -161,12 +161,9 @@ def render_view(
 # -- Phases, each saved under workdir/phases so a rerun resumes. --
 
 
-def _phase_path(workdir: str, name: str) -> str:
-    return os.path.join(workdir, "phases", name + ".json")
-
-
-def _saved(path: str) -> dict | None:
-    return atomic.read_json(path) if os.path.exists(path) else None
+def phase_cache(workdir: str) -> phases_lib.PhaseCache:
+    """The finished phases of a run: ``workdir/phases``."""
+    return phases_lib.PhaseCache(workdir, "phases")
 
 
 def _save_state(path: str, params, occ) -> None:
@@ -211,11 +208,13 @@ def train_scratch(
 ) -> Teacher:
     """Trains ``arch`` from scratch on ``ds.train`` for ``config.
     scratch_seconds`` of optimisation (test PSNR on ``ds.test``), or loads the
-    run an earlier call saved under ``workdir/phases``."""
-    path = _phase_path(workdir, f"scratch_{arch}")
-    ckpt_dir = path.replace(".json", "_ckpt")
+    run an earlier call saved under ``workdir/phases`` (the summary
+    ``scratch_<arch>.json`` beside an Orbax checkpoint ``scratch_<arch>_ckpt``
+    of the final field and occupancy grid)."""
+    cache, name = phase_cache(workdir), f"scratch_{arch}"
+    ckpt_dir = cache.path(name, "_ckpt")
     cfg = field_config(config)
-    summary = _saved(path)
+    summary = cache.load(name)
     if summary is not None:
         template = (
             fields.init(key, arch, cfg),
@@ -243,7 +242,7 @@ def train_scratch(
         "params": fields.count_params(state.params),
         "wall_seconds": time.time() - t_phase,
     }
-    atomic.write_json(path, summary, indent=None)
+    cache.save(name, summary)
     return Teacher(summary, state.params, state.occ, 0.0)
 
 
@@ -258,46 +257,43 @@ def distill_pair(
 ) -> Student:
     """Distils ``teacher`` into ``student_arch`` for ``config.distill.seconds``
     of optimisation (test PSNR on ``test``), or loads the distillation an
-    earlier call saved under ``workdir/phases``."""
-    path = _phase_path(workdir, f"distill_{teacher_arch}_to_{student_arch}")
-    render_path = path.replace(".json", "_render.npy")
-    summary = _saved(path)
-    earlier = 0.0
-    if summary is None:
-        t_phase = time.time()
-        logging.info("Distilling %s into %s.", teacher_arch, student_arch)
-        dc = distill_config(config)
-        state, curve, copied, timings = distill.distill(
-            key,
-            teacher_arch,
-            teacher.params,
-            teacher.occ,
-            student_arch,
-            field_config(config),
-            optim_config(config, student_arch, dc.total_steps),
-            dc,
-            test,
-            num_evals=config.num_evals,
-            budget_s=config.distill.seconds,
-            eval_seconds=eval_marks(config),
-            retime_steps=config.retime.steps,
-            retime_repeats=config.retime.repeats,
-            log=lambda s: logging.info(
-                "distill %s->%s: %s", teacher_arch, student_arch, s
-            ),
-        )
-        img = render_view(state.params, student_arch, teacher.occ.mask, test, config)
-        atomic.save_npy(render_path, img)
-        summary = {
-            "curve": curve.to_dict(),
-            "inherited": copied,
-            "step_seconds": timings,
-            "wall_seconds": time.time() - t_phase,
-        }
-        atomic.write_json(path, summary, indent=None)
-    else:
-        earlier = summary.get("wall_seconds", 0.0)
-    return Student(summary, np.load(render_path), earlier)
+    earlier call saved under ``workdir/phases`` (``distill_<teacher>_to_
+    <student>.npz``: the summary and the render)."""
+    cache = phase_cache(workdir)
+    name = f"distill_{teacher_arch}_to_{student_arch}"
+    saved = cache.load(name)
+    if saved is not None and "render" in saved:
+        render = saved.pop("render")
+        return Student(saved, render, saved.get("wall_seconds", 0.0))
+    t_phase = time.time()
+    logging.info("Distilling %s into %s.", teacher_arch, student_arch)
+    dc = distill_config(config)
+    state, curve, copied, timings = distill.distill(
+        key,
+        teacher_arch,
+        teacher.params,
+        teacher.occ,
+        student_arch,
+        field_config(config),
+        optim_config(config, student_arch, dc.total_steps),
+        dc,
+        test,
+        num_evals=config.num_evals,
+        budget_s=config.distill.seconds,
+        eval_seconds=eval_marks(config),
+        retime_steps=config.retime.steps,
+        retime_repeats=config.retime.repeats,
+        log=lambda s: logging.info("distill %s->%s: %s", teacher_arch, student_arch, s),
+    )
+    img = render_view(state.params, student_arch, teacher.occ.mask, test, config)
+    summary = {
+        "curve": curve.to_dict(),
+        "inherited": copied,
+        "step_seconds": timings,
+        "wall_seconds": time.time() - t_phase,
+    }
+    cache.save(name, {**summary, "render": img})
+    return Student(summary, img, 0.0)
 
 
 def run(config: Any, workdir: str) -> dict[str, Any]:
@@ -309,6 +305,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     renders: dict[str, np.ndarray] = {"ground truth": np.asarray(ds.test.images[0])}
     teachers: dict[str, Teacher] = {}
     rows: list[dict[str, Any]] = []
+    distilled: dict[tuple[str, str], dict[str, Any]] = {}
     earlier = 0.0  # wall time of phases done by an interrupted earlier run
     with metrics_lib.MetricWriter(workdir) as writer:
         for i, arch in enumerate(config.archs):
@@ -328,6 +325,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
                 teacher = teachers[t_arch]
                 s = distill_pair(config, workdir, t_arch, teacher, s_arch, key, ds.test)
                 earlier += s.earlier_seconds
+                distilled[(t_arch, s_arch)] = s.summary
                 renders[f"{s_arch} from {t_arch}"] = s.render
                 row = compare.pair_row(
                     t_arch,
@@ -341,5 +339,5 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
                 writer.write_scalars(len(rows), {name: row["student_psnr"]})
     scratch = {a: t.summary for a, t in teachers.items()}
     report.render_figure(workdir, config, renders, rows)
-    report.curve_figure(workdir, config, scratch, rows)
+    report.curve_figure(workdir, config, scratch, distilled)
     return report.write(workdir, config, rows, scratch, time.time() - t_start + earlier)

@@ -5,14 +5,13 @@ scalars)`` until a step count or a wall-time budget of optimisation is spent,
 evaluating the state at given steps and wall-time marks into a ``Curve``;
 ``retime`` times a step function again from a fixed state, so the spread of
 seconds per step measures the machine's timing noise. The clock
-(``time.perf_counter``) counts only the steps (and the per-step extra work
-``between``), never compilation or evaluation.
+(``jaxsuite.core.phases.Stopwatch``) counts only the steps (and the per-step
+extra work ``between``), never compilation or evaluation.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsuite.core import finite
+from jaxsuite.core import finite, phases
 
 
 @dataclasses.dataclass
@@ -94,31 +93,31 @@ def timed_loop(
         raise ValueError("timed_loop needs num_steps or budget_s.")
     curve = Curve()
     step_fn = compile_step(step_fn, state)
-    elapsed = 0.0
+    watch = phases.Stopwatch()
     evals = set(eval_steps)
     marks = sorted(s for s in eval_seconds if budget_s is None or s < budget_s)
-    watch = finite.FiniteWatch(name)
+    finite_watch = finite.FiniteWatch(name)
     if 0 in evals:
         curve.add(0, 0.0, eval_fn(state))
     step = 0
     while True:
         step += 1
-        progress = _progress(step, elapsed, num_steps, budget_s)
-        t0 = time.perf_counter()
+        progress = _progress(step, watch.elapsed, num_steps, budget_s)
+        watch.start()
         state, scalars = step_fn(
             state, jnp.asarray(step, jnp.int32), jnp.asarray(progress, jnp.float32)
         )
         if between is not None:
             state = between(state, step)
-        jax.block_until_ready(state)
-        elapsed += time.perf_counter() - t0
-        watch.update(step, scalars)
+        watch.stop(state)
+        elapsed = watch.elapsed
+        finite_watch.update(step, scalars)
         done = (num_steps is not None and step >= num_steps) or (
             budget_s is not None and elapsed >= budget_s
         )
         crossed = _pop_marks(marks, elapsed)
         if step in evals or crossed or done:
-            watch.check()
+            finite_watch.check()
             _record(curve, eval_fn(state), step, elapsed, scalars, log)
         if done:
             return state, curve
@@ -177,14 +176,13 @@ def retime(
     step_fn = compile_step(step_fn, state)
     out = []
     for _ in range(repeats):
-        s = state
-        t0 = time.perf_counter()
+        s, watch = state, phases.Stopwatch()
+        watch.start()
         for k in range(first_step, first_step + steps):
             s, _ = step_fn(s, jnp.asarray(k, jnp.int32), jnp.asarray(0.5, jnp.float32))
             if between is not None:
                 s = between(s, k)
-        jax.block_until_ready(s)
-        out.append((time.perf_counter() - t0) / steps)
+        out.append(watch.stop(s) / steps)
     return out
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxsuite.core import atomic, figures
+from jaxsuite.core import figures
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.nerf import compare
 from jaxsuite.nerf.compare import unreached
@@ -209,20 +209,23 @@ def render_figure(
 
 
 def curve_figure(
-    workdir: str, config: Any, scratch: dict[str, dict], rows: list[dict]
+    workdir: str,
+    config: Any,
+    scratch: dict[str, dict],
+    distilled: dict[tuple[str, str], dict],
 ) -> None:
     """``psnr_vs_time.png``: test PSNR against optimisation seconds of each
-    student of the primary teacher, from scratch and distilled (read from
-    ``workdir/phases``), with the bar (teacher - 1 dB)."""
+    student of the primary teacher, from scratch (``scratch[arch]``) and
+    distilled (``distilled[(teacher, student)]``, phase summaries with a
+    ``"curve"``), with the bar (teacher - 1 dB)."""
     primary = config.teachers[0]
-    students = [r["student"] for r in rows if r["teacher"] == primary]
+    students = [s for t, s in distilled if t == primary]
     curves = {}
     for s in students:
         c_s = scratch[s]["curve"]
         curves[f"{s} from scratch"] = (c_s["seconds"][1:], c_s["psnr"][1:])
     for s in students:
-        path = os.path.join(workdir, "phases", f"distill_{primary}_to_{s}.json")
-        c = atomic.read_json(path)["curve"]
+        c = distilled[(primary, s)]["curve"]
         curves[f"{s} distilled from {primary}"] = (c["seconds"][1:], c["psnr"][1:])
     teacher_psnr = final_psnr(scratch[primary])
     xs = [x for c in curves.values() for x in c[0] if x > 0]

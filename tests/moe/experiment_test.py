@@ -175,21 +175,15 @@ def test_a_damaged_trace_file_is_named_and_recomputed(tmp_path, caplog):
     # Traces are written atomically; one damaged later (here cut in half) is
     # set aside with a warning naming it, and recomputed instead of stopping
     # the run with a BadZipFile that names no file.
-    path = str(tmp_path / "ep_skew3.npz")
-    from jaxsuite.core import atomic
-
-    atomic.save_npz(path, loss=np.arange(4.0))
-    assert experiment._load_saved(path, experiment._read_npz)["loss"].tolist() == [
-        0.0,
-        1.0,
-        2.0,
-        3.0,
-    ]
+    cache = experiment._trace_cache(str(tmp_path))
+    cache.save("ep_skew3", {"loss": np.arange(4.0)})
+    assert cache.load("ep_skew3")["loss"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    path = os.path.join(cache.directory, "ep_skew3.npz")
     with open(path, "rb") as f:
         data = f.read()
     with open(path, "wb") as f:
         f.write(data[: len(data) // 2])
     with caplog.at_level("WARNING"):
-        assert experiment._load_saved(path, experiment._read_npz) is None
+        assert cache.load("ep_skew3") is None
     assert "ep_skew3.npz cannot be read" in caplog.text and "recomputing" in caplog.text
     assert not os.path.exists(path) and os.path.exists(path + ".bad")

@@ -1,0 +1,214 @@
+"""One policy's GraphSAGE training run through its feature cache.
+
+``make_step_fn`` builds the ``train_loop`` step: fetch a batch's features
+through the policy's cache, train, and add the step's counters (hits by
+level, bytes), measured times and modelled time to its epoch's row of the
+state's ``acc (epochs, len(ACC_KEYS))``; ``train_policy`` runs it resumably,
+``policy_summary`` turns the final state into the policy's summary. The
+experiment (``jaxsuite.gnn.experiment``) builds the data and the fetcher.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+
+from jaxsuite.core import train as train_lib
+from jaxsuite.gnn import cache as cache_lib
+from jaxsuite.gnn import fetcher as fetcher_lib
+from jaxsuite.gnn import model as model_lib
+from jaxsuite.gnn import report
+from jaxsuite.gnn import storage as storage_lib
+
+ACC_KEYS = (
+    *fetcher_lib.COUNTERS,
+    "t_batch",
+    "t_train",
+    "steps",
+    "loss",
+    "measured_s",
+    "modelled_s",
+)
+
+
+def _host(x: Any) -> np.ndarray:
+    """A writable numpy copy (restored checkpoints may hold jax arrays)."""
+    if isinstance(x, np.ndarray) and x.flags.writeable:
+        return x
+    return np.array(x)
+
+
+def modelled_step_seconds(
+    counts: dict[str, float], io: storage_lib.IOModel, compute_s: float
+) -> float:
+    """Cost model of one step: blocking storage reads, the exchange, compute.
+
+    Victim prefetches run on a separate stream during the previous step, so
+    only their excess over the compute time counts.
+    """
+    storage = io.storage_seconds(counts["storage_pages"])
+    link = io.link_seconds(counts["link_bytes_max"])
+    h2d = io.host_seconds(counts["h2d_bytes_max"])
+    return storage + link + max(0.0, h2d - compute_s) + compute_s
+
+
+def params_checksum(params: Any) -> str:
+    """SHA-256 of the parameters' bytes (equal iff bitwise equal)."""
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(params):
+        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def init_state(
+    config: Any, dims: tuple[int, ...], mesh: Any, fetcher: fetcher_lib.FeatureFetcher
+) -> dict[str, Any]:
+    """A policy run's first state: the GraphSAGE model of layer widths
+    ``dims`` and its Adam state (replicated), the fetcher's cache state and
+    per-epoch sums ``acc (epochs, len(ACC_KEYS))``."""
+    t = config.train
+    params = model_lib.init_sage(jax.random.PRNGKey(config.seed), dims)
+    tx = optax.adam(t.learning_rate)
+    return {
+        # Replicated on the mesh, so a restored checkpoint lands there too.
+        **fetcher_lib.put_global(
+            {"params": params, "opt_state": tx.init(params)},
+            jax.sharding.NamedSharding(mesh, jax.P()),
+        ),
+        "fetch": fetcher.init_state(),
+        "acc": np.zeros((t.epochs, len(ACC_KEYS)), np.float64),
+    }
+
+
+HOST_KEYS = ("next_use", "ring_ids", "ring_step", "ring_rows", "ring_count")
+
+
+def make_step_fn(
+    name: str,
+    config: Any,
+    data: Any,
+    io: storage_lib.IOModel,
+    mesh: Any,
+    fetcher: fetcher_lib.FeatureFetcher,
+    train_step: Any,
+) -> Any:
+    """``step_fn(state, step) -> (state, scalars)`` of policy ``name`` for
+    ``train_loop``: fetch the step's features through the cache (``data``:
+    the experiment's ``Data``), train, add the step's counters, measured
+    times and modelled time (``io``) to its epoch's row of ``state["acc"]``."""
+    sharding = jax.sharding.NamedSharding(mesh, jax.P(mesh.axis_names[0]))
+
+    def step_fn(state, step):
+        t0 = time.perf_counter()
+        fs = state["fetch"]
+        for k in HOST_KEYS:
+            fs[k] = _host(fs[k])
+        fs["meta"] = {k: _host(v) for k, v in fs["meta"].items()}
+        g = step - 1
+        epoch = data.order[g][0]
+        batch = data.sampler.batch(*data.order[g])
+        t1 = time.perf_counter()
+        fs, feats, counts = fetcher.step(fs, g, batch)
+        t2 = time.perf_counter()
+        pos, masks, labels = fetcher_lib.put_global(
+            (batch.positions, batch.masks, batch.labels), sharding
+        )
+        params, opt_state, loss, acc = train_step(
+            state["params"], state["opt_state"], feats, pos, masks, labels
+        )
+        jax.block_until_ready(params)
+        row = _host(state["acc"])
+        counts = dict(counts)
+        counts.update(
+            t_batch=t1 - t0,
+            t_train=time.perf_counter() - t2,
+            steps=1.0,
+            loss=float(loss),
+            measured_s=time.perf_counter() - t0,
+            modelled_s=modelled_step_seconds(counts, io, config.io.compute_seconds),
+        )
+        row[epoch] += np.array([counts[k] for k in ACC_KEYS])
+        req = max(counts["requests"], 1.0)
+        scalars = {
+            f"{name}/{k}": counts[k] / req
+            for k in ("local", "remote", "victim", "storage")
+        }
+        scalars[f"{name}/loss"] = loss
+        scalars[f"{name}/train_acc"] = acc
+        new = {"params": params, "opt_state": opt_state, "fetch": fs, "acc": row}
+        return new, scalars
+
+    return step_fn
+
+
+def train_policy(
+    name: str,
+    config: Any,
+    data: Any,
+    init: dict[str, Any],
+    step_fn: Any,
+    workdir: str,
+    writer: Any,
+    stop_at: int | None = None,
+) -> dict[str, Any] | None:
+    """Policy ``name``'s resumable ``train_loop`` from ``init`` over the run's
+    ``len(data.order)`` steps (checkpoints under ``workdir/checkpoints/
+    <name>``); its final state, or None when ``stop_at`` ended it early."""
+    total = len(data.order)
+    state = train_lib.train_loop(
+        init,
+        step_fn,
+        num_steps=min(stop_at or total, total),
+        workdir=workdir,
+        checkpoint_every=config.checkpoint_every or data.sampler.steps_per_epoch,
+        writer=writer,
+        log_every=config.log_every,
+        name=name,
+    )
+    if stop_at is not None and stop_at < total:
+        return None
+    return state
+
+
+def policy_summary(
+    name: str,
+    config: Any,
+    data: Any,
+    fcfg: fetcher_lib.FetchConfig,
+    budget: dict[str, Any],
+    state: dict[str, Any],
+) -> dict[str, Any]:
+    """The summary of a finished policy run: the last (warm) epoch's hit
+    split, bytes and times (``report.summarise``, with the policy's
+    ``budget``), test accuracy, the parameters' checksum, duplication,
+    mismatches and per-epoch sums."""
+    acc = _host(state["acc"])
+    test_ids = data.test_ids[: config.train.eval_nodes]
+    accuracy = model_lib.evaluate(
+        state["params"], data.sampler, data.store, test_ids, seed=config.seed
+    )
+    summary = report.summarise(
+        name,
+        fcfg,
+        dict(zip(ACC_KEYS, acc[-1])),
+        data.store,
+        config.devices,
+        budget,
+    )
+    summary.update(
+        test_accuracy=accuracy,
+        params_checksum=params_checksum(state["params"]),
+        duplication_ratio=cache_lib.duplication_ratio(
+            {k: _host(v) for k, v in state["fetch"]["meta"].items()}
+        )
+        if fcfg.mode != "none"
+        else 1.0,
+        mismatches=float(acc[:, ACC_KEYS.index("mismatch")].sum()),
+        epoch_stats={k: acc[:, i].tolist() for i, k in enumerate(ACC_KEYS)},
+    )
+    return summary
