@@ -71,6 +71,8 @@ def _base() -> ml_collections.ConfigDict:
     c.train.learning_rate = 3e-3
     c.train.epochs = 3
     c.train.eval_nodes = 4096
+    # Plan step t + 1 on the host while the devices train step t.
+    c.train.overlap_fetch = True
 
     c.cache = ml_collections.ConfigDict()
     # Total rows over all devices and the host victim ring, over nodes.
@@ -119,6 +121,7 @@ SPEC = {
     "train.learning_rate": _pos,
     "train.epochs": _pos_int,
     "train.eval_nodes": _pos_int,
+    "train.overlap_fetch": config_lib.boolean,
     "cache.budget_fraction": config_lib.fraction,
     "cache.ring_fraction": config_lib.Float(min=0.0, max=0.9, open_min=True),
     "cache.ways": _pos_int,

@@ -275,7 +275,14 @@ def run_policy(
         data,
         training.init_state(config, model_dims(config), mesh, fetcher),
         training.make_step_fn(
-            name, config, data, io_model(config), mesh, fetcher, train_step
+            name,
+            config,
+            data,
+            io_model(config),
+            mesh,
+            fetcher,
+            train_step,
+            overlap=config.train.overlap_fetch,
         ),
         workdir,
         writer,

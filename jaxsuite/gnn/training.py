@@ -88,6 +88,20 @@ def init_state(
 HOST_KEYS = ("next_use", "ring_ids", "ring_step", "ring_rows", "ring_count")
 
 
+def host_fetch_state(fs: dict[str, Any], copy: bool = False) -> dict[str, Any]:
+    """The fetcher state with its host parts as writable numpy arrays.
+
+    ``copy=True`` copies them, so planning a later step on the result leaves
+    ``fs`` as it was (the device parts, immutable jax arrays, are shared).
+    """
+    out = dict(fs)
+    conv = np.array if copy else _host
+    for k in HOST_KEYS:
+        out[k] = conv(fs[k])
+    out["meta"] = {k: conv(v) for k, v in fs["meta"].items()}
+    return out
+
+
 def make_step_fn(
     name: str,
     config: Any,
@@ -96,24 +110,44 @@ def make_step_fn(
     mesh: Any,
     fetcher: fetcher_lib.FeatureFetcher,
     train_step: Any,
+    overlap: bool = True,
 ) -> Any:
     """``step_fn(state, step) -> (state, scalars)`` of policy ``name`` for
     ``train_loop``: fetch the step's features through the cache (``data``:
     the experiment's ``Data``), train, add the step's counters, measured
-    times and modelled time (``io``) to its epoch's row of ``state["acc"]``."""
-    sharding = jax.sharding.NamedSharding(mesh, jax.P(mesh.axis_names[0]))
+    times and modelled time (``io``) to its epoch's row of ``state["acc"]``.
 
-    def step_fn(state, step):
+    With ``overlap``, step ``t`` dispatches its training step and, while the
+    devices compute it, samples and plans step ``t + 1`` on the host (the
+    plan depends only on the cache state after step ``t``'s fetch, not on
+    the trained parameters) on a copy of the fetcher state, then queues its
+    exchange behind the training step. The state step ``t`` returns (and a
+    checkpoint holds) is the one after step ``t``; the planned next step is
+    kept in memory and used only by the call for step ``t + 1``, so a
+    resumed run plans it again. Every device runs the same programs in the
+    same order as without overlap, so results are bitwise equal. Stage times
+    (``t_plan``, ``t_storage``, ...) of an overlapped step are measured
+    while the previous training step runs; ``measured_s`` sums to the
+    wall time.
+    """
+    sharding = jax.sharding.NamedSharding(mesh, jax.P(mesh.axis_names[0]))
+    pending: dict[int, tuple] = {}
+
+    def fetch(fs, g):
         t0 = time.perf_counter()
-        fs = state["fetch"]
-        for k in HOST_KEYS:
-            fs[k] = _host(fs[k])
-        fs["meta"] = {k: _host(v) for k, v in fs["meta"].items()}
-        g = step - 1
-        epoch = data.order[g][0]
         batch = data.sampler.batch(*data.order[g])
         t1 = time.perf_counter()
         fs, feats, counts = fetcher.step(fs, g, batch)
+        return fs, feats, dict(counts, t_batch=t1 - t0), batch
+
+    def step_fn(state, step):
+        t0 = time.perf_counter()
+        g = step - 1
+        got = pending.pop(g, None)
+        if got is None:
+            pending.clear()
+            got = fetch(host_fetch_state(state["fetch"]), g)
+        fs, feats, counts, batch = got
         t2 = time.perf_counter()
         pos, masks, labels = fetcher_lib.put_global(
             (batch.positions, batch.masks, batch.labels), sharding
@@ -121,11 +155,12 @@ def make_step_fn(
         params, opt_state, loss, acc = train_step(
             state["params"], state["opt_state"], feats, pos, masks, labels
         )
+        if overlap and g + 1 < len(data.order):
+            pending[g + 1] = fetch(host_fetch_state(fs, copy=True), g + 1)
         jax.block_until_ready(params)
+        epoch = data.order[g][0]
         row = _host(state["acc"])
-        counts = dict(counts)
         counts.update(
-            t_batch=t1 - t0,
             t_train=time.perf_counter() - t2,
             steps=1.0,
             loss=float(loss),
