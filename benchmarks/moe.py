@@ -53,21 +53,23 @@ def main(argv):
     import numpy as np
 
     from jaxsuite.moe import measure, runtime
+    from jaxsuite.moe import settings as settings_lib
     from jaxsuite.moe.replay import overlap_degree, plan_bytes, planner
 
     config = _CONFIG.value
-    rt = runtime.Runtime(config)
-    overlap = overlap_degree(config)
+    settings = settings_lib.from_config(config)
+    rt = runtime.Runtime(settings)
+    overlap = overlap_degree(settings)
     rows = []
     variants = [(s, False) for s in ("ep", "fsdp", "fastermoe", "fssdp")]
     variants += [("fsdp", True), ("fssdp", True)]
     for strategy, remat in variants:
-        plnr = planner(config, strategy, overlap)
+        plnr = planner(settings, strategy, overlap)
         state = rt.state(plnr.pool_id)
         loads, walls = [], []
         for step in range(_STEPS.value):
             plan = rt.put_plan(plnr.plan_arrays(plnr.materialise()))
-            tokens = rt.tokens(step, config.train_skew)
+            tokens = rt.tokens(step, settings.train_skew)
             compiled = rt.step(strategy, state, tokens, plan, remat=remat)
             t0 = time.perf_counter()
             with jax.set_mesh(rt.mesh):
@@ -92,7 +94,7 @@ def main(argv):
             )
         row = {
             "strategy": name,
-            "plan_bytes": plan_bytes(config, strategy, np.stack(loads), overlap),
+            "plan_bytes": plan_bytes(settings, strategy, np.stack(loads), overlap),
             "hlo_bytes": hlo["total"],
             "spag_hlo_bytes": spag["total"],
             "hlo_by_kind": hlo,

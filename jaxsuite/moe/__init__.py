@@ -12,7 +12,9 @@ dispatch split evenly over the nearest replicas), ``collectives``
 ``strategies`` (EP, FSDP, FasterMoE and FSSDP in ``jax.shard_map``),
 ``ragged`` (token exchange of the kept rows with ``ragged_all_to_all``),
 ``policy`` (per-iteration planners), ``cost`` (the 2-node cost model),
-``replay`` (load traces through planners and the cost model), ``measure``
+``settings`` (the config read once into the typed settings the package
+takes), ``replay`` (load traces through planners and the cost model),
+``measure``
 (HLO bytes, memory, residuals, compile counting), ``experiment`` (the
 launcher's ``run``) and ``report`` (tables, figures, results.json).
 """

@@ -1,5 +1,6 @@
 """Derived tables of the Hecate report: Algorithm 2 at work, measured beside
-modelled step times, SparseAllGather bytes, and the FSSDP/FSDP crossover.
+modelled step times, re-materialisation, SparseAllGather bytes, and the
+FSSDP/FSDP crossover.
 
 All inputs are traces of the trained runs (``loss``, ``load (N, L, D, E)``,
 ``wall``, ``moved``, ``spag_hlo``, ``spag_plan``, ``bucket``) and the
@@ -12,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from jaxsuite.moe import collectives
+from jaxsuite.moe import collectives, model
 from jaxsuite.moe.replay import replay
+from jaxsuite.moe.settings import Settings
 
 GAP_REASON = (
     "The 8 CPU devices are emulated on this machine's 2 shared cores: they "
@@ -27,7 +29,9 @@ GAP_REASON = (
 )
 
 
-def algorithm2_rows(config: Any, trace: dict, overlap: int) -> list[dict[str, Any]]:
+def algorithm2_rows(
+    settings: Settings, trace: dict, overlap: int
+) -> list[dict[str, Any]]:
     """Algorithm 2 in the trained FSSDP run versus even sharding, same loads.
 
     The trained run re-sharded every ``reshard_every`` steps (``trace
@@ -45,7 +49,7 @@ def algorithm2_rows(config: Any, trace: dict, overlap: int) -> list[dict[str, An
     after = slice(int(at[0]), None)
     rows = []
     for name, on in (("algorithm2", True), ("even_sharding", False)):
-        r = replay(config, "fssdp", loads, overlap, reshard=on)
+        r = replay(settings, "fssdp", loads, overlap, reshard=on)
         rows.append(
             {
                 "sharding": name,
@@ -64,6 +68,44 @@ def algorithm2_rows(config: Any, trace: dict, overlap: int) -> list[dict[str, An
             }
         )
     return rows
+
+
+def remat_rows(
+    settings: Settings, measured: dict[str, dict[str, Any]]
+) -> tuple[list[dict[str, Any]], float]:
+    """Re-materialisation: measured residuals and peaks, analytic buffers.
+
+    ``measured`` maps a strategy to its step measurements (``residual``,
+    ``memory`` and their ``_remat`` twins, bytes per device); returns a row
+    for FSSDP and FSDP where they were measured with re-materialisation,
+    and FSSDP's fraction of backward residuals saved (NaN if not measured).
+    """
+    m = settings.model
+    p_bytes = 4 * model.expert_size(m.hidden, m.ffn)
+    rows, saving = [], float("nan")
+    for strategy in ("fssdp", "fsdp"):
+        got = measured.get(strategy, {})
+        if "memory_remat" not in got:
+            continue
+        per_layer = settings.fssdp.mat_slots if strategy == "fssdp" else m.experts
+        per_layer *= p_bytes
+        res, res_rm = got["residual"], got["residual_remat"]
+        rows.append(
+            {
+                "strategy": strategy,
+                "residual_bytes": res,
+                "residual_bytes_remat": res_rm,
+                "residual_saving_fraction": 1.0 - res_rm / res,
+                "peak_bytes": got["memory"]["total"],
+                "peak_bytes_remat": got["memory_remat"]["total"],
+                "materialised_bytes": m.layers * per_layer,
+                "materialised_bytes_remat": per_layer,
+                "materialised_saving_fraction": 1.0 - 1.0 / m.layers,
+            }
+        )
+        if strategy == "fssdp":
+            saving = 1.0 - res_rm / res
+    return rows, saving
 
 
 def spag_summary(trace: dict) -> dict[str, Any]:

@@ -26,7 +26,6 @@ named (``train_loop``'s check) before it is checkpointed.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -47,7 +46,9 @@ from jaxsuite.moe import (
     sharding,
     strategies,
 )
+from jaxsuite.moe import settings as settings_lib
 from jaxsuite.moe.replay import overlap_degree, planner, with_experts
+from jaxsuite.moe.settings import Settings
 
 Runtime = runtime.Runtime
 
@@ -75,9 +76,9 @@ def train(
       ``moved (N,)`` (experts moved by re-sharding, -1 where none) and the
       final ``state``.
     """
-    config = setup.config
-    plnr = planner(config, strategy, overlap)
-    n, m = config.steps, config.model
+    settings = setup.settings
+    plnr = planner(settings, strategy, overlap)
+    n, m = settings.steps, settings.model
     shape = (n, m.layers, jax.device_count(), m.experts)
     init = {
         "model": setup.state(plnr.pool_id),
@@ -97,7 +98,7 @@ def train(
         },
     }
     cache: dict[Any, Any] = {}
-    chunk_bytes = 4 * model.expert_size(config.model.hidden, config.model.ffn)
+    chunk_bytes = 4 * model.expert_size(settings.model.hidden, settings.model.ffn)
 
     def step_fn(state, step):
         i = step - 1
@@ -128,7 +129,7 @@ def train(
         trace["spag_hlo"][i] = cache[id(compiled)]
         if strategy in ("fastermoe", "fssdp"):
             chunks = collectives.plan_chunks(
-                plnr.pool_expert, mat, config.model.experts
+                plnr.pool_expert, mat, settings.model.experts
             )
             trace["spag_plan"][i] = 2 * chunks * chunk_bytes / jax.device_count()
         t0 = time.perf_counter()
@@ -146,7 +147,7 @@ def train(
         step_fn,
         num_steps=n,
         workdir=workdir,
-        checkpoint_every=config.checkpoint_every,
+        checkpoint_every=settings.checkpoint_every,
         name=name,
         hooks=hooks,
     )
@@ -156,31 +157,39 @@ def train(
 
 
 def run(config: Any, workdir: str) -> dict[str, Any]:
-    """Runs the experiment and writes ``results.json``; returns it."""
+    """Runs the experiment and writes ``results.json``; returns it.
+
+    ``config`` (``configs/hecate.py``) is read once into typed
+    :class:`settings.Settings` (:func:`settings.from_config`), which the
+    library functions take; the config itself only fixes the workdir's
+    identity and is echoed into the hyper-parameters and ``results.json``.
+    """
     t_start = time.time()
     train_lib.prepare_workdir(workdir, config)
-    setup = Runtime(config)
-    overlap = overlap_degree(config)
-    trace_dir = os.path.join(workdir, "traces")
-    os.makedirs(trace_dir, exist_ok=True)
-    runs = [(s, float(config.train_skew)) for s in config.strategies]
-    runs += [("fssdp", float(k)) for k in config.skews if float(k) != config.train_skew]
+    echo = config.to_dict()
+    settings = settings_lib.from_config(config)
+    setup = Runtime(settings)
+    overlap = overlap_degree(settings)
+    runs = [(name, settings.train_skew) for name in settings.strategies]
+    runs += [("fssdp", k) for k in settings.skews if k != settings.train_skew]
     with metrics_lib.MetricWriter(workdir) as writer:
-        writer.write_hparams(config.to_dict())
-        traces, measured = _train_all(config, setup, runs, overlap, workdir, writer)
-        sweep = _expert_sweep(config, traces, workdir, trace_dir, writer)
+        writer.write_hparams(echo)
+        traces, measured = _train_all(settings, setup, runs, overlap, workdir, writer)
+        sweep = _expert_sweep(settings, traces, workdir, writer)
     gating = None
-    if config.gating_study:
-        gating = gating_study.run_study(study_settings(config))
+    if settings.gating_study:
+        gating = _trace_cache(workdir).get_or_run(
+            "gating_study", lambda: gating_study.run_study(study_settings(settings))
+        )
         logging.info("gating study: %s", gating)
     return report.write_report(
-        config, workdir, traces, measured, overlap, t_start, sweep, gating
+        settings, echo, workdir, traces, measured, overlap, t_start, sweep, gating
     )
 
 
-def study_settings(config: Any) -> gating_study.StudySettings:
+def study_settings(settings: Settings) -> gating_study.StudySettings:
     """The gating study's settings: the experiment's model, data and steps."""
-    m = config.model
+    m = settings.model
     return gating_study.StudySettings(
         vocab=m.vocab,
         hidden=m.hidden,
@@ -194,11 +203,11 @@ def study_settings(config: Any) -> gating_study.StudySettings:
         capacity_factor=m.capacity_factor,
         aux_weight=m.aux_weight,
         learning_rate=m.learning_rate,
-        steps=config.steps,
-        skew=float(config.train_skew),
-        seed=config.seed,
-        period=config.data.period,
-        follow=config.data.follow,
+        steps=settings.steps,
+        skew=settings.train_skew,
+        seed=settings.seed,
+        period=settings.data.period,
+        follow=settings.data.follow,
     )
 
 
@@ -216,7 +225,7 @@ def _trace_cache(workdir: str) -> phases.PhaseCache:
     return phases.PhaseCache(workdir, "traces")
 
 
-def _train_all(config, setup, runs, overlap, workdir, writer):
+def _train_all(settings, setup, runs, overlap, workdir, writer):
     """Traces and step measurements of every (strategy, skew) run."""
     cache = _trace_cache(workdir)
     traces: dict[tuple[str, float], dict[str, np.ndarray]] = {}
@@ -230,7 +239,7 @@ def _train_all(config, setup, runs, overlap, workdir, writer):
             tr.pop("state")
             cache.save(name, tr)
         traces[(strategy, skew)] = tr
-        if skew == config.train_skew and strategy not in measured:
+        if skew == settings.train_skew and strategy not in measured:
             mname = f"{strategy}_measured"
             saved = None if fresh else cache.load(mname)
             if saved is None:
@@ -244,16 +253,15 @@ def _train_all(config, setup, runs, overlap, workdir, writer):
 
 
 def _expert_sweep(
-    config: Any, traces, workdir: str, trace_dir: str, writer
+    settings: Settings, traces, workdir: str, writer
 ) -> dict[int, np.ndarray]:
     """FSSDP load traces ``(N, L, D, E)`` per expert count at ``train_skew``
-    (kept in ``_trace_cache(workdir)``, the folder ``trace_dir``)."""
-    del trace_dir
+    (kept in ``_trace_cache(workdir)``)."""
     cache = _trace_cache(workdir)
-    skew = float(config.train_skew)
+    skew = float(settings.train_skew)
     out = {}
-    for experts in (int(e) for e in config.expert_sweep):
-        if experts == config.model.experts:
+    for experts in (int(e) for e in settings.expert_sweep):
+        if experts == settings.model.experts:
             out[experts] = traces[("fssdp", skew)]["load"]
             continue
         name = f"fssdp_skew{skew:g}_experts{experts}"
@@ -261,7 +269,7 @@ def _expert_sweep(
         if saved is not None and "load" in saved:
             out[experts] = saved["load"]
             continue
-        sub = with_experts(config, experts)
+        sub = with_experts(settings, experts)
         tr = train(
             Runtime(sub), "fssdp", skew, overlap_degree(sub), workdir=workdir, name=name
         )
@@ -277,12 +285,12 @@ def _measure(setup: Runtime, strategy: str, skew: float, overlap: int):
 
     FSSDP and FSDP are also measured with re-materialisation.
     """
-    plnr = planner(setup.config, strategy, overlap)
+    plnr = planner(setup.settings, strategy, overlap)
     state = setup.state(plnr.pool_id)
     plan = setup.put_plan(plnr.plan_arrays(plnr.materialise()))
     tokens = setup.tokens(0, skew)
     out = {}
-    gathers = strategy in ("fssdp", "fsdp") and setup.config.measure_remat
+    gathers = strategy in ("fssdp", "fsdp") and setup.settings.measure_remat
     for remat in (False, True) if gathers else (False,):
         compiled = setup.step(strategy, state, tokens, plan, remat=remat)
         suffix = "_remat" if remat else ""

@@ -1,26 +1,27 @@
 """Replaying load traces through planners and the cost model.
 
-Builds the cost models and planners a config describes, and turns a
-measured load trace ``(N, L, D, E)`` into modelled per-step times
+Builds the cost models and planners that typed :class:`settings.Settings`
+describe (:func:`with_experts`: the same at another expert count), and
+turns a measured load trace ``(N, L, D, E)`` into modelled per-step times
 (:func:`replay`), useful bytes at the CPU model's scale
 (:func:`plan_bytes`) and load imbalance (:func:`imbalance`).
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Any
+import dataclasses
 
 import jax
 import numpy as np
 
 from jaxsuite.moe import cost as cost_lib
 from jaxsuite.moe import policy
+from jaxsuite.moe.settings import Settings
 
 
-def cost_model(config: Any, cluster: str = "B") -> cost_lib.CostModel:
-    """The modelled cluster: ``B`` (``config.cost``) or ``A`` (its ``alt_`` links)."""
-    c = config.cost
+def cost_model(settings: Settings, cluster: str = "B") -> cost_lib.CostModel:
+    """The modelled cluster: ``B`` (``settings.cost``) or ``A`` (its ``alt_`` links)."""
+    c = settings.cost
     intra, inter = c.bw_intra, c.bw_inter
     if cluster == "A":
         intra, inter = c.alt_bw_intra, c.alt_bw_inter
@@ -37,70 +38,74 @@ def cost_model(config: Any, cluster: str = "B") -> cost_lib.CostModel:
     )
 
 
-def overlap_degree(config: Any, cluster: str = "B") -> int:
-    """Algorithm 1's t: ``config.fssdp.overlap`` or the cost model's."""
-    if config.fssdp.overlap > 0:
-        return int(config.fssdp.overlap)
-    return cost_model(config, cluster).overlap_degree()
+def overlap_degree(settings: Settings, cluster: str = "B") -> int:
+    """Algorithm 1's t: ``settings.fssdp.overlap`` or the cost model's."""
+    if settings.fssdp.overlap > 0:
+        return int(settings.fssdp.overlap)
+    return cost_model(settings, cluster).overlap_degree()
 
 
-def small_cost_model(config: Any) -> cost_lib.CostModel:
+def small_cost_model(settings: Settings) -> cost_lib.CostModel:
     """The CPU model's own scale (float32), for its plan bytes."""
     return cost_lib.CostModel(
         devices=jax.device_count(),
-        nodes=config.cost.nodes,
-        hidden=config.model.hidden,
-        ffn=config.model.ffn,
+        nodes=settings.cost.nodes,
+        hidden=settings.model.hidden,
+        ffn=settings.model.ffn,
         bytes_per_value=4,
     )
 
 
-def with_experts(config: Any, experts: int) -> Any:
-    """``config`` with ``experts`` per layer at equal memory per expert count.
+def with_experts(settings: Settings, experts: int) -> Settings:
+    """``settings`` with ``experts`` per layer at equal memory per expert count.
 
-    Pools hold exactly the model (``S = L E / D``) and ``K`` scales with E;
-    ``m`` (materialisation slots) stays as it is.
+    Pools hold exactly the model (``S = L E / D`` over the
+    ``jax.device_count()`` devices D) and ``K`` scales with E; ``m``
+    (materialisation slots) stays as it is.
     """
-    out = copy.deepcopy(config)
     devices = jax.device_count()
-    scale = experts / config.model.experts
-    out.model.experts = int(experts)
-    out.fssdp.slots = config.model.layers * int(experts) // devices
-    out.fssdp.layer_slots = max(
-        int(experts) // devices, int(round(config.fssdp.layer_slots * scale))
+    experts = int(experts)
+    model, fssdp = settings.model, settings.fssdp
+    scale = experts / model.experts
+    layer_slots = max(experts // devices, int(round(fssdp.layer_slots * scale)))
+    return dataclasses.replace(
+        settings,
+        model=dataclasses.replace(model, experts=experts),
+        fssdp=dataclasses.replace(
+            fssdp, slots=model.layers * experts // devices, layer_slots=layer_slots
+        ),
     )
-    return out
 
 
-def layer_slots(config: Any, strategy: str) -> int:
-    """K: ``E / D`` for the evenly sharded EP and FSDP, else the config's."""
+def layer_slots(settings: Settings, strategy: str) -> int:
+    """K: ``E / D`` for the evenly sharded EP and FSDP, else ``fssdp.layer_slots``."""
     if strategy in ("ep", "fsdp"):
-        return config.model.experts // jax.device_count()
-    return int(config.fssdp.layer_slots)
+        return settings.model.experts // jax.device_count()
+    return int(settings.fssdp.layer_slots)
 
 
 def planner(
-    config: Any, strategy: str, overlap: int, cluster: str = "B"
+    settings: Settings, strategy: str, overlap: int, cluster: str = "B"
 ) -> policy.Planner:
-    """The strategy's planner with the config's shapes."""
-    cm = cost_model(config, cluster)
+    """The strategy's planner with the shapes of ``settings``."""
+    cm = cost_model(settings, cluster)
     return policy.Planner(
         strategy,
-        layers=config.model.layers,
-        experts=config.model.experts,
-        slots=config.fssdp.slots,
-        layer_slots=layer_slots(config, strategy),
-        mat_slots=config.fssdp.mat_slots,
+        layers=settings.model.layers,
+        experts=settings.model.experts,
+        slots=settings.fssdp.slots,
+        layer_slots=layer_slots(settings, strategy),
+        mat_slots=settings.fssdp.mat_slots,
         topo=cm.topo,
         overlap=overlap,
         model=cm,
-        window=config.fssdp.window,
-        reshard_every=config.fssdp.reshard_every,
+        window=settings.fssdp.window,
+        reshard_every=settings.fssdp.reshard_every,
     )
 
 
 def replay(
-    config: Any,
+    settings: Settings,
     strategy: str,
     loads: np.ndarray,
     overlap: int,
@@ -116,8 +121,8 @@ def replay(
     ``experts_min`` / ``experts_max``, the fewest and most experts of one
     layer a device owns in that step.
     """
-    cm = cost_model(config, cluster)
-    plnr = planner(config, strategy, overlap, cluster)
+    cm = cost_model(settings, cluster)
+    plnr = planner(settings, strategy, overlap, cluster)
     if not reshard:
         plnr.reshard_every = 0
     rows = []
@@ -145,10 +150,12 @@ def replay(
     return {k: np.array([r[k] for r in rows]) for k in rows[0]}
 
 
-def plan_bytes(config: Any, strategy: str, loads: np.ndarray, overlap: int) -> float:
+def plan_bytes(
+    settings: Settings, strategy: str, loads: np.ndarray, overlap: int
+) -> float:
     """Mean useful bytes per step and device (params + tokens), CPU model scale."""
-    small = small_cost_model(config)
-    plnr = planner(config, strategy, overlap)
+    small = small_cost_model(settings)
+    plnr = planner(settings, strategy, overlap)
     total = []
     for load in loads:
         plnr.maybe_reshard()
@@ -164,14 +171,16 @@ def plan_bytes(config: Any, strategy: str, loads: np.ndarray, overlap: int) -> f
     return float(np.mean(total)) / small.devices
 
 
-def layer_spread(config: Any, loads: np.ndarray, overlap: int) -> tuple[int, int]:
+def layer_spread(
+    settings: Settings, loads: np.ndarray, overlap: int
+) -> tuple[int, int]:
     """Fewest and most experts of one layer on one device under FSSDP's shardings.
 
     Replays the FSSDP planner (Algorithm 2 every ``reshard_every`` steps) on
     a load trace ``(N, L, D, E)``; even sharding gives ``E / D`` each.
     """
-    plnr = planner(config, "fssdp", overlap)
-    low, high = config.model.experts, 0
+    plnr = planner(settings, "fssdp", overlap)
+    low, high = settings.model.experts, 0
     for load in loads:
         plnr.maybe_reshard()
         owned = (plnr.pool_expert >= 0).sum(-1)  # (L, D)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from jaxsuite.core import figures
 from jaxsuite.core import metrics as metrics_lib
-from jaxsuite.moe import analysis, gating_study, model
+from jaxsuite.moe import analysis, gating_study
 from jaxsuite.moe.replay import (
     cost_model,
     imbalance,
@@ -21,6 +22,7 @@ from jaxsuite.moe.replay import (
     replay,
     with_experts,
 )
+from jaxsuite.moe.settings import Settings
 
 CLAIM = (
     "FSSDP (Hecate) beats EP by 1.26-1.78x end to end and by up to 3.54x over "
@@ -30,44 +32,14 @@ CLAIM = (
 )
 
 
-def _remat_rows(config, measured) -> tuple[list[dict[str, Any]], float]:
-    """Re-materialisation: measured residuals and peaks, analytic buffers."""
-    m = config.model
-    p_bytes = 4 * model.expert_size(m.hidden, m.ffn)
-    rows, saving = [], float("nan")
-    for strategy in ("fssdp", "fsdp"):
-        got = measured.get(strategy, {})
-        if "memory_remat" not in got:
-            continue
-        per_layer = config.fssdp.mat_slots if strategy == "fssdp" else m.experts
-        per_layer *= p_bytes
-        res, res_rm = got["residual"], got["residual_remat"]
-        rows.append(
-            {
-                "strategy": strategy,
-                "residual_bytes": res,
-                "residual_bytes_remat": res_rm,
-                "residual_saving_fraction": 1.0 - res_rm / res,
-                "peak_bytes": got["memory"]["total"],
-                "peak_bytes_remat": got["memory_remat"]["total"],
-                "materialised_bytes": m.layers * per_layer,
-                "materialised_bytes_remat": per_layer,
-                "materialised_saving_fraction": 1.0 - 1.0 / m.layers,
-            }
-        )
-        if strategy == "fssdp":
-            saving = 1.0 - res_rm / res
-    return rows, saving
-
-
-def _expert_rows(config, sweep, overlap) -> list[dict[str, Any]]:
+def _expert_rows(settings: Settings, sweep, overlap) -> list[dict[str, Any]]:
     """Modelled strategies on FSSDP's loads per expert count, both clusters."""
     rows = []
     for (experts, loads), cluster in itertools.product(
         sorted(sweep.items()), ("B", "A")
     ):
-        sub = with_experts(config, experts)
-        t = overlap if cluster == "B" else overlap_degree(config, "A")
+        sub = with_experts(settings, experts)
+        t = overlap if cluster == "B" else overlap_degree(settings, "A")
         names = ("ep", "fsdp", "fastermoe", "fssdp")
         times = {s: replay(sub, s, loads, t, cluster=cluster) for s in names}
         planned = replay(sub, "fssdp", loads, t, cluster=cluster, collective="planned")
@@ -138,27 +110,41 @@ def ep_loss_diff(strat_rows: list[dict[str, Any]]) -> float | str:
 
 
 def write_report(
-    config, workdir, traces, measured, overlap, t_start, sweep, gating=None
+    settings: Settings,
+    config_echo: Mapping[str, Any],
+    workdir: str,
+    traces: dict[tuple[str, float], dict[str, np.ndarray]],
+    measured: dict[str, dict[str, Any]],
+    overlap: int,
+    t_start: float,
+    sweep: dict[int, np.ndarray],
+    gating: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Builds tables and figures from the traces; writes ``results.json``.
 
+    ``config_echo`` is the run's config as a plain dict (its ``preset``
+    field is recorded), echoed into ``results.json``; ``traces`` maps
+    ``(strategy, skew)`` to a trained run's trace (``loss (N,)``,
+    ``load (N, L, D, E)``, ``wall (N,)``, ...) and ``measured`` a strategy
+    to its step measurements at ``train_skew``; ``overlap`` is Algorithm
+    1's t on cluster B and ``t_start`` the run's start (``time.time()``).
     ``sweep`` maps an expert count to FSSDP's load trace ``(N, L, D, E)``;
     ``gating`` is the load summary per gating variant
     (:func:`jaxsuite.moe.gating_study.run_study`), if it was run.
     """
-    s = summarise(config, traces, measured, overlap, sweep)
+    s = summarise(settings, traces, measured, overlap, sweep)
     rows_b = [r for r in s["model_rows"] if r["cluster"] == "B"]
     _figures(
         workdir,
-        config,
+        settings,
         traces,
         rows_b,
         s["strat_rows"],
         s["skews"],
         s["expert_rows"],
     )
-    metrics = _metrics(config, s, overlap)
-    verdict = _verdict(config, s)
+    metrics = _metrics(settings, s, overlap)
+    verdict = _verdict(settings, s)
     tables = {
         "strategies": s["strat_rows"],
         "modelled": s["model_rows"],
@@ -173,7 +159,7 @@ def write_report(
     path = metrics_lib.write_results(
         workdir,
         paper="hecate",
-        config=config,
+        config=config_echo,
         metrics=metrics,
         tables=tables,
         claim=CLAIM,
@@ -183,24 +169,24 @@ def write_report(
     return metrics_lib.read_results(path)
 
 
-def summarise(config, traces, measured, overlap, sweep) -> dict[str, Any]:
+def summarise(settings: Settings, traces, measured, overlap, sweep) -> dict[str, Any]:
     """Every table and derived number the metrics and verdict are made of."""
-    train_skew = float(config.train_skew)
-    skews = [float(k) for k in config.skews]
-    cm = cost_model(config)
+    train_skew = float(settings.train_skew)
+    skews = [float(k) for k in settings.skews]
+    cm = cost_model(settings)
     model_rows, speed = [], {}
     for cluster in ("B", "A"):
-        t_cluster = overlap if cluster == "B" else overlap_degree(config, "A")
+        t_cluster = overlap if cluster == "B" else overlap_degree(settings, "A")
         for k in skews:
-            model_rows += _modelled(config, traces, k, cluster, t_cluster, cm, speed)
+            model_rows += _modelled(settings, traces, k, cluster, t_cluster, cm, speed)
     modelled_ms = {
         r["strategy"]: r["modelled_ms_per_step"]
         for r in model_rows
         if r["cluster"] == "B" and r["skew"] == train_skew
     }
-    strat_rows = _strategy_rows(config, traces, measured, overlap, modelled_ms)
-    remat_rows, remat_saving = _remat_rows(config, measured)
-    expert_rows = _expert_rows(config, sweep, overlap)
+    strat_rows = _strategy_rows(settings, traces, measured, overlap, modelled_ms)
+    remat_rows, remat_saving = analysis.remat_rows(settings, measured)
+    expert_rows = _expert_rows(settings, sweep, overlap)
     srow = {r["strategy"]: r for r in strat_rows}
     fs = srow["fssdp"]
     return {
@@ -212,8 +198,10 @@ def summarise(config, traces, measured, overlap, sweep) -> dict[str, Any]:
         "remat_rows": remat_rows,
         "remat_saving": remat_saving,
         "expert_rows": expert_rows,
-        "spread": layer_spread(config, traces[("fssdp", train_skew)]["load"], overlap),
-        "even": config.model.experts // cm.devices,
+        "spread": layer_spread(
+            settings, traces[("fssdp", train_skew)]["load"], overlap
+        ),
+        "even": settings.model.experts // cm.devices,
         "lam": [
             r["param_bytes_vs_fsdp"]
             for r in model_rows
@@ -222,7 +210,7 @@ def summarise(config, traces, measured, overlap, sweep) -> dict[str, Any]:
             and r["cluster"] == "B"
         ][0],
         "alg2": analysis.algorithm2_rows(
-            config, traces[("fssdp", train_skew)], overlap
+            settings, traces[("fssdp", train_skew)], overlap
         ),
         "cross": analysis.crossover(expert_rows, "modelled_ms_per_step"),
         "cross_planned": _crossover_planned(expert_rows),
@@ -231,17 +219,17 @@ def summarise(config, traces, measured, overlap, sweep) -> dict[str, Any]:
     }
 
 
-def _strategy_rows(config, traces, measured, overlap, modelled_ms) -> list[dict]:
+def _strategy_rows(settings, traces, measured, overlap, modelled_ms) -> list[dict]:
     """Per strategy at ``train_skew``: measured bytes, memory, time and loss."""
-    train_skew = float(config.train_skew)
+    train_skew = float(settings.train_skew)
     ep = traces.get(("ep", train_skew))
     rows = []
-    for s in config.strategies:
+    for s in settings.strategies:
         tr = traces[(s, train_skew)]
         rows.append(
             {
                 "strategy": s,
-                "plan_bytes_per_step": plan_bytes(config, s, tr["load"], overlap),
+                "plan_bytes_per_step": plan_bytes(settings, s, tr["load"], overlap),
                 "hlo_bytes_per_step": measured[s]["hlo"]["total"],
                 "peak_memory_bytes": measured[s]["memory"]["total"],
                 "cpu_ms_per_step": 1e3 * float(np.median(tr["wall"][1:])),
@@ -264,7 +252,7 @@ def _strategy_rows(config, traces, measured, overlap, modelled_ms) -> list[dict]
     return rows
 
 
-def _metrics(config, s, overlap) -> dict[str, Any]:
+def _metrics(settings, s, overlap) -> dict[str, Any]:
     """The headline metrics of ``results.json`` from :func:`summarise`."""
     skews, speed, even = s["skews"], s["speed"], s["even"]
     metric = metrics_lib.metric
@@ -353,7 +341,7 @@ def _alg2_text(s) -> str:
     )
 
 
-def _verdict(config, s) -> str:
+def _verdict(settings, s) -> str:
     """The verdict: modelled speed-ups, bytes, Algorithm 2, measured times."""
     skews, speed, srow = s["skews"], s["speed"], s["srow"]
     fs = srow["fssdp"]
@@ -374,7 +362,7 @@ def _verdict(config, s) -> str:
         + ", ".join(f"{v:.2f}x" for v in sp)
         + f"; FasterMoE-style shadowing gets "
         f"{speed[('fastermoe', max(skews), 'B')]:.2f}x (cluster B, "
-        f"{config.model.experts} experts per layer). The compiled "
+        f"{settings.model.experts} experts per layer). The compiled "
         f"SparseAllGather + SparseReduceScatter moves "
         f"{fs['spag_hlo_bytes_per_step'] / 1e6:.3f} MB per device and step "
         f"(HLO, buckets {fs['spag_buckets_used']}) against "
@@ -396,20 +384,20 @@ def _verdict(config, s) -> str:
     )
 
 
-def _modelled(config, traces, skew, cluster, overlap, cm, speed) -> list[dict]:
+def _modelled(settings, traces, skew, cluster, overlap, cm, speed) -> list[dict]:
     """Modelled rows of every strategy on the FSSDP run's load trace at ``skew``."""
     loads = traces[("fssdp", skew)]["load"]
     names = ("ep", "fsdp", "fastermoe", "fssdp")
-    times = {s: replay(config, s, loads, overlap, cluster=cluster) for s in names}
+    times = {s: replay(settings, s, loads, overlap, cluster=cluster) for s in names}
     times["fssdp_rm"] = replay(
-        config, "fssdp", loads, overlap, remat=True, cluster=cluster
+        settings, "fssdp", loads, overlap, remat=True, cluster=cluster
     )
     fsdp_param = float(np.mean(times["fsdp"]["param_bytes"]))
-    pool, mat = config.fssdp.slots, config.fssdp.mat_slots
-    layers = config.model.layers
+    pool, mat = settings.fssdp.slots, settings.fssdp.mat_slots
+    layers = settings.model.layers
     held = {  # expert chunks whose parameters a device holds at the peak
         "ep": pool,
-        "fsdp": pool + layers * config.model.experts,
+        "fsdp": pool + layers * settings.model.experts,
         "fastermoe": pool + layers * mat,
         "fssdp": pool + layers * mat,
         "fssdp_rm": pool + mat,
@@ -439,9 +427,9 @@ def _modelled(config, traces, skew, cluster, overlap, cm, speed) -> list[dict]:
 
 
 def _figures(
-    workdir, config, traces, model_rows, strat_rows, skews, expert_rows
+    workdir, settings, traces, model_rows, strat_rows, skews, expert_rows
 ) -> None:
-    steps = np.arange(config.steps)
+    steps = np.arange(settings.steps)
     figures.plot_curves(
         os.path.join(workdir, "load_imbalance.png"),
         {
@@ -495,5 +483,5 @@ def _figures(
         },
         xlabel="experts per layer",
         ylabel="modelled step time (ms)",
-        title=f"Cluster B, skew {config.train_skew:g}",
+        title=f"Cluster B, skew {settings.train_skew:g}",
     )

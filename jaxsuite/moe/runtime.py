@@ -1,10 +1,11 @@
 """Per-strategy set-up shared by the experiment, the benchmark and the notebook.
 
 :class:`Runtime` holds the mesh over all local devices, the optimizer, the
-initial parameters and the AOT-compiled training steps of a config (one per
-strategy, re-materialisation flag and SparseAllGather bucket: a new plan
-reuses the program unless it needs a new bucket). :func:`make_spec` turns a
-config into a strategy's static :class:`strategies.Spec`.
+initial parameters and the AOT-compiled training steps of the experiment's
+typed :class:`settings.Settings` (one per strategy, re-materialisation flag
+and SparseAllGather bucket: a new plan reuses the program unless it needs a
+new bucket). :func:`make_spec` turns the settings into a strategy's static
+:class:`strategies.Spec`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from jax.sharding import NamedSharding
 from jaxsuite.core import devices
 from jaxsuite.moe import data, gating, nnx_model, plans, strategies
 from jaxsuite.moe.replay import layer_slots
+from jaxsuite.moe.settings import Settings
 
 AXIS = "x"
 
@@ -30,9 +32,11 @@ def exchange_kind(name: str) -> str:
     return "slots" if jax.default_backend() == "cpu" else "ragged"
 
 
-def make_spec(config: Any, strategy: str, remat: bool = False) -> strategies.Spec:
-    """The static shape of ``strategy``'s step under ``config``."""
-    m = config.model
+def make_spec(
+    settings: Settings, strategy: str, remat: bool = False
+) -> strategies.Spec:
+    """The static shape of ``strategy``'s step under ``settings``."""
+    m = settings.model
     return strategies.Spec(
         strategy=strategy,
         hidden=m.hidden,
@@ -42,31 +46,40 @@ def make_spec(config: Any, strategy: str, remat: bool = False) -> strategies.Spe
         cap=gating.capacity(
             m.batch_per_device * m.seq_len, m.experts, m.capacity_factor
         ),
-        slots=config.fssdp.slots,
-        layer_slots=layer_slots(config, strategy),
-        mat_slots=config.fssdp.mat_slots,
+        slots=settings.fssdp.slots,
+        layer_slots=layer_slots(settings, strategy),
+        mat_slots=settings.fssdp.mat_slots,
         aux_weight=m.aux_weight,
         remat=remat,
         axis=AXIS,
-        exchange=exchange_kind(config.fssdp.exchange),
+        exchange=exchange_kind(settings.fssdp.exchange),
     )
 
 
 class Runtime:
-    """Mesh, optimizer, initial parameters and compiled steps of a config."""
+    """Mesh, optimizer, initial parameters and compiled steps of ``settings``.
 
-    def __init__(self, config: Any):
-        self.config = config
+    Attributes:
+      settings: the experiment's typed settings.
+      mesh: a 1-D mesh over all ``D = jax.device_count()`` devices (axis
+        ``AXIS``).
+      tx: Adam at ``settings.model.learning_rate``.
+      model: the :class:`nnx_model.MoEModel` drawn from ``settings.seed``.
+      compiled: the compiled steps by (strategy, remat, plan shapes).
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
         self.mesh = devices.make_mesh((jax.device_count(),), (AXIS,))
-        self.tx = optax.adam(config.model.learning_rate)
-        m = config.model
+        self.tx = optax.adam(settings.model.learning_rate)
+        m = settings.model
         self.model = nnx_model.MoEModel(
             vocab=m.vocab,
             hidden=m.hidden,
             ffn=m.ffn,
             layers=m.layers,
             experts=m.experts,
-            key=jax.random.PRNGKey(config.seed),
+            key=jax.random.PRNGKey(settings.seed),
         )
         self.compiled: dict[tuple, Any] = {}
 
@@ -82,8 +95,8 @@ class Runtime:
         return strategies.put_state(self.mesh, state, AXIS)
 
     def tokens(self, step: int, skew: float) -> jax.Array:
-        """The global batch of ``step`` at ``skew``, sharded over devices."""
-        c = self.config
+        """The global batch ``(D B, T)`` of ``step`` at ``skew``, sharded by row."""
+        c = self.settings
         toks = data.batch(
             step,
             batch_size=jax.device_count() * c.model.batch_per_device,
@@ -104,7 +117,7 @@ class Runtime:
         """The AOT-compiled step (once per strategy, remat and plan shapes)."""
         key = (strategy, remat, tuple(a.shape for a in plan))
         if key not in self.compiled:
-            spec = make_spec(self.config, strategy, remat)
+            spec = make_spec(self.settings, strategy, remat)
             run = strategies.make_train_step(self.mesh, spec, self.tx)
             with jax.set_mesh(self.mesh):
                 self.compiled[key] = run.jitted.lower(state, tokens, plan).compile()
@@ -113,5 +126,5 @@ class Runtime:
     def loss_fn(self, strategy: str, remat: bool = False):
         """The strategy's ``(dense, pools, tokens, plan) -> (loss, stats)``."""
         return strategies.make_loss_fn(
-            self.mesh, make_spec(self.config, strategy, remat)
+            self.mesh, make_spec(self.settings, strategy, remat)
         )

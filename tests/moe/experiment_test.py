@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from jaxsuite.core import metrics as metrics_lib
-from jaxsuite.moe import experiment, replay, report
+from jaxsuite.moe import experiment, replay, report, settings
 
 # One worker runs every test of this paper's smoke run (here and in
 # tests/notebooks_test.py), so later runs reuse its compiled programs.
@@ -90,13 +90,13 @@ def test_smoke_run_writes_consistent_results(tmp_path):
 def test_expert_sweep_rows_follow_the_expert_count():
     # FSDP's gathered bytes grow in proportion to the number of experts;
     # FSSDP's are a shrinking fraction of them (replayed on synthetic loads).
-    config = _get_config("smoke")
+    s = settings.from_config(_get_config("smoke"))
     rng = np.random.default_rng(0)
     loads = {
-        e: rng.zipf(1.5, size=(3, config.model.layers, 8, e)).astype(np.float32)
+        e: rng.zipf(1.5, size=(3, s.model.layers, 8, e)).astype(np.float32)
         for e in (16, 32)
     }
-    rows = report._expert_rows(config, loads, replay.overlap_degree(config))
+    rows = report._expert_rows(s, loads, replay.overlap_degree(s))
     sweep = [r for r in rows if r["cluster"] == "B"]
     mb = {(r["strategy"], r["experts"]): r["param_MB_per_step"] for r in sweep}
     assert mb[("fsdp", 32)] == pytest.approx(2 * mb[("fsdp", 16)])
@@ -122,9 +122,9 @@ def _stop_at(stop):
 
 
 def test_interrupted_training_resumes_to_the_same_state(tmp_path):
-    config = _get_config("smoke,checkpoint_every=2")
-    setup = experiment.Runtime(config)
-    t = replay.overlap_degree(config)
+    s = settings.from_config(_get_config("smoke,checkpoint_every=2"))
+    setup = experiment.Runtime(s)
+    t = replay.overlap_degree(s)
 
     def train(workdir, hooks=()):
         return experiment.train(
@@ -153,8 +153,8 @@ def test_a_diverging_run_stops_before_saving_nan(tmp_path):
     # step named instead of finishing and reporting NaN.
     from jaxsuite.core import finite
 
-    config = _get_config("smoke,model.learning_rate=1e6")
-    setup = experiment.Runtime(config)
+    s = settings.from_config(_get_config("smoke,model.learning_rate=1e6"))
+    setup = experiment.Runtime(s)
     with pytest.raises(
         finite.NonFiniteError, match=r"'ep' stopped: loss is nan at"
     ) as e:
@@ -162,7 +162,7 @@ def test_a_diverging_run_stops_before_saving_nan(tmp_path):
             setup,
             "ep",
             3.0,
-            replay.overlap_degree(config),
+            replay.overlap_degree(s),
             workdir=str(tmp_path),
             name="ep",
         )

@@ -16,7 +16,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 
 from configs import hecate as hecate_config
-from jaxsuite.moe import model, nnx_model, replay, runtime, strategies
+from jaxsuite.moe import model, nnx_model, replay, runtime, settings, strategies
 from tests.moe import common as h
 
 
@@ -82,9 +82,9 @@ def test_model_from_key_is_init_params_and_runtime_trains_its_state():
         np.testing.assert_array_equal(np.asarray(module.dense[k][...]), v)
     with pytest.raises(ValueError, match="exactly one"):
         nnx_model.MoEModel(**shape)
-    config = hecate_config.get_config("smoke")
-    setup = runtime.Runtime(config)
-    plnr = replay.planner(config, "ep", replay.overlap_degree(config))
+    s = settings.from_config(hecate_config.get_config("smoke"))
+    setup = runtime.Runtime(s)
+    plnr = replay.planner(s, "ep", replay.overlap_degree(s))
     state = setup.state(plnr.pool_id)
     want = nnx_model.params(setup.model.shard(plnr.pool_id))
     np.testing.assert_array_equal(np.asarray(state["pools"]), want["pools"])

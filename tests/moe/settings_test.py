@@ -1,0 +1,56 @@
+"""The config is read once into frozen settings; ``with_experts`` is pure."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import pytest
+
+from configs import hecate as hecate_config
+from jaxsuite.moe import replay, settings
+
+
+def _leaves(tree, prefix=""):
+    """``{"a.b": value}`` for every leaf of a nested dict or dataclass."""
+    if dataclasses.is_dataclass(tree):
+        tree = {f.name: getattr(tree, f.name) for f in dataclasses.fields(tree)}
+    if not isinstance(tree, dict):
+        return {prefix[:-1]: tree}
+    out = {}
+    for k, v in tree.items():
+        out.update(_leaves(v, f"{prefix}{k}."))
+    return out
+
+
+@pytest.mark.parametrize("preset", ["smoke", "small", "paper"])
+def test_from_config_reads_every_field(preset):
+    config = hecate_config.get_config(preset)
+    want = _leaves(config.to_dict())
+    want.pop("preset")
+    got = _leaves(settings.from_config(config))
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        expected = tuple(value) if isinstance(value, (list, tuple)) else value
+        assert got[key] == expected and type(got[key]) is type(expected), key
+
+
+def test_settings_are_frozen():
+    s = settings.from_config(hecate_config.get_config("smoke"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.model.experts = 32  # type: ignore[misc]
+
+
+def test_with_experts_returns_new_settings_and_leaves_the_old_alone():
+    s = settings.from_config(hecate_config.get_config("smoke"))
+    devices = jax.device_count()
+    wider = replay.with_experts(s, 32)
+    assert s == settings.from_config(hecate_config.get_config("smoke"))
+    assert wider.model.experts == 32
+    assert wider.fssdp.slots == s.model.layers * 32 // devices
+    assert wider.fssdp.layer_slots == max(32 // devices, 2 * s.fssdp.layer_slots)
+    assert wider.fssdp.mat_slots == s.fssdp.mat_slots
+    unchanged = ("model", "fssdp")
+    for f in dataclasses.fields(s):
+        if f.name not in unchanged:
+            assert getattr(wider, f.name) == getattr(s, f.name), f.name
