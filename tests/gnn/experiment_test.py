@@ -1,6 +1,5 @@
 """The LSM-GNN experiment: results contract, transparency and exact resumption."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -9,6 +8,7 @@ import jax
 import optax
 import pytest
 
+from configs import lsmgnn as lsmgnn_config
 from jaxsuite.core import devices
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.gnn import experiment, model
@@ -25,12 +25,7 @@ ARG = (
 
 
 def _config_module():
-    spec = importlib.util.spec_from_file_location(
-        "cfg_lsmgnn", ROOT / "configs" / "lsmgnn.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return lsmgnn_config
 
 
 def test_every_preset_builds_and_names_known_policies():

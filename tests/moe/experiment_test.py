@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import pathlib
 
 import jax
 import numpy as np
 import pytest
 
+from configs import hecate as hecate_config
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.moe import experiment, replay, report, settings
 
@@ -18,14 +17,9 @@ from jaxsuite.moe import experiment, replay, report, settings
 # tests/notebooks_test.py), so later runs reuse its compiled programs.
 pytestmark = pytest.mark.xdist_group("hecate")
 
-_CONFIG = pathlib.Path(__file__).parents[2] / "configs" / "hecate.py"
-
 
 def _get_config(arg):
-    spec = importlib.util.spec_from_file_location("hecate_config", _CONFIG)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return hecate_config.get_config(arg)
 
 
 @pytest.mark.slow

@@ -1,6 +1,5 @@
 """End-to-end PVD smoke run, strict results, and the comparison logic."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -10,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import pvd as pvd_config
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.nerf import compare, experiment, fields, loop, report, trainer
 
@@ -21,12 +21,7 @@ _ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _get_config(arg):
-    spec = importlib.util.spec_from_file_location(
-        "pvd_config", _ROOT / "configs" / "pvd.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return pvd_config.get_config(arg)
 
 
 def _curve(seconds, psnr):

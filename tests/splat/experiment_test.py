@@ -1,13 +1,12 @@
 """The launcher's experiment on the smoke preset: results contract and resume."""
 
 import dataclasses
-import importlib.util
 import json
 import os
-import pathlib
 
 import pytest
 
+from configs import deblur3dgs as deblur_config
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.splat import experiment, methods, report
 from jaxsuite.splat import settings as settings_lib
@@ -18,11 +17,7 @@ pytestmark = pytest.mark.xdist_group("deblur3dgs")
 
 
 def _config(arg):
-    path = pathlib.Path(__file__).parents[2] / "configs" / "deblur3dgs.py"
-    spec = importlib.util.spec_from_file_location("cfg_deblur3dgs", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return deblur_config.get_config(arg)
 
 
 def test_smoke_run_writes_results_and_resumes(tmp_path):

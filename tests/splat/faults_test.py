@@ -1,11 +1,9 @@
 """Overflowing renders are never silent, and their count survives a resume."""
 
-import importlib.util
-import pathlib
-
 import pytest
 from jaxsuite.kernels.splatting import binning
 
+from configs import deblur3dgs as deblur_config
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.splat import evaluate, methods
 from jaxsuite.splat import settings as settings_lib
@@ -14,11 +12,7 @@ from jaxsuite.splat.data import initial_gaussians, make_data
 
 
 def _config(arg):
-    path = pathlib.Path(__file__).parents[2] / "configs" / "deblur3dgs.py"
-    spec = importlib.util.spec_from_file_location("cfg_deblur3dgs", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return deblur_config.get_config(arg)
 
 
 def _with(config, **values):
