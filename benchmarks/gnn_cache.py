@@ -38,7 +38,7 @@ def main(argv):
     del argv
     from jaxsuite.core import devices
     from jaxsuite.core import metrics as metrics_lib
-    from jaxsuite.gnn import experiment, fetcher, model, training
+    from jaxsuite.gnn import experiment, fetcher, model, settings, training
 
     config = _CONFIG.value
     mesh = devices.make_mesh(
@@ -46,21 +46,21 @@ def main(argv):
     )
     with config.unlocked():
         config.train.epochs = _EPOCHS.value
-    data = experiment.Data(config, _WORKDIR.value)
-    io = experiment.io_model(config)
-    tx = optax.adam(config.train.learning_rate)
+    run = settings.from_config(config)
+    data = experiment.Data(run, _WORKDIR.value)
+    tx = optax.adam(run.train.learning_rate)
     step_fn = model.make_train_step(mesh, experiment.AXIS, tx)
     sharding = jax.sharding.NamedSharding(mesh, jax.P(experiment.AXIS))
     spe = data.sampler.steps_per_epoch
     last = len(data.order) // spe - 1
     rows = []
-    for name in config.policies:
+    for name in run.policies:
         if experiment.POLICY_TABLE[name]["mode"] == "bound":
             continue  # a trace bound: nothing to time
-        _, f = experiment.make_fetcher(name, config, data, mesh)
+        _, f = experiment.make_fetcher(name, run, data, mesh)
         state = f.init_state()
         params = model.init_sage(
-            jax.random.PRNGKey(config.seed), experiment.model_dims(config)
+            jax.random.PRNGKey(run.seed), experiment.model_dims(run)
         )
         opt = tx.init(params)
         stages = dict.fromkeys(fetcher.STAGES, 0.0)
@@ -81,7 +81,7 @@ def main(argv):
                 fetch_s += t1 - t0
                 train_s += t2 - t1
                 modelled += training.modelled_step_seconds(
-                    counts, io, config.io.compute_seconds
+                    counts, run.io, run.compute_seconds
                 )
                 for k in stages:
                     stages[k] += counts[k]

@@ -1,6 +1,6 @@
 """LSM-GNN experiment: GraphSAGE trained from storage under each feature cache.
 
-For every policy in ``config.policies`` the same GraphSAGE run (same seed,
+For every policy in the config's ``policies`` the same GraphSAGE run (same seed,
 same batches) is repeated with features fetched through that policy's cache;
 all policies share one total cache budget. Because caching is transparent,
 every run must end with bitwise identical parameters: their checksums are
@@ -36,6 +36,7 @@ from jaxsuite.gnn import model as model_lib
 from jaxsuite.gnn import report, training
 from jaxsuite.gnn import sampler as sampler_lib
 from jaxsuite.gnn import storage as storage_lib
+from jaxsuite.gnn.settings import Settings, from_config
 
 AXIS = "dev"
 POLICY_TABLE: dict[str, dict[str, Any]] = {
@@ -75,12 +76,28 @@ POLICY_TABLE: dict[str, dict[str, Any]] = {
 
 
 class Data:
-    """Graph, feature store, sampler, static scores and the run's requests."""
+    """Graph, feature store, sampler, static scores and the run's requests.
 
-    def __init__(self, config: Any, workdir: str):
-        g = config.graph
+    Built from the run's ``settings`` (graph, split, sampler and static
+    scores seeded by ``settings.seed``); the features are written once to
+    ``workdir/data/features.f32`` (``graph.num_nodes x graph.feature_dim``
+    float32) and reused while their size matches.
+
+    Attributes:
+      graph: the power-law graph.
+      store: the feature store (``io.page_bytes`` pages).
+      train_ids, test_ids: the node split.
+      sampler: the data-parallel neighbour sampler.
+      order: the run's ``(epoch, step)`` pairs, in training order.
+      inputs: per step, ``(inputs (devices, U), num_inputs (devices,))``.
+      static: quantized static scores ``(N,) uint8`` by name (``pagerank``,
+        ``hotness``).
+    """
+
+    def __init__(self, settings: Settings, workdir: str):
+        g = settings.graph
         self.graph = graph_lib.power_law_graph(
-            config.seed,
+            settings.seed,
             g.num_nodes,
             avg_degree=g.avg_degree,
             num_classes=g.num_classes,
@@ -91,7 +108,7 @@ class Data:
         expected = g.num_nodes * g.feature_dim * 4
         if not os.path.exists(path) or os.path.getsize(path) != expected:
             feats = graph_lib.class_features(
-                config.seed + 1,
+                settings.seed + 1,
                 self.graph.labels,
                 g.feature_dim,
                 g.num_classes,
@@ -99,24 +116,24 @@ class Data:
             )
             storage_lib.write_features(path, feats)
         self.store = storage_lib.FeatureStore(
-            path, g.num_nodes, g.feature_dim, page_bytes=config.io.page_bytes
+            path, g.num_nodes, g.feature_dim, page_bytes=settings.io.page_bytes
         )
         self.train_ids, _, self.test_ids = graph_lib.split_nodes(
-            config.seed, g.num_nodes
+            settings.seed, g.num_nodes
         )
-        t = config.train
+        t = settings.train
         self.sampler = sampler_lib.NodeSampler(
             self.graph,
             self.train_ids,
             t.fanouts,
             t.batch_per_device,
-            config.devices,
-            config.seed,
+            settings.devices,
+            settings.seed,
         )
         self.order = self.sampler.schedule(t.epochs)
         batches = (self.sampler.batch(*es) for es in self.order)
         self.inputs = [(b.inputs, b.num_inputs) for b in batches]
-        c = config.cache
+        c = settings.cache
         pagerank = graph_lib.reverse_pagerank(
             self.graph, iterations=c.pagerank_iterations, damping=c.damping
         )
@@ -128,8 +145,8 @@ class Data:
             self.train_ids,
             t.fanouts,
             t.batch_per_device,
-            config.devices,
-            config.seed + 7919,
+            settings.devices,
+            settings.seed + 7919,
         )
         counts = np.zeros(g.num_nodes, np.int64)
         for e, s in pre.schedule(c.presample_epochs):
@@ -160,16 +177,16 @@ class Budget(NamedTuple):
     ring_in_budget: bool
 
 
-def budget_of(name: str, config: Any) -> Budget:
-    """Splits the config's budget for policy ``name`` (sets of whole ways).
+def budget_of(name: str, settings: Settings) -> Budget:
+    """Splits the run's budget for policy ``name`` (sets of whole ways).
 
     Equal budgets: ``device_rows + ring_rows <= budget_rows`` with less than
     one set per device left over, unless the policy is the named unequal
     ablation (``ring_in_budget`` False, the ring on top of the budget).
     """
     entry = POLICY_TABLE[name]
-    c, n = config.cache, config.devices
-    budget = int(c.budget_fraction * config.graph.num_nodes)
+    c, n = settings.cache, settings.devices
+    budget = int(c.budget_fraction * settings.graph.num_nodes)
     if entry["mode"] == "none":
         return Budget(budget, 0, 0, True)
     if entry["mode"] == "bound":
@@ -183,13 +200,16 @@ def budget_of(name: str, config: Any) -> Budget:
     return Budget(budget, lines * n, ring, inside)
 
 
-def fetch_config(name: str, config: Any, total_steps: int) -> fetcher_lib.FetchConfig:
-    """The cache of policy ``name`` at the config's total budget."""
+def fetch_config(
+    name: str, settings: Settings, total_steps: int
+) -> fetcher_lib.FetchConfig:
+    """The cache of policy ``name`` at the run's total budget (``settings``;
+    a ``window="run"`` policy sees all ``total_steps`` steps ahead)."""
     entry = POLICY_TABLE[name]
     if entry["mode"] == "bound":
         raise ValueError(f"{name!r} is a bound computed from the trace, not a cache")
-    c = config.cache
-    b = budget_of(name, config)
+    c = settings.cache
+    b = budget_of(name, settings)
     spec = None
     if entry["mode"] != "none":
         window = total_steps if entry.get("window") == "run" else c.window
@@ -202,20 +222,20 @@ def fetch_config(name: str, config: Any, total_steps: int) -> fetcher_lib.FetchC
     return fetcher_lib.FetchConfig(
         entry["mode"],
         spec,
-        num_sets=max(1, b.device_rows // config.devices // c.ways),
+        num_sets=max(1, b.device_rows // settings.devices // c.ways),
         ways=c.ways,
         victim=entry.get("victim", False),
         ring_slots=c.ring_slots,
         ring_depth=c.ring_depth,
-        ring_capacity=b.ring_rows // config.devices,
+        ring_capacity=b.ring_rows // settings.devices,
     )
 
 
 def make_fetcher(
-    name: str, config: Any, data: Data, mesh: Any
+    name: str, settings: Settings, data: Data, mesh: Any
 ) -> tuple[fetcher_lib.FetchConfig, fetcher_lib.FeatureFetcher]:
     """Policy ``name``'s cache configuration and fetcher over ``data``."""
-    fcfg = fetch_config(name, config, len(data.order))
+    fcfg = fetch_config(name, settings, len(data.order))
     reuse = None if fcfg.mode == "none" else data.reuse(fcfg.mode == "shared")
     static = data.static[POLICY_TABLE[name].get("static", "pagerank")]
     fetcher = fetcher_lib.FeatureFetcher(
@@ -224,22 +244,11 @@ def make_fetcher(
     return fcfg, fetcher
 
 
-def io_model(config: Any) -> storage_lib.IOModel:
-    """The config's I/O cost model."""
-    return storage_lib.IOModel(
-        page_bytes=config.io.page_bytes,
-        iops=config.io.iops,
-        storage_bandwidth=config.io.storage_bandwidth,
-        link_bandwidth=config.io.link_bandwidth,
-        host_bandwidth=config.io.host_bandwidth,
-    )
-
-
-def model_dims(config: Any) -> tuple[int, ...]:
+def model_dims(settings: Settings) -> tuple[int, ...]:
     """GraphSAGE layer widths: features, hidden per extra layer, classes."""
-    t = config.train
+    t = settings.train
     hidden = [t.hidden] * (len(t.fanouts) - 1)
-    return (config.graph.feature_dim, *hidden, config.graph.num_classes)
+    return (settings.graph.feature_dim, *hidden, settings.graph.num_classes)
 
 
 def policy_cache(workdir: str) -> phases.PhaseCache:
@@ -249,7 +258,7 @@ def policy_cache(workdir: str) -> phases.PhaseCache:
 
 def run_policy(
     name: str,
-    config: Any,
+    settings: Settings,
     data: Data,
     mesh: Any,
     workdir: str,
@@ -267,47 +276,65 @@ def run_policy(
     if saved is not None:
         return saved
     if POLICY_TABLE[name]["mode"] == "bound":
-        return cache.save(name, bound_summary(name, config, data))
-    fcfg, fetcher = make_fetcher(name, config, data, mesh)
+        return cache.save(name, bound_summary(name, settings, data))
+    fcfg, fetcher = make_fetcher(name, settings, data, mesh)
+    t = settings.train
     state = training.train_policy(
         name,
-        config,
         data,
-        training.init_state(config, model_dims(config), mesh, fetcher),
+        training.init_state(
+            model_dims(settings),
+            mesh,
+            fetcher,
+            seed=settings.seed,
+            learning_rate=t.learning_rate,
+            epochs=t.epochs,
+        ),
         training.make_step_fn(
             name,
-            config,
             data,
-            io_model(config),
+            settings.io,
+            settings.compute_seconds,
             mesh,
             fetcher,
             train_step,
-            overlap=config.train.overlap_fetch,
+            overlap=t.overlap_fetch,
         ),
         workdir,
         writer,
-        stop_at,
+        checkpoint_every=settings.checkpoint_every,
+        log_every=settings.log_every,
+        stop_at=stop_at,
     )
     if state is None:
         return None
-    budget = budget_of(name, config)._asdict()
-    summary = training.policy_summary(name, config, data, fcfg, budget, state)
+    budget = budget_of(name, settings)._asdict()
+    summary = training.policy_summary(
+        name,
+        data,
+        fcfg,
+        budget,
+        state,
+        num_devices=settings.devices,
+        eval_nodes=t.eval_nodes,
+        seed=settings.seed,
+    )
     cache.save(name, summary)
     # The policy is done: its cache checkpoints are no longer needed.
     shutil.rmtree(os.path.join(workdir, "checkpoints", name), ignore_errors=True)
     return summary
 
 
-def bound_summary(name: str, config: Any, data: Data) -> dict[str, Any]:
+def bound_summary(name: str, settings: Settings, data: Data) -> dict[str, Any]:
     """The unconstrained Belady bound on the run's requests (last epoch).
 
     One store of the whole budget over the shared request stream (each step's
     distinct ids, all devices), full future (``cache.belady``). A hit serves
     every device that asked for the id; a miss is one storage read.
     """
-    b = budget_of(name, config)
+    b = budget_of(name, settings)
     reqs = data.reuse(True).ids[0]
-    hits = cache_lib.belady(reqs, b.budget_rows, config.graph.num_nodes)
+    hits = cache_lib.belady(reqs, b.budget_rows, settings.graph.num_nodes)
     steps = range(len(reqs) - data.sampler.steps_per_epoch, len(reqs))
     acc = dict.fromkeys(("requests", "hits", "rows", "pages"), 0.0)
     for t in steps:
@@ -322,29 +349,33 @@ def bound_summary(name: str, config: Any, data: Data) -> dict[str, Any]:
 
 
 def run(config: Any, workdir: str) -> dict[str, Any]:
-    """Runs every policy, draws the figures and writes ``results.json``."""
+    """Runs every policy, draws the figures and writes ``results.json``.
+
+    ``config`` (``configs/lsmgnn.py``) is read once into :class:`Settings`
+    (``settings.from_config``); it is kept only to prepare ``workdir`` and
+    to be echoed into the hyperparameters and ``results.json``.
+    """
     t0 = time.time()
-    unknown = [p for p in config.policies if p not in POLICY_TABLE]
+    s = from_config(config)
+    unknown = [p for p in s.policies if p not in POLICY_TABLE]
     if unknown:
         raise ValueError(f"unknown policies {unknown}; valid: {list(POLICY_TABLE)}")
     train_lib.prepare_workdir(workdir, config)
-    if jax.device_count() < config.devices:
+    if jax.device_count() < s.devices:
         raise ValueError(
-            f"needs {config.devices} devices, found {jax.device_count()}: pass "
+            f"needs {s.devices} devices, found {jax.device_count()}: pass "
             "--local_device_count=8 on a CPU, or set devices= in the config"
         )
-    mesh = devices.make_mesh(
-        (config.devices,), (AXIS,), devices=jax.devices()[: config.devices]
-    )
-    data = Data(config, workdir)
-    tx = optax.adam(config.train.learning_rate)
+    mesh = devices.make_mesh((s.devices,), (AXIS,), devices=jax.devices()[: s.devices])
+    data = Data(s, workdir)
+    tx = optax.adam(s.train.learning_rate)
     train_step = model_lib.make_train_step(mesh, AXIS, tx)
     summaries = {}
     with metrics_lib.MetricWriter(workdir) as writer:
         writer.write_hparams(config.to_dict())
-        for name in config.policies:
+        for name in s.policies:
             summaries[name] = run_policy(
-                name, config, data, mesh, workdir, writer, train_step
+                name, s, data, mesh, workdir, writer, train_step
             )
     report.figures_for(workdir, summaries, metrics_lib.read_metrics(workdir))
     metrics, verdict = report.headline(summaries)

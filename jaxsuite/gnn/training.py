@@ -66,14 +66,20 @@ def params_checksum(params: Any) -> str:
 
 
 def init_state(
-    config: Any, dims: tuple[int, ...], mesh: Any, fetcher: fetcher_lib.FeatureFetcher
+    dims: tuple[int, ...],
+    mesh: Any,
+    fetcher: fetcher_lib.FeatureFetcher,
+    *,
+    seed: int,
+    learning_rate: float,
+    epochs: int,
 ) -> dict[str, Any]:
     """A policy run's first state: the GraphSAGE model of layer widths
-    ``dims`` and its Adam state (replicated), the fetcher's cache state and
-    per-epoch sums ``acc (epochs, len(ACC_KEYS))``."""
-    t = config.train
-    params = model_lib.init_sage(jax.random.PRNGKey(config.seed), dims)
-    tx = optax.adam(t.learning_rate)
+    ``dims`` (drawn from ``PRNGKey(seed)``) and its Adam state at
+    ``learning_rate`` (replicated), the fetcher's cache state and per-epoch
+    sums ``acc (epochs, len(ACC_KEYS))``."""
+    params = model_lib.init_sage(jax.random.PRNGKey(seed), dims)
+    tx = optax.adam(learning_rate)
     return {
         # Replicated on the mesh, so a restored checkpoint lands there too.
         **fetcher_lib.put_global(
@@ -81,7 +87,7 @@ def init_state(
             jax.sharding.NamedSharding(mesh, jax.P()),
         ),
         "fetch": fetcher.init_state(),
-        "acc": np.zeros((t.epochs, len(ACC_KEYS)), np.float64),
+        "acc": np.zeros((epochs, len(ACC_KEYS)), np.float64),
     }
 
 
@@ -106,9 +112,9 @@ def host_fetch_state(fs: dict[str, Any], copy: bool = False) -> dict[str, Any]:
 
 def make_step_fn(
     name: str,
-    config: Any,
     data: Any,
     io: storage_lib.IOModel,
+    compute_s: float,
     mesh: Any,
     fetcher: fetcher_lib.FeatureFetcher,
     train_step: Any,
@@ -117,7 +123,9 @@ def make_step_fn(
     """``step_fn(state, step) -> (state, scalars)`` of policy ``name`` for
     ``train_loop``: fetch the step's features through the cache (``data``:
     the experiment's ``Data``), train, add the step's counters, measured
-    times and modelled time (``io``) to its epoch's row of ``state["acc"]``.
+    times and modelled time (``io``, ``compute_s`` modelled seconds of a
+    step's compute: ``modelled_step_seconds``) to its epoch's row of
+    ``state["acc"]``.
 
     With ``overlap``, step ``t`` dispatches its training step and, while the
     devices compute it, samples and plans step ``t + 1`` on the host (the
@@ -174,7 +182,7 @@ def make_step_fn(
             steps=1.0,
             loss=float(loss),
             measured_s=time.perf_counter() - t0,
-            modelled_s=modelled_step_seconds(counts, io, config.io.compute_seconds),
+            modelled_s=modelled_step_seconds(counts, io, compute_s),
         )
         row[epoch] += np.array([counts[k] for k in ACC_KEYS])
         req = max(counts["requests"], 1.0)
@@ -192,26 +200,30 @@ def make_step_fn(
 
 def train_policy(
     name: str,
-    config: Any,
     data: Any,
     init: dict[str, Any],
     step_fn: Any,
     workdir: str,
     writer: Any,
+    *,
+    checkpoint_every: int,
+    log_every: int,
     stop_at: int | None = None,
 ) -> dict[str, Any] | None:
     """Policy ``name``'s resumable ``train_loop`` from ``init`` over the run's
     ``len(data.order)`` steps (checkpoints under ``workdir/checkpoints/
-    <name>``); its final state, or None when ``stop_at`` ended it early."""
+    <name>`` every ``checkpoint_every`` steps, 0: once per epoch; scalars
+    every ``log_every`` steps); its final state, or None when ``stop_at``
+    ended it early."""
     total = len(data.order)
     state = train_lib.train_loop(
         init,
         step_fn,
         num_steps=min(stop_at or total, total),
         workdir=workdir,
-        checkpoint_every=config.checkpoint_every or data.sampler.steps_per_epoch,
+        checkpoint_every=checkpoint_every or data.sampler.steps_per_epoch,
         writer=writer,
-        log_every=config.log_every,
+        log_every=log_every,
         name=name,
     )
     if stop_at is not None and stop_at < total:
@@ -221,27 +233,31 @@ def train_policy(
 
 def policy_summary(
     name: str,
-    config: Any,
     data: Any,
     fcfg: fetcher_lib.FetchConfig,
     budget: dict[str, Any],
     state: dict[str, Any],
+    *,
+    num_devices: int,
+    eval_nodes: int,
+    seed: int,
 ) -> dict[str, Any]:
     """The summary of a finished policy run: the last (warm) epoch's hit
-    split, bytes and times (``report.summarise``, with the policy's
-    ``budget``), test accuracy, the parameters' checksum, duplication,
+    split, bytes and times (``report.summarise`` over ``num_devices``, with
+    the policy's ``budget``), test accuracy on the first ``eval_nodes`` test
+    nodes (sampled with ``seed``), the parameters' checksum, duplication,
     mismatches and per-epoch sums."""
     acc = _host(state["acc"])
-    test_ids = data.test_ids[: config.train.eval_nodes]
+    test_ids = data.test_ids[:eval_nodes]
     accuracy = model_lib.evaluate(
-        state["params"], data.sampler, data.store, test_ids, seed=config.seed
+        state["params"], data.sampler, data.store, test_ids, seed=seed
     )
     summary = report.summarise(
         name,
         fcfg,
         dict(zip(ACC_KEYS, acc[-1])),
         data.store,
-        config.devices,
+        num_devices,
         budget,
     )
     summary.update(

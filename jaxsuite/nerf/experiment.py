@@ -338,6 +338,15 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
                 name = f"distill/{t_arch}_to_{s_arch}/psnr"
                 writer.write_scalars(len(rows), {name: row["student_psnr"]})
     scratch = {a: t.summary for a, t in teachers.items()}
-    report.render_figure(workdir, config, renders, rows)
-    report.curve_figure(workdir, config, scratch, distilled)
-    return report.write(workdir, config, rows, scratch, time.time() - t_start + earlier)
+    primary = config.teachers[0]
+    report.render_figure(workdir, renders, rows, primary, tuple(config.archs))
+    report.curve_figure(workdir, scratch, distilled, primary)
+    return report.write(
+        workdir,
+        config.to_dict(),
+        rows,
+        scratch,
+        time.time() - t_start + earlier,
+        distill_seconds=float(config.distill.seconds),
+        scratch_seconds=float(config.scratch_seconds),
+    )

@@ -18,6 +18,7 @@ Nothing here trains or renders; every number comes from those inputs.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -81,17 +82,23 @@ def _headline_pair(r: dict[str, Any]) -> str:
     return text
 
 
-def verdict(rows: list[dict[str, Any]], config: Any) -> str:
-    """What the numbers say about the claim (hash -> MLP is the paper's pair)."""
+def verdict(
+    rows: list[dict[str, Any]], distill_seconds: float, scratch_seconds: float
+) -> str:
+    """What the numbers say about the claim (hash -> MLP is the paper's pair).
+
+    ``distill_seconds`` and ``scratch_seconds`` are the wall-time budgets
+    of a distillation and of a from-scratch run.
+    """
     reached = [r for r in rows if r["distill_seconds_to_bar"] is not None]
     scratch_reached = [r for r in rows if r["scratch_seconds_to_bar"] is not None]
     better = [r for r in rows if r["student_psnr"] > r["scratch_psnr_equal_time"]]
     fast = [r for r in rows if _best_ratio(r) >= 10.0]
     text = (
         f"Over {len(rows)} ordered pairs, distillation came within 1 dB of its "
-        f"teacher in {len(reached)} within {config.distill.seconds:.0f} s, "
+        f"teacher in {len(reached)} within {distill_seconds:.0f} s, "
         f"training the student from scratch did in {len(scratch_reached)} within "
-        f"{config.scratch_seconds:.0f} s, distillation beat training from scratch "
+        f"{scratch_seconds:.0f} s, distillation beat training from scratch "
         f"at equal measured time in {len(better)}, and was 10x or more faster to "
         f"the bar in {len(fast)}. "
     )
@@ -169,36 +176,49 @@ def scratch_table(scratch: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write(
     workdir: str,
-    config: Any,
+    config_echo: Mapping[str, Any],
     rows: list[dict[str, Any]],
     scratch: dict[str, dict[str, Any]],
     wall: float,
+    *,
+    distill_seconds: float,
+    scratch_seconds: float,
 ) -> dict[str, Any]:
     """Writes ``workdir/results.json`` (metrics, the ``pairs`` and ``scratch``
-    tables, claim and verdict) and returns it as read back."""
+    tables, claim and :func:`verdict` with the two budgets in seconds) and
+    returns it as read back.
+
+    ``config_echo`` is the run's config as a plain dict (its ``preset`` field
+    is recorded), echoed into ``results.json``; ``wall`` is the run's wall
+    seconds.
+    """
     path = metrics_lib.write_results(
         workdir,
         paper="pvd",
-        config=config,
+        config=config_echo,
         metrics=headline_metrics(rows, scratch),
         tables={"pairs": rows, "scratch": scratch_table(scratch)},
         claim=CLAIM,
-        verdict=verdict(rows, config),
+        verdict=verdict(rows, distill_seconds, scratch_seconds),
         wall_seconds=wall,
     )
     return metrics_lib.read_results(path)
 
 
 def render_figure(
-    workdir: str, config: Any, renders: dict[str, np.ndarray], rows: list[dict]
+    workdir: str,
+    renders: dict[str, np.ndarray],
+    rows: list[dict],
+    primary: str,
+    archs: Sequence[str],
 ) -> None:
-    """``renders.png``: ground truth, the primary teacher, its students and the
-    other architectures from scratch (each image ``(H, W, 3)``)."""
-    primary = config.teachers[0]
+    """``renders.png``: ground truth, the ``primary`` teacher, its students
+    and the other architectures of ``archs`` from scratch (each image
+    ``(H, W, 3)``)."""
     names = (
         ["ground truth", f"{primary} scratch"]
         + [f"{r['student']} from {primary}" for r in rows if r["teacher"] == primary]
-        + [f"{a} scratch" for a in config.archs if a != primary]
+        + [f"{a} scratch" for a in archs if a != primary]
     )
     figures.image_grid(
         os.path.join(workdir, "renders.png"),
@@ -210,15 +230,14 @@ def render_figure(
 
 def curve_figure(
     workdir: str,
-    config: Any,
     scratch: dict[str, dict],
     distilled: dict[tuple[str, str], dict],
+    primary: str,
 ) -> None:
     """``psnr_vs_time.png``: test PSNR against optimisation seconds of each
-    student of the primary teacher, from scratch (``scratch[arch]``) and
+    student of the ``primary`` teacher, from scratch (``scratch[arch]``) and
     distilled (``distilled[(teacher, student)]``, phase summaries with a
     ``"curve"``), with the bar (teacher - 1 dB)."""
-    primary = config.teachers[0]
     students = [s for t, s in distilled if t == primary]
     curves = {}
     for s in students:

@@ -11,7 +11,7 @@ import pytest
 from configs import lsmgnn as lsmgnn_config
 from jaxsuite.core import devices
 from jaxsuite.core import metrics as metrics_lib
-from jaxsuite.gnn import experiment, model
+from jaxsuite.gnn import experiment, model, settings
 
 # One worker runs every test of this paper's smoke run (here and in
 # tests/notebooks_test.py), so later runs reuse its compiled programs.
@@ -42,9 +42,10 @@ def test_every_policy_spends_the_same_budget():
     module = _config_module()
     for preset in module.PRESETS:
         config = module.get_config(preset)
+        run = settings.from_config(config)
         n, ways = config.devices, config.cache.ways
         for name, entry in experiment.POLICY_TABLE.items():
-            b = experiment.budget_of(name, config)
+            b = experiment.budget_of(name, run)
             assert b.budget_rows == int(
                 config.cache.budget_fraction * config.graph.num_nodes
             )
@@ -57,12 +58,12 @@ def test_every_policy_spends_the_same_budget():
             if entry["mode"] == "bound":
                 assert spent == b.budget_rows
                 continue
-            fcfg = experiment.fetch_config(name, config, 10)
+            fcfg = experiment.fetch_config(name, run, 10)
             assert fcfg.num_sets * fcfg.ways * n == b.device_rows
             assert fcfg.ring_capacity * n == b.ring_rows
-        inside = experiment.budget_of("lsm_gnn_pvp", config)
-        extra = experiment.budget_of("lsm_gnn_pvp_ring_extra", config)
-        lru = experiment.budget_of("independent_lru", config)
+        inside = experiment.budget_of("lsm_gnn_pvp", run)
+        extra = experiment.budget_of("lsm_gnn_pvp_ring_extra", run)
+        lru = experiment.budget_of("independent_lru", run)
         assert inside.ring_rows == extra.ring_rows and not extra.ring_in_budget
         assert inside.device_rows < extra.device_rows == lru.device_rows
 
@@ -128,9 +129,10 @@ def test_interrupted_policy_resumes_exactly(smoke, tmp_path):
     with open(os.path.join(workdir, "policies", "lsm_gnn_pvp.json")) as f:
         straight = json.load(f)
     mesh = devices.make_mesh((config.devices,), ("dev",))
-    data = experiment.Data(config, str(tmp_path))
+    run = settings.from_config(config)
+    data = experiment.Data(run, str(tmp_path))
     step = model.make_train_step(mesh, "dev", optax.adam(config.train.learning_rate))
-    args = ("lsm_gnn_pvp", config, data, mesh, str(tmp_path), None, step)
+    args = ("lsm_gnn_pvp", run, data, mesh, str(tmp_path), None, step)
     first = data.sampler.steps_per_epoch + 3  # mid-epoch, past a checkpoint
     assert experiment.run_policy(*args, stop_at=first) is None
     jax.clear_caches()

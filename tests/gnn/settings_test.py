@@ -1,0 +1,42 @@
+"""The LSM-GNN config is read once into frozen settings."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from configs import lsmgnn as lsmgnn_config
+from jaxsuite.gnn import experiment, settings
+
+
+def _leaves(tree, prefix=""):
+    """``{"a.b": value}`` for every leaf of a nested dict or dataclass."""
+    if dataclasses.is_dataclass(tree):
+        tree = {f.name: getattr(tree, f.name) for f in dataclasses.fields(tree)}
+    if not isinstance(tree, dict):
+        return {prefix[:-1]: tree}
+    out = {}
+    for k, v in tree.items():
+        out.update(_leaves(v, f"{prefix}{k}."))
+    return out
+
+
+@pytest.mark.parametrize("preset", list(lsmgnn_config.PRESETS))
+def test_from_config_reads_every_field(preset):
+    config = lsmgnn_config.get_config(preset)
+    want = _leaves(config.to_dict())
+    want.pop("preset")
+    got = _leaves(settings.from_config(config))
+    got["io.compute_seconds"] = got.pop("compute_seconds")
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        expected = tuple(value) if isinstance(value, (list, tuple)) else value
+        assert got[key] == expected and type(got[key]) is type(expected), key
+
+
+def test_settings_are_frozen_and_model_dims_follow_them():
+    s = settings.from_config(lsmgnn_config.get_config("smoke"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.train.hidden = 64  # type: ignore[misc]
+    assert experiment.model_dims(s) == (128, 32, 16)
