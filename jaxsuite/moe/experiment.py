@@ -53,6 +53,48 @@ from jaxsuite.moe.settings import Settings
 Runtime = runtime.Runtime
 
 
+def empty_trace(settings: Settings) -> dict[str, np.ndarray]:
+    """The per-step trace of a run of ``N = settings.steps`` steps, unfilled.
+
+    ``loss``, ``dropped``, ``wall``, ``spag_hlo`` and ``spag_plan`` are
+    ``(N,)``; ``load`` is ``(N, L, D, E)``; ``moved`` ``(N,)`` (-1 where no
+    re-shard); ``bucket`` ``(N, 3)``: the SparseAllGather bucket of each step
+    (mode index in ``collectives.MODES``, c, c2). ``spag_hlo`` holds the
+    HLO-parsed bytes of the program that ran (gather + transpose, per
+    device), ``spag_plan`` the planned bytes.
+    """
+    n, m = settings.steps, settings.model
+    return {
+        "loss": np.zeros(n, np.float32),
+        "dropped": np.zeros(n, np.float32),
+        "load": np.zeros((n, m.layers, jax.device_count(), m.experts), np.float32),
+        "wall": np.zeros(n, np.float32),
+        "moved": -np.ones(n, np.int32),
+        "bucket": -np.ones((n, 3), np.int32),
+        "spag_hlo": np.zeros(n, np.float32),
+        "spag_plan": np.zeros(n, np.float32),
+    }
+
+
+def _record_gather(trace, i, compiled, plnr, mat, strategy, settings, cache):
+    """Step ``i``'s SparseAllGather bucket, compiled bytes and planned bytes.
+
+    ``cache`` keeps each compiled program's HLO-parsed bytes (parsed once).
+    """
+    if id(compiled) not in cache:
+        cache[id(compiled)] = measure.hlo_collective_bytes(
+            compiled.as_text(), jax.device_count(), scope="sparse_all_gather"
+        )["total"]
+    mode, c, c2 = plnr.bucket
+    trace["bucket"][i] = (collectives.MODES.index(mode), c, c2)
+    trace["spag_hlo"][i] = cache[id(compiled)]
+    if strategy in ("fastermoe", "fssdp"):
+        m = settings.model
+        chunks = collectives.plan_chunks(plnr.pool_expert, mat, m.experts)
+        chunk_bytes = 4 * model.expert_size(m.hidden, m.ffn)
+        trace["spag_plan"][i] = 2 * chunks * chunk_bytes / jax.device_count()
+
+
 def train(
     setup: Runtime,
     strategy: str,
@@ -78,27 +120,12 @@ def train(
     """
     settings = setup.settings
     plnr = planner(settings, strategy, overlap)
-    n, m = settings.steps, settings.model
-    shape = (n, m.layers, jax.device_count(), m.experts)
     init = {
         "model": setup.state(plnr.pool_id),
         "pool_id": plnr.pool_id.copy(),
-        "trace": {
-            "loss": np.zeros(n, np.float32),
-            "dropped": np.zeros(n, np.float32),
-            "load": np.zeros(shape, np.float32),
-            "wall": np.zeros(n, np.float32),
-            "moved": -np.ones(n, np.int32),
-            # SparseAllGather per step: bucket (mode index in
-            # collectives.MODES, c, c2), HLO-parsed bytes of the program
-            # that ran (gather + transpose, per device) and planned bytes.
-            "bucket": -np.ones((n, 3), np.int32),
-            "spag_hlo": np.zeros(n, np.float32),
-            "spag_plan": np.zeros(n, np.float32),
-        },
+        "trace": empty_trace(settings),
     }
     cache: dict[Any, Any] = {}
-    chunk_bytes = 4 * model.expert_size(settings.model.hidden, settings.model.ffn)
 
     def step_fn(state, step):
         i = step - 1
@@ -120,18 +147,7 @@ def train(
         plan = setup.put_plan(host_plan)
         tokens = setup.tokens(i, skew)
         compiled = setup.step(strategy, model_state, tokens, plan)
-        if id(compiled) not in cache:
-            cache[id(compiled)] = measure.hlo_collective_bytes(
-                compiled.as_text(), jax.device_count(), scope="sparse_all_gather"
-            )["total"]
-        mode, c, c2 = plnr.bucket
-        trace["bucket"][i] = (collectives.MODES.index(mode), c, c2)
-        trace["spag_hlo"][i] = cache[id(compiled)]
-        if strategy in ("fastermoe", "fssdp"):
-            chunks = collectives.plan_chunks(
-                plnr.pool_expert, mat, settings.model.experts
-            )
-            trace["spag_plan"][i] = 2 * chunks * chunk_bytes / jax.device_count()
+        _record_gather(trace, i, compiled, plnr, mat, strategy, settings, cache)
         t0 = time.perf_counter()
         with jax.set_mesh(setup.mesh):
             model_state, scalars = compiled(model_state, tokens, plan)
@@ -145,7 +161,7 @@ def train(
     state = train_lib.train_loop(
         init,
         step_fn,
-        num_steps=n,
+        num_steps=settings.steps,
         workdir=workdir,
         checkpoint_every=settings.checkpoint_every,
         name=name,
