@@ -205,25 +205,13 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
 
 def study_settings(settings: Settings) -> gating_study.StudySettings:
     """The gating study's settings: the experiment's model, data and steps."""
-    m = settings.model
     return gating_study.StudySettings(
-        vocab=m.vocab,
-        hidden=m.hidden,
-        ffn=m.ffn,
-        heads=m.heads,
-        layers=m.layers,
-        experts=m.experts,
+        model=settings.model,
+        data=settings.data,
         devices=jax.device_count(),
-        batch_per_device=m.batch_per_device,
-        seq_len=m.seq_len,
-        capacity_factor=m.capacity_factor,
-        aux_weight=m.aux_weight,
-        learning_rate=m.learning_rate,
         steps=settings.steps,
         skew=settings.train_skew,
         seed=settings.seed,
-        period=settings.data.period,
-        follow=settings.data.follow,
     )
 
 

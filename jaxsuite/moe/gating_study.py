@@ -30,6 +30,7 @@ import optax
 
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.moe import data, gating, model
+from jaxsuite.moe.settings import DataSettings, ModelSettings
 
 # name -> (random routing of second choices, capacity over the global batch)
 VARIANTS = {
@@ -42,25 +43,23 @@ VARIANTS = {
 
 @dataclasses.dataclass(frozen=True)
 class StudySettings:
-    """Model, data and optimizer of the study (the experiment's, unpacked)."""
+    """The study's model, data and run (the experiment's own).
 
-    vocab: int
-    hidden: int
-    ffn: int
-    heads: int
-    layers: int
-    experts: int
+    Attributes:
+      model: the model's shape, capacity, balancing weight and learning rate.
+      data: the token stream's drift.
+      devices: D, device groups (capacity is counted per group).
+      steps: Adam steps per variant.
+      skew: the token stream's skew.
+      seed: initialisation and data seed.
+    """
+
+    model: ModelSettings
+    data: DataSettings
     devices: int
-    batch_per_device: int
-    seq_len: int
-    capacity_factor: float
-    aux_weight: float
-    learning_rate: float
     steps: int
     skew: float
     seed: int
-    period: float
-    follow: float
 
 
 def train_variant(
@@ -75,18 +74,19 @@ def train_variant(
       ``loss (N,)``, ``load (N, L, E)`` dispatched assignments per expert
       (summed over groups), ``dropped (N, L)`` dispatched but over capacity.
     """
+    m = s.model
     dense, experts = model.init_params(
         jax.random.PRNGKey(s.seed),
-        vocab=s.vocab,
-        hidden=s.hidden,
-        ffn=s.ffn,
-        layers=s.layers,
-        experts=s.experts,
+        vocab=m.vocab,
+        hidden=m.hidden,
+        ffn=m.ffn,
+        layers=m.layers,
+        experts=m.experts,
     )
     groups = 1 if global_capacity else s.devices
-    tokens = s.devices * s.batch_per_device * s.seq_len
-    cap = gating.capacity(tokens // groups, s.experts, s.capacity_factor)
-    tx = optax.adam(s.learning_rate)
+    tokens = s.devices * m.batch_per_device * m.seq_len
+    cap = gating.capacity(tokens // groups, m.experts, m.capacity_factor)
+    tx = optax.adam(m.learning_rate)
     params = {"dense": dense, "experts": experts}
     opt = tx.init(params)
 
@@ -94,7 +94,7 @@ def train_variant(
     def step(params, opt, batch, key):
         draws = None
         if random_routing:
-            draws = jax.random.uniform(key, (s.layers, groups, tokens // groups))
+            draws = jax.random.uniform(key, (m.layers, groups, tokens // groups))
 
         def objective(p):
             return model.reference_loss(
@@ -103,10 +103,10 @@ def train_variant(
                 batch,
                 groups=groups,
                 cap=cap,
-                heads=s.heads,
-                hidden=s.hidden,
-                ffn=s.ffn,
-                aux_weight=s.aux_weight,
+                heads=m.heads,
+                hidden=m.hidden,
+                ffn=m.ffn,
+                aux_weight=m.aux_weight,
                 second_draws=draws,
             )
 
@@ -117,19 +117,19 @@ def train_variant(
     key = jax.random.PRNGKey(s.seed + 1)
     out = {
         "loss": np.zeros(s.steps, np.float32),
-        "load": np.zeros((s.steps, s.layers, s.experts), np.float32),
-        "dropped": np.zeros((s.steps, s.layers), np.float32),
+        "load": np.zeros((s.steps, m.layers, m.experts), np.float32),
+        "dropped": np.zeros((s.steps, m.layers), np.float32),
     }
     for i in range(s.steps):
         batch = data.batch(
             i,
-            batch_size=s.devices * s.batch_per_device,
-            seq_len=s.seq_len,
-            vocab=s.vocab,
+            batch_size=s.devices * m.batch_per_device,
+            seq_len=m.seq_len,
+            vocab=m.vocab,
             skew=s.skew,
             seed=s.seed,
-            period=s.period,
-            follow=s.follow,
+            period=s.data.period,
+            follow=s.data.follow,
         )
         params, opt, loss, stats = step(
             params, opt, jnp.asarray(batch), jax.random.fold_in(key, i)
@@ -175,7 +175,7 @@ def summarise(
 def run_study(s: StudySettings) -> dict[str, Any]:
     """Every variant's load summary, keyed by variant name."""
     out = {}
-    tokens = s.devices * s.batch_per_device * s.seq_len
+    tokens = s.devices * s.model.batch_per_device * s.model.seq_len
     for name, (random_routing, global_capacity) in VARIANTS.items():
         trace = train_variant(s, random_routing, global_capacity)
         out[name] = summarise(trace, devices=s.devices, tokens=tokens)

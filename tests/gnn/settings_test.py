@@ -8,26 +8,15 @@ import pytest
 
 from configs import lsmgnn as lsmgnn_config
 from jaxsuite.gnn import experiment, settings
-
-
-def _leaves(tree, prefix=""):
-    """``{"a.b": value}`` for every leaf of a nested dict or dataclass."""
-    if dataclasses.is_dataclass(tree):
-        tree = {f.name: getattr(tree, f.name) for f in dataclasses.fields(tree)}
-    if not isinstance(tree, dict):
-        return {prefix[:-1]: tree}
-    out = {}
-    for k, v in tree.items():
-        out.update(_leaves(v, f"{prefix}{k}."))
-    return out
+from tests.settings_leaves import leaves
 
 
 @pytest.mark.parametrize("preset", list(lsmgnn_config.PRESETS))
 def test_from_config_reads_every_field(preset):
     config = lsmgnn_config.get_config(preset)
-    want = _leaves(config.to_dict())
+    want = leaves(config.to_dict())
     want.pop("preset")
-    got = _leaves(settings.from_config(config))
+    got = leaves(settings.from_config(config))
     got["io.compute_seconds"] = got.pop("compute_seconds")
     assert got.keys() == want.keys()
     for key, value in want.items():

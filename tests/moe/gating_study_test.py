@@ -5,30 +5,31 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaxsuite.moe import gating_study
+from jaxsuite.moe import gating_study, settings
 
 
-def _settings(**kw):
-    base = dict(
+def _settings(capacity_factor=1.0, steps=3):
+    model = settings.ModelSettings(
         vocab=16,
         hidden=8,
         ffn=16,
         heads=2,
         layers=2,
         experts=8,
-        devices=4,
         batch_per_device=1,
         seq_len=8,
-        capacity_factor=1.0,
+        capacity_factor=capacity_factor,
         aux_weight=0.01,
         learning_rate=1e-2,
-        steps=3,
+    )
+    return gating_study.StudySettings(
+        model=model,
+        data=settings.DataSettings(period=50.0, follow=0.5),
+        devices=4,
+        steps=steps,
         skew=2.0,
         seed=0,
-        period=50.0,
-        follow=0.5,
     )
-    return gating_study.StudySettings(**{**base, **kw})
 
 
 def test_summary_of_even_and_one_hot_loads():
@@ -55,7 +56,7 @@ def test_summary_of_even_and_one_hot_loads():
 @pytest.mark.slow
 def test_variants_dispatch_and_drop_as_gshard_describes():
     s = _settings()
-    tokens = s.devices * s.batch_per_device * s.seq_len
+    tokens = s.devices * s.model.batch_per_device * s.model.seq_len
     traces = {
         name: gating_study.train_variant(s, *flags)
         for name, flags in gating_study.VARIANTS.items()

@@ -9,26 +9,15 @@ import pytest
 
 from configs import hecate as hecate_config
 from jaxsuite.moe import replay, settings
-
-
-def _leaves(tree, prefix=""):
-    """``{"a.b": value}`` for every leaf of a nested dict or dataclass."""
-    if dataclasses.is_dataclass(tree):
-        tree = {f.name: getattr(tree, f.name) for f in dataclasses.fields(tree)}
-    if not isinstance(tree, dict):
-        return {prefix[:-1]: tree}
-    out = {}
-    for k, v in tree.items():
-        out.update(_leaves(v, f"{prefix}{k}."))
-    return out
+from tests.settings_leaves import leaves
 
 
 @pytest.mark.parametrize("preset", ["smoke", "small", "paper"])
 def test_from_config_reads_every_field(preset):
     config = hecate_config.get_config(preset)
-    want = _leaves(config.to_dict())
+    want = leaves(config.to_dict())
     want.pop("preset")
-    got = _leaves(settings.from_config(config))
+    got = leaves(settings.from_config(config))
     assert got.keys() == want.keys()
     for key, value in want.items():
         expected = tuple(value) if isinstance(value, (list, tuple)) else value
