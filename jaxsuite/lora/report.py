@@ -175,6 +175,74 @@ def figure(path: str, rows: list[dict], tasks: list[str], units: dict[str, str])
     return figures.save_figure(fig, path)
 
 
+def _equivalent_fields(equivalent: float | str, params: int) -> dict[str, Any]:
+    """A row's LoRA-equivalent parameter count and its saving (or why not)."""
+    if isinstance(equivalent, float):
+        return {
+            "lora_equivalent_params": round(equivalent),
+            "saving_vs_lora": round(equivalent / params, 2),
+        }
+    return {
+        "lora_equivalent_params": equivalent,
+        "saving_vs_lora": "outside the LoRA curve",
+    }
+
+
+def task_table(task: str, rows: list[dict]) -> list[dict[str, Any]]:
+    """The methods table's rows of one task (``rows``: that task's methods)."""
+    table = []
+    for r in rows:
+        table.append(
+            {
+                "task": task,
+                "method": r["method"],
+                "trainable_params": r["trainable_params"],
+                "score_mean_pct": round(r["score_mean"], 2),
+                "score_std_pct": round(r["score_std"], 2),
+                "metric_mean": r["metric_mean"],
+                "metric_std": r["metric_std"],
+                "learning_rate": r["learning_rate"],
+                **_equivalent_fields(
+                    lora_equivalent(rows, r["score_mean"]), r["trainable_params"]
+                ),
+            }
+        )
+    return table
+
+
+def task_metrics(
+    task: str, nums: dict[str, Any], base_metric: float, unit: str
+) -> dict[str, Any]:
+    """One task's headline metrics from :func:`task_verdict`'s numbers."""
+    out: dict[str, Any] = {}
+    for key in ("mos", "lora_e", "lora_8e"):
+        if nums.get(key) is not None:
+            out[f"{task}_{key}_score"] = metrics_lib.metric(
+                nums[key]["score_mean"],
+                "% of the base model's gap closed (mean over seeds)",
+                std=nums[key]["score_std"],
+                trainable_params=nums[key]["trainable_params"],
+                method=nums[key]["method"],
+            )
+    if isinstance(nums.get("saving"), float):
+        out[f"{task}_mos_parameter_saving"] = metrics_lib.metric(
+            nums["saving"], "x fewer parameters than LoRA at equal score"
+        )
+    out[f"{task}_base_metric"] = metrics_lib.metric(base_metric, unit)
+    return out
+
+
+def scale_note(config: Any) -> str:
+    """The sentence that ends the verdict: the scale this run works at."""
+    return (
+        f" Scale: a {config.model.n_layers}-layer, d={config.model.d_model} decoder "
+        "on a "
+        "procedural language, scores are % of the base model's gap closed over "
+        f"{config.seeds} seeds; the paper's instruction-tuning benchmarks on LLaMA2-7B "
+        "cannot be run here."
+    )
+
+
 def write(
     config: Any,
     workdir: str,
@@ -183,7 +251,17 @@ def write(
     claim: str,
     wall_seconds: float,
 ) -> dict[str, Any]:
-    """Writes the figure and ``results.json``; returns the results dict."""
+    """Writes the figure and ``results.json``; returns the results dict.
+
+    Args:
+      config: the experiment's config (tasks, budget rank, headline, scale).
+      workdir: where the figure and ``results.json`` go.
+      rows: one dict per (task, method) with its score and metric over seeds.
+      base_info: the base model's pretraining excess loss and, per task,
+        its metric and unit.
+      claim: the paper's claim in one line.
+      wall_seconds: the run's wall time.
+    """
     tasks = list(config.tasks)
     units = {k: v["unit"] for k, v in base_info["tasks"].items()}
     fig_path = figure(
@@ -197,55 +275,11 @@ def write(
     verdicts, table = [], []
     for task in tasks:
         mine = [r for r in rows if r["task"] == task]
-        for r in mine:
-            equivalent = lora_equivalent(mine, r["score_mean"])
-            table.append(
-                {
-                    "task": task,
-                    "method": r["method"],
-                    "trainable_params": r["trainable_params"],
-                    "score_mean_pct": round(r["score_mean"], 2),
-                    "score_std_pct": round(r["score_std"], 2),
-                    "metric_mean": r["metric_mean"],
-                    "metric_std": r["metric_std"],
-                    "learning_rate": r["learning_rate"],
-                    "lora_equivalent_params": (
-                        round(equivalent)
-                        if isinstance(equivalent, float)
-                        else equivalent
-                    ),
-                    "saving_vs_lora": (
-                        round(equivalent / r["trainable_params"], 2)
-                        if isinstance(equivalent, float)
-                        else "outside the LoRA curve"
-                    ),
-                }
-            )
+        table.extend(task_table(task, mine))
         text, nums = task_verdict(config, mine)
         verdicts.append(f"[{task}] {text}")
-        for key in ("mos", "lora_e", "lora_8e"):
-            if nums.get(key) is not None:
-                metrics[f"{task}_{key}_score"] = metrics_lib.metric(
-                    nums[key]["score_mean"],
-                    "% of the base model's gap closed (mean over seeds)",
-                    std=nums[key]["score_std"],
-                    trainable_params=nums[key]["trainable_params"],
-                    method=nums[key]["method"],
-                )
-        if isinstance(nums.get("saving"), float):
-            metrics[f"{task}_mos_parameter_saving"] = metrics_lib.metric(
-                nums["saving"], "x fewer parameters than LoRA at equal score"
-            )
-        metrics[f"{task}_base_metric"] = metrics_lib.metric(
-            base_info["tasks"][task]["base_metric"], units[task]
-        )
-    verdict = " ".join(verdicts) + (
-        f" Scale: a {config.model.n_layers}-layer, d={config.model.d_model} decoder "
-        "on a "
-        "procedural language, scores are % of the base model's gap closed over "
-        f"{config.seeds} seeds; the paper's instruction-tuning benchmarks on LLaMA2-7B "
-        "cannot be run here."
-    )
+        base_metric = base_info["tasks"][task]["base_metric"]
+        metrics.update(task_metrics(task, nums, base_metric, units[task]))
     path = metrics_lib.write_results(
         workdir,
         paper="mos",
@@ -256,7 +290,7 @@ def write(
             "base": [base_info | {"figure": os.path.basename(fig_path)}],
         },
         claim=claim,
-        verdict=verdict,
+        verdict=" ".join(verdicts) + scale_note(config),
         wall_seconds=wall_seconds,
     )
     return metrics_lib.read_results(path)

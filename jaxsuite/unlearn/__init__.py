@@ -17,5 +17,7 @@ Modules (imported on demand; ``deletion``, ``ledger``, ``sequences`` and
   device runner (``shard_map``), node checkpoints.
 * ``runs``: training a run, retraining a prefix from scratch, serving.
 * ``sisa``: the SISA baseline (retraining on deletion).
+* ``settings``: the config read once into frozen dataclasses.
+* ``evaluation``: accuracy of the served ensemble along a deletion stream.
 * ``experiment`` and ``report``: the launcher's run, tables and figures.
 """

@@ -10,16 +10,17 @@
 3. **Delete** the same random stream of samples from every run: S3T by
    truncation through the durable ledger (no training), SISA by retraining
    from the hit slice on, timed. Test accuracy of the served ensemble is
-   recorded after every deletion; the phase resumes where it stopped.
+   recorded after every deletion (``evaluation``); the phase resumes where
+   it stopped.
 4. **Theory**: a Monte Carlo of the truncation rule against the closed form
    ``m L H_{m B'}``, and sequence selection under a skewed deletion prior.
 
+The config is read once into :class:`~jaxsuite.unlearn.settings.Settings`.
 Writes ``results.json``, ``metrics.jsonl`` and two figures into the workdir.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -33,9 +34,10 @@ from jaxsuite.core import atomic
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.core import train as train_lib
 from jaxsuite.unlearn import data as data_lib
-from jaxsuite.unlearn import deletion, ledger, report, runs, sisa, training
+from jaxsuite.unlearn import deletion, evaluation, ledger, report, runs, sisa, training
 from jaxsuite.unlearn import model as model_lib
 from jaxsuite.unlearn import sequences as seq_lib
+from jaxsuite.unlearn.settings import ModelSettings, Settings, from_config
 
 D_IN, NUM_CLASSES = 64, 5
 
@@ -44,32 +46,44 @@ def _log(line: str) -> None:
     logging.info("%s", line)
 
 
-def make_adapters(config: Any) -> model_lib.Adapters:
-    """The adapters a layer group tunes, by ``config.model.adapters``."""
-    m = config.model
-    if m.adapters == "lora":
+def make_adapters(model: ModelSettings) -> model_lib.Adapters:
+    """The adapters a layer group tunes, by ``model.adapters``."""
+    if model.adapters == "lora":
         return model_lib.LoRAAdapters(
-            m.lora_rank, m.lora_alpha or None, m.lora_dropout, use_rslora=True
+            model.lora_rank,
+            model.lora_alpha or None,
+            model.lora_dropout,
+            use_rslora=True,
         )
-    if m.adapters == "dense":
+    if model.adapters == "dense":
         return model_lib.BlockDense()
-    raise ValueError(f"unknown adapters {m.adapters!r} (lora, dense)")
+    raise ValueError(f"unknown adapters {model.adapters!r} (lora, dense)")
 
 
-def settings_for(config: Any, method: str) -> runs.TrainSettings:
-    t = config.train
-    return runs.TrainSettings(
-        method, t.epochs, t.batch_size, t.learning_rate, config.seed
+def train_settings(s: Settings, method: str) -> runs.TrainSettings:
+    """The stage hyperparameters of ``method`` (``s3t``, ``sisa`` or ``full``)."""
+    t = s.train
+    return runs.TrainSettings(method, t.epochs, t.batch_size, t.learning_rate, s.seed)
+
+
+def load_split(s: Settings) -> data_lib.DigitsSplit:
+    """The digits split, its downstream set cut into ``m x L`` equal slices."""
+    return data_lib.load_digits_split(
+        seed=s.seed,
+        test_fraction=s.data.test_fraction,
+        num_shards=s.num_shards,
+        num_slices=s.num_slices,
+        max_train=s.data.max_train,
     )
 
 
 def pretrain_backbone(
-    config: Any, split: data_lib.DigitsSplit, workdir: str, writer: Any
+    s: Settings, split: data_lib.DigitsSplit, workdir: str, writer: Any
 ) -> tuple[dict[str, Any], float]:
     """Pretrains (or resumes) the backbone; returns its parameters and accuracy."""
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
+    key = jax.random.fold_in(jax.random.PRNGKey(s.seed), 2)
     model = model_lib.Backbone(
-        D_IN, config.model.width, config.model.depth, NUM_CLASSES, rngs=nnx.Rngs(key)
+        D_IN, s.model.width, s.model.depth, NUM_CLASSES, rngs=nnx.Rngs(key)
     )
 
     def loop(state, step_fn, steps):
@@ -78,9 +92,9 @@ def pretrain_backbone(
             step_fn,
             num_steps=steps,
             workdir=workdir,
-            checkpoint_every=config.checkpoint_every,
+            checkpoint_every=s.checkpoint_every,
             writer=writer,
-            log_every=config.log_every,
+            log_every=s.log_every,
             name="pretrain",
         )
 
@@ -89,133 +103,53 @@ def pretrain_backbone(
         split.x_pre,
         split.y_pre,
         key=jax.random.fold_in(key, 1),
-        steps=config.pretrain.steps,
-        batch_size=config.pretrain.batch_size,
-        learning_rate=config.pretrain.learning_rate,
+        steps=s.pretrain.steps,
+        batch_size=s.pretrain.batch_size,
+        learning_rate=s.pretrain.learning_rate,
         loop=loop,
     )
     model_lib.load_params(model, pure)
     return pure, model_lib.accuracy(model(split.x_pre), split.y_pre)
 
 
-class Evaluator:
-    """Test accuracy of a run's served ensemble, with per-node logits cached."""
-
-    def __init__(self, setup: runs.Setup, x: np.ndarray, y: np.ndarray):
-        self.setup, self.x, self.y = setup, x, y
-        self._cache: dict[Any, jax.Array] = {}
-
-    def accuracy(self, run_dir: str, body: dict[str, Any]) -> float | None:
-        """Accuracy of the mean logits of the live shards; None if all are dead."""
-        logits = []
-        for shard, prefix in ledger.served(body).items():
-            if prefix is None:
-                continue
-            key = (run_dir, shard, prefix, body["state"]["retrained"][shard])
-            if key not in self._cache:
-                flat = self.setup.node(run_dir, shard, prefix)
-                self._cache[key] = self.setup._logits(flat, self.x)
-            logits.append(self._cache[key])
-        if not logits:
-            return None
-        return model_lib.accuracy(np.mean(np.stack(logits), axis=0), self.y)
+def setup_shape(s: Settings, split: data_lib.DigitsSplit) -> dict[str, Any]:
+    """``runs.make_setup``'s keyword arguments but the layout and the runner."""
+    return dict(
+        adapters=make_adapters(s.model),
+        d_in=D_IN,
+        width=s.model.width,
+        depth=s.model.depth,
+        num_classes=NUM_CLASSES,
+        num_groups=s.num_slices,
+        seed=s.seed,
+        x=split.x_train,
+        y=split.y_train,
+    )
 
 
-def deletion_rows(run_dir: str) -> list[dict[str, Any]]:
-    """Rows recorded so far by :func:`deletion_phase` for ``run_dir``."""
-    return _read_rows(os.path.join(run_dir, "curve.jsonl"))
+def deletion_stream(seed: int, num_samples: int, deletions: int) -> list[int]:
+    """The first ``deletions`` sample ids of a seeded permutation of the set."""
+    order = np.random.default_rng(seed + 1).permutation(num_samples)
+    return [int(i) for i in order[:deletions]]
 
 
-def _read_rows(path: str) -> list[dict[str, Any]]:
-    """Rows of a JSON-lines file; a last line cut by a crash is dropped."""
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        lines = [line for line in f.read().split("\n") if line.strip()]
-    rows = []
-    for i, line in enumerate(lines):
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            if i != len(lines) - 1:
-                raise
-            atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
-    return rows
+def method_specs(s: Settings) -> dict[str, dict[str, Any]]:
+    """The runs compared: ``s3t_B<B>`` per budget, then ``sisa``.
 
-
-def _append_row(path: str, row: dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-def deletion_phase(
-    name: str,
-    run_dir: str,
-    stream: list[int],
-    evaluator: Evaluator,
-    delete_fn,
-    body_fn,
-) -> list[dict[str, Any]]:
-    """Applies ``stream`` to a run one request at a time, recording accuracy.
-
-    Resumes: requests already in the ledger are skipped; rows live in
-    ``run_dir/curve.jsonl`` (row ``k`` = state after ``k`` deletions).
-
-    Args:
-      name: the run's label (progress lines).
-      run_dir: the trained run.
-      stream: sample ids to delete, in order.
-      evaluator: accuracy of a served state.
-      delete_fn: ``sample -> (effect, seconds)``.
-      body_fn: ``() -> ledger body`` of the current state.
+    Each spec starts as ``{"method", "budget", "seqs"}`` (the sequences every
+    shard trains); the phases add ``dir``, ``settings``, ``train``,
+    ``storage_bytes``, ``rows`` and, for SISA, ``truncation_served``.
     """
-    path = os.path.join(run_dir, "curve.jsonl")
-    rows = _read_rows(path)
-    if not rows:
-        body = body_fn()
-        rows.append(
-            {
-                "k": 0,
-                "live_shards": len(ledger.live_shards(body)),
-                "accuracy": evaluator.accuracy(run_dir, body),
-            }
-        )
-        _append_row(path, rows[0])
-    done = set(body_fn()["state"]["deleted"])
-    t0 = time.perf_counter()
-    for k, sample in enumerate(stream, start=1):
-        if k < len(rows):
-            continue
-        if sample in done:  # Deleted before an interruption, row not written:
-            body = body_fn()  # the ledger holds its effect (it was the last one).
-            shard, slc = ledger.locate(body, sample)
-            died = ledger.served(body)[shard] is None and rows[-1]["live_shards"] > len(
-                ledger.live_shards(body)
-            )
-            effect = {"shard": shard, "slice": slc, "shard_died": died}
-            seconds = None  # Not timed.
-        else:
-            effect, seconds = delete_fn(sample)
-        body = body_fn()
-        row = {
-            "k": k,
-            "sample": int(sample),
-            "shard": effect.get("shard"),
-            "slice": effect.get("slice"),
-            "shard_died": bool(effect.get("shard_died", False)),
-            "seconds": seconds,
-            "live_shards": len(ledger.live_shards(body)),
-            "accuracy": evaluator.accuracy(run_dir, body),
-        }
-        rows.append(row)
-        _append_row(path, row)
-        if k % 20 == 0 or k == len(stream):
-            _log(
-                f"{name}: {k}/{len(stream)} deletions, live shards "
-                f"{row['live_shards']}, accuracy {row['accuracy']} "
-                f"({time.perf_counter() - t0:.1f} s)"
-            )
-    return rows
+    methods: dict[str, dict[str, Any]] = {}
+    for budget in s.budgets:
+        seqs = seq_lib.select(s.sequence_method, s.num_slices, budget)
+        methods[f"s3t_B{budget}"] = {"method": "s3t", "budget": budget, "seqs": seqs}
+    methods["sisa"] = {
+        "method": "sisa",
+        "budget": 1,
+        "seqs": seq_lib.select("identity", s.num_slices, 1),
+    }
+    return methods
 
 
 def _timed_train(setup, run_dir, settings, seqs) -> dict[str, Any]:
@@ -230,148 +164,168 @@ def _timed_train(setup, run_dir, settings, seqs) -> dict[str, Any]:
     return atomic.read_json(info_path)
 
 
+def train_methods(
+    s: Settings, setup: runs.Setup, methods: dict[str, dict[str, Any]], workdir: str
+) -> None:
+    """Trains (or resumes) every run into ``workdir/runs/<name>``, in place."""
+    for name, spec in methods.items():
+        run_dir = os.path.join(workdir, "runs", name)
+        os.makedirs(run_dir, exist_ok=True)
+        spec["dir"] = run_dir
+        spec["settings"] = train_settings(s, spec["method"])
+        spec["train"] = _timed_train(
+            setup, run_dir, spec["settings"], [spec["seqs"]] * s.num_shards
+        )
+        spec["storage_bytes"] = report.directory_bytes(
+            os.path.join(run_dir, ledger.STAGES_DIR)
+        )
+
+
+def train_reference(
+    s: Settings,
+    pretrained: dict[str, Any],
+    shape: dict[str, Any],
+    split: data_lib.DigitsSplit,
+    runner: training.NodeRunner,
+    workdir: str,
+) -> dict[str, Any]:
+    """One model on all the downstream data: ``{"accuracy", "train_seconds"}``.
+
+    ``shape`` is :func:`setup_shape`'s; the one shard holds one slice, every
+    training sample, and trains on ``runner``.
+    """
+    full_dir = os.path.join(workdir, "runs", "full")
+    os.makedirs(full_dir, exist_ok=True)
+    n = len(split.y_train)
+    full_setup = runs.make_setup(
+        pretrained,
+        layout=np.arange(n).reshape(1, 1, n),
+        runner=runner,
+        **shape,
+    )
+    info = _timed_train(full_setup, full_dir, train_settings(s, "full"), [[(0,)]])
+    body = ledger.load(full_dir)
+    evaluator = evaluation.Evaluator(full_setup, split.x_test, split.y_test)
+    return {
+        "accuracy": evaluator.accuracy(full_dir, body),
+        "train_seconds": info["seconds"],
+    }
+
+
+def delete_s3t(
+    name: str,
+    spec: dict[str, Any],
+    stream: list[int],
+    evaluator: evaluation.Evaluator,
+) -> list[dict[str, Any]]:
+    """Serves ``stream`` from an S3T run by truncation (durable ledger); rows."""
+    with deletion.DeletionStore(spec["dir"]) as store:
+
+        def delete_fn(sample):
+            t0 = time.perf_counter()
+            effect = store.delete(sample)
+            return effect, time.perf_counter() - t0
+
+        return evaluation.deletion_phase(
+            name, spec["dir"], stream, evaluator, delete_fn, lambda: store.body
+        )
+
+
+def delete_sisa(
+    name: str,
+    spec: dict[str, Any],
+    stream: list[int],
+    evaluator: evaluation.Evaluator,
+    setup: runs.Setup,
+    runner: training.NodeRunner,
+) -> list[dict[str, Any]]:
+    """Serves ``stream`` from the SISA run by retraining (timed on ``runner``)."""
+    run_dir = spec["dir"]
+    if len(evaluation.deletion_rows(run_dir)) <= len(stream):
+        setup.warm_up(spec["settings"], runner=runner)
+
+    def delete_fn(sample):
+        effect = sisa.delete_and_retrain(
+            setup, run_dir, spec["settings"], sample, runner=runner
+        )
+        return effect, effect["seconds"]
+
+    return evaluation.deletion_phase(
+        name, run_dir, stream, evaluator, delete_fn, lambda: ledger.load(run_dir)
+    )
+
+
+def delete_all(
+    methods: dict[str, dict[str, Any]],
+    stream: list[int],
+    evaluator: evaluation.Evaluator,
+    setup: runs.Setup,
+    runner: training.NodeRunner,
+) -> None:
+    """Applies ``stream`` to every run; adds ``rows`` (and SISA's truncation view)."""
+    for name, spec in methods.items():
+        if spec["method"] == "s3t":
+            spec["rows"] = delete_s3t(name, spec, stream, evaluator)
+        else:
+            spec["rows"] = delete_sisa(name, spec, stream, evaluator, setup, runner)
+            spec["truncation_served"] = sisa.truncation_view(
+                ledger.load(spec["dir"]), stream
+            )
+
+
+def write_curves(writer: Any, methods: dict[str, dict[str, Any]], k_max: int) -> None:
+    """Logs every run's accuracy after ``k = 0..k_max`` deletions as step ``k``."""
+    for k in range(k_max + 1):
+        writer.write_scalars(
+            k,
+            {
+                f"{name}_accuracy": spec["rows"][k]["accuracy"]
+                for name, spec in methods.items()
+                if spec["rows"][k]["accuracy"] is not None
+            },
+        )
+
+
 def run(config: Any, workdir: str) -> dict[str, Any]:
-    """Runs the experiment and writes ``workdir/results.json``; returns it."""
+    """Runs the experiment and writes ``workdir/results.json``; returns it.
+
+    ``config`` (``configs/s3t.py``) is read once into :class:`Settings`; it
+    is kept only to prepare ``workdir`` and to be echoed into the
+    hyperparameters and ``results.json``.
+    """
     t_start = time.time()
+    s = from_config(config)
     train_lib.prepare_workdir(workdir, config)
-    m, num_slices = config.num_shards, config.num_slices
-    split = data_lib.load_digits_split(
-        seed=config.seed,
-        test_fraction=config.data.test_fraction,
-        num_shards=m,
-        num_slices=num_slices,
-        max_train=config.data.max_train,
-    )
-    layout = data_lib.shard_layout(len(split.y_train), m, num_slices)
-    num_devices = config.devices or min(jax.device_count(), m)
+    split = load_split(s)
+    layout = data_lib.shard_layout(len(split.y_train), s.num_shards, s.num_slices)
+    num_devices = s.devices or min(jax.device_count(), s.num_shards)
     _log(
-        f"{len(split.y_train)} training samples in {m} shards x {num_slices} slices "
-        f"({split.left_out} left out), {len(split.y_test)} test; "
-        f"{num_devices} device(s) train shards in parallel"
+        f"{len(split.y_train)} training samples in {s.num_shards} shards x "
+        f"{s.num_slices} slices ({split.left_out} left out), {len(split.y_test)} "
+        f"test; {num_devices} device(s) train shards in parallel"
     )
-    adapters = make_adapters(config)
     with metrics_lib.MetricWriter(workdir) as writer:
         writer.write_hparams(config.to_dict())
-        pretrained, pre_acc = pretrain_backbone(config, split, workdir, writer)
+        pretrained, pre_acc = pretrain_backbone(s, split, workdir, writer)
         _log(f"pretrained backbone: accuracy {pre_acc:.3f} on digits 0-4")
-        shape = dict(
-            adapters=adapters,
-            d_in=D_IN,
-            width=config.model.width,
-            depth=config.model.depth,
-            num_classes=NUM_CLASSES,
-            num_groups=num_slices,
-            seed=config.seed,
-            x=split.x_train,
-            y=split.y_train,
-        )
+        shape = setup_shape(s, split)
         runner = training.NodeRunner(num_devices)
         setup = runs.make_setup(pretrained, layout=layout, runner=runner, **shape)
         single = runner if num_devices == 1 else training.NodeRunner(1)
-        evaluator = Evaluator(setup, split.x_test, split.y_test)
-        stream = [
-            int(i)
-            for i in np.random.default_rng(config.seed + 1).permutation(
-                len(split.y_train)
-            )[: config.deletions]
-        ]
-
-        methods: dict[str, dict[str, Any]] = {}
-        for budget in config.budgets:
-            seqs = seq_lib.select(config.sequence_method, num_slices, budget)
-            methods[f"s3t_B{budget}"] = {
-                "method": "s3t",
-                "budget": budget,
-                "seqs": seqs,
-            }
-        methods["sisa"] = {
-            "method": "sisa",
-            "budget": 1,
-            "seqs": seq_lib.select("identity", num_slices, 1),
-        }
-        for name, spec in methods.items():
-            run_dir = os.path.join(workdir, "runs", name)
-            os.makedirs(run_dir, exist_ok=True)
-            spec["dir"] = run_dir
-            spec["settings"] = settings_for(config, spec["method"])
-            spec["train"] = _timed_train(
-                setup, run_dir, spec["settings"], [spec["seqs"]] * m
-            )
-            spec["storage_bytes"] = report.directory_bytes(
-                os.path.join(run_dir, ledger.STAGES_DIR)
-            )
-
+        stream = deletion_stream(s.seed, len(split.y_train), s.deletions)
+        methods = method_specs(s)
+        train_methods(s, setup, methods, workdir)
         reference = None
-        if config.full_reference:
-            full_dir = os.path.join(workdir, "runs", "full")
-            os.makedirs(full_dir, exist_ok=True)
-            n = len(split.y_train)
-            full_setup = runs.make_setup(
-                pretrained, layout=np.arange(n).reshape(1, 1, n), runner=single, **shape
-            )
-            info = _timed_train(
-                full_setup, full_dir, settings_for(config, "full"), [[(0,)]]
-            )
-            body = ledger.load(full_dir)
-            acc = Evaluator(full_setup, split.x_test, split.y_test).accuracy(
-                full_dir, body
-            )
-            reference = {"accuracy": acc, "train_seconds": info["seconds"]}
-
-        for name, spec in methods.items():
-            run_dir = spec["dir"]
-            if spec["method"] == "s3t":
-                with deletion.DeletionStore(run_dir) as store:
-
-                    def delete_fn(sample, store=store):
-                        t0 = time.perf_counter()
-                        effect = store.delete(sample)
-                        return effect, time.perf_counter() - t0
-
-                    spec["rows"] = deletion_phase(
-                        name,
-                        run_dir,
-                        stream,
-                        evaluator,
-                        delete_fn,
-                        lambda s=store: s.body,
-                    )
-            else:
-                if len(deletion_rows(run_dir)) <= len(stream):
-                    setup.warm_up(spec["settings"], runner=single)
-
-                def delete_fn(sample, spec=spec):
-                    effect = sisa.delete_and_retrain(
-                        setup, spec["dir"], spec["settings"], sample, runner=single
-                    )
-                    return effect, effect["seconds"]
-
-                spec["rows"] = deletion_phase(
-                    name,
-                    run_dir,
-                    stream,
-                    evaluator,
-                    delete_fn,
-                    lambda d=run_dir: ledger.load(d),
-                )
-                spec["truncation_served"] = sisa.truncation_view(
-                    ledger.load(run_dir), stream
-                )
-        for k in range(len(stream) + 1):
-            writer.write_scalars(
-                k,
-                {
-                    f"{name}_accuracy": spec["rows"][k]["accuracy"]
-                    for name, spec in methods.items()
-                    if spec["rows"][k]["accuracy"] is not None
-                },
-            )
-        theory = report.theory_tables(config, methods)
+        if s.full_reference:
+            reference = train_reference(s, pretrained, shape, split, single, workdir)
+        evaluator = evaluation.Evaluator(setup, split.x_test, split.y_test)
+        delete_all(methods, stream, evaluator, setup, single)
+        write_curves(writer, methods, len(stream))
         out = report.summarise(
-            config=config,
+            settings=s,
             workdir=workdir,
             methods=methods,
-            theory=theory,
+            theory=report.theory_tables(s, methods),
             reference=reference,
             pretrain_accuracy=pre_acc,
             split=split,
