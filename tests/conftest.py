@@ -73,6 +73,25 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+# Test packages whose code makes every dtype conversion explicit: their tests
+# run under ``jax_numpy_dtype_promotion="strict"``, so an implicit promotion
+# (say float32 with float64, or a Python float with int32) fails the test.
+# Other packages train with optax, whose updates mix Python scalars with
+# integer step counts, so they keep JAX's standard promotion. A test in a
+# strict package that must run such code is marked ``standard_dtypes``.
+_STRICT_DTYPE_PACKAGES = ("core", "kernels")
+
+
+@pytest.fixture(autouse=True)
+def _dtype_promotion(request):
+    package = request.node.path.parent.name
+    strict = package in _STRICT_DTYPE_PACKAGES and not request.node.get_closest_marker(
+        "standard_dtypes"
+    )
+    with jax.numpy_dtype_promotion("strict" if strict else "standard"):
+        yield
+
+
 @pytest.fixture
 def load_config():
     """``load_config(name, arg=None)``: ``configs/<name>.py``'s ``get_config(arg)``.

@@ -154,7 +154,9 @@ def orbit_poses(
     Returns:
       ``c2w`` of shape ``(n, 4, 4)``.
     """
-    azimuth = jnp.deg2rad(start_azimuth_deg + 360.0 * jnp.arange(n) / n)
+    azimuth = jnp.deg2rad(
+        start_azimuth_deg + 360.0 * jnp.arange(n, dtype=jnp.float32) / n
+    )
     elevation = jnp.full((n,), math.radians(elevation_deg))
     target = jnp.asarray(target, jnp.float32)
     offsets = _spherical(jnp.full((n,), radius, jnp.float32), elevation, azimuth)

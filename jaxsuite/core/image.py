@@ -104,7 +104,7 @@ def ssim(
         raise ValueError(f"Shapes differ: {a.shape} vs {b.shape}.")
     if min(a.shape[-3], a.shape[-2]) < filter_size:
         raise ValueError(f"Images {a.shape} are smaller than the window.")
-    dtype = jnp.result_type(a.dtype, jnp.float32)
+    dtype = jnp.float64 if a.dtype == jnp.float64 else jnp.float32
     a = a.astype(dtype)
     b = b.astype(dtype)
     window = gaussian_kernel(filter_size, sigma).astype(dtype)
