@@ -39,7 +39,11 @@ from jaxsuite.core import train as train_lib
 
 
 def _learn_and_explain(
-    s: Settings, d: stages.OnsetData, workdir: str, writer, t_start: float
+    s: Settings,
+    d: stages.OnsetData,
+    workdir: str,
+    writer: metrics_lib.MetricWriter,
+    t_start: float,
 ) -> dict[str, Any]:
     """Phases 3-5: source CNNs, attributions, sparse models, transfer and maps.
 
