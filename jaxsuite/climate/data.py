@@ -104,6 +104,22 @@ def to_dataset(
     dims = ["time", "level", "lat", "lon"]
     if psi.ndim == 5:
         dims.insert(1, "member")
+    return xr.Dataset(
+        _cf_variables(psi, dims),
+        coords=_cf_coords(psi, time_days, sph),
+        attrs={
+            "Conventions": "CF-1.8",
+            "title": "Marshall-Molteni three-level QG model, T21",
+            "source": "jaxsuite.climate.qg",
+            **dict(attrs or {}),
+        },
+    )
+
+
+def _cf_coords(
+    psi: np.ndarray, time_days: Sequence[float], sph: sphere_lib.Sphere
+) -> dict[str, tuple]:
+    """CF coordinates of (time, [member,] 3, nlat, nlon) ``psi`` on ``sph``."""
     coords = {
         "time": (
             "time",
@@ -136,37 +152,32 @@ def to_dataset(
     }
     if psi.ndim == 5:
         coords["member"] = ("member", np.arange(psi.shape[1]))
+    return coords
+
+
+def _cf_variables(psi: np.ndarray, dims: list[str]) -> dict[str, tuple]:
+    """``psi`` (dims) and its Z500 (dims without ``level``) with CF attributes."""
     z = z500_from_psi(psi[..., 1, :, :])
-    ds = xr.Dataset(
-        {
-            "psi": (
-                dims,
-                psi,
-                {
-                    "units": "m2 s-1",
-                    "standard_name": "atmosphere_horizontal_streamfunction",
-                    "long_name": "quasi-geostrophic streamfunction",
-                },
-            ),
-            "z500": (
-                [d for d in dims if d != "level"],
-                z,
-                {
-                    "units": "m",
-                    "standard_name": "geopotential_height",
-                    "long_name": "500 hPa height f0 psi / g",
-                },
-            ),
-        },
-        coords=coords,
-        attrs={
-            "Conventions": "CF-1.8",
-            "title": "Marshall-Molteni three-level QG model, T21",
-            "source": "jaxsuite.climate.qg",
-            **dict(attrs or {}),
-        },
-    )
-    return ds
+    return {
+        "psi": (
+            dims,
+            psi,
+            {
+                "units": "m2 s-1",
+                "standard_name": "atmosphere_horizontal_streamfunction",
+                "long_name": "quasi-geostrophic streamfunction",
+            },
+        ),
+        "z500": (
+            [d for d in dims if d != "level"],
+            z,
+            {
+                "units": "m",
+                "standard_name": "geopotential_height",
+                "long_name": "500 hPa height f0 psi / g",
+            },
+        ),
+    }
 
 
 def write_netcdf(ds: xr.Dataset, path: str) -> str:
@@ -219,6 +230,9 @@ def load_reanalysis_z500(
     interpolated linearly onto the model's Gaussian grid (rows south of the
     data are NaN).
 
+    Returns:
+      (time, nlat, nlon) ``z500`` in m on ``sph`` (default: the T21 grid).
+
     Raises:
       ValueError: naming the missing variable, the grid problem or the units
         found and those expected.
@@ -226,6 +240,31 @@ def load_reanalysis_z500(
     sph = sph or sphere_lib.sphere()
     with xr.open_dataset(path, engine="netcdf4") as ds:
         ds = ds.load()
+    da = _at_500hpa(_height_variable(ds, path), path)
+    tdim = _coord(da, ("time", "valid_time"), "time")
+    latd = _coord(da, ("latitude", "lat"), "latitude")
+    lond = _coord(da, ("longitude", "lon"), "longitude")
+    lat = np.asarray(da[latd], np.float64)
+    lon = np.asarray(da[lond], np.float64)
+    _check_grid(lat, lon, path)
+    da = da.sortby(latd).transpose(tdim, latd, lond)
+    lon_wrap = np.concatenate([lon, [lon[0] + 360.0]])
+    vals = np.asarray(da.values, np.float64)
+    vals = np.concatenate([vals, vals[..., :1]], axis=-1)
+    target_lon = np.mod(sph.lon - lon[0], 360.0) + lon[0]
+    wrapped = xr.DataArray(
+        vals,
+        dims=("time", "lat", "lon"),
+        coords={"lat": np.sort(lat), "lon": lon_wrap},
+    )
+    out = wrapped.interp(lat=sph.lat, lon=target_lon)
+    out = out.assign_coords(lon=sph.lon, time=np.asarray(da[tdim]))
+    out.attrs = {"units": "m", "standard_name": "geopotential_height"}
+    return out.rename("z500")
+
+
+def _height_variable(ds: xr.Dataset, path: str) -> xr.DataArray:
+    """The geopotential (divided by g) or geopotential height variable, in m."""
     name = _find(ds, _Z_NAMES) or _find(ds, _ZH_NAMES)
     if name is None:
         raise ValueError(
@@ -240,12 +279,17 @@ def load_reanalysis_z500(
                 f"{path}: variable {name!r} has units {units!r}; geopotential "
                 f"must be in m**2 s**-2 (one of {list(_GEOPOTENTIAL_UNITS)})."
             )
-        da = da / GRAVITY
-    elif units not in _HEIGHT_UNITS:
+        return da / GRAVITY
+    if units not in _HEIGHT_UNITS:
         raise ValueError(
             f"{path}: variable {name!r} has units {units!r}; geopotential "
             f"height must be in metres (one of {list(_HEIGHT_UNITS)})."
         )
+    return da
+
+
+def _at_500hpa(da: xr.DataArray, path: str) -> xr.DataArray:
+    """``da`` at 500 hPa when it has a pressure-level dimension (Pa or hPa)."""
     for level_dim in ("pressure_level", "level", "plev", "isobaricInhPa"):
         if level_dim in da.dims:
             levels = np.asarray(da[level_dim], np.float64)
@@ -256,11 +300,11 @@ def load_reanalysis_z500(
                     f"{path}: {level_dim} has {levels.tolist()}; expected 500 hPa."
                 )
             da = da.isel({level_dim: int(idx[0])})
-    tdim = _coord(da, ("time", "valid_time"), "time")
-    latd = _coord(da, ("latitude", "lat"), "latitude")
-    lond = _coord(da, ("longitude", "lon"), "longitude")
-    lat = np.asarray(da[latd], np.float64)
-    lon = np.asarray(da[lond], np.float64)
+    return da
+
+
+def _check_grid(lat: np.ndarray, lon: np.ndarray, path: str) -> None:
+    """Raises ``ValueError`` unless (nlat,), (nlon,) is regular, global, 20-85 N."""
     if lat.size < 2 or lon.size < 2:
         raise ValueError(f"{path}: grid {lat.size}x{lon.size} is too small.")
     dlat, dlon = np.diff(lat), np.diff(lon)
@@ -279,17 +323,3 @@ def load_reanalysis_z500(
             f"{path}: latitudes span {lat.min():.2f} to {lat.max():.2f}; "
             "expected at least 20N to 85N."
         )
-    da = da.sortby(latd).transpose(tdim, latd, lond)
-    lon_wrap = np.concatenate([lon, [lon[0] + 360.0]])
-    vals = np.asarray(da.values, np.float64)
-    vals = np.concatenate([vals, vals[..., :1]], axis=-1)
-    target_lon = np.mod(sph.lon - lon[0], 360.0) + lon[0]
-    wrapped = xr.DataArray(
-        vals,
-        dims=("time", "lat", "lon"),
-        coords={"lat": np.sort(lat), "lon": lon_wrap},
-    )
-    out = wrapped.interp(lat=sph.lat, lon=target_lon)
-    out = out.assign_coords(lon=sph.lon, time=np.asarray(da[tdim]))
-    out.attrs = {"units": "m", "standard_name": "geopotential_height"}
-    return out.rename("z500")

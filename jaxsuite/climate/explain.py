@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 import warnings
 from collections.abc import Callable
 
@@ -70,7 +71,28 @@ def _eg_one(logit_fn: Callable, samples: int) -> Callable:
 
 
 def _import_shap():
-    """Imports shap, silencing the deprecation notices its import raises."""
+    """Imports shap, silencing the deprecation notices its import raises.
+
+    When this call is the one that loads shap, shap's numba kernels are left
+    as Python functions (``numba.config.DISABLE_JIT`` during the import).
+    For the permutation explainer they only copy masked rows and average the
+    outputs over one background row, so they give the same values; running
+    them as Python takes milliseconds per explanation, while compiling them
+    takes about 10 s in every new process.
+    """
+    if "shap" not in sys.modules:
+        import numba
+
+        jit_was_disabled = numba.config.DISABLE_JIT
+        numba.config.DISABLE_JIT = True
+        try:
+            return _import_quietly()
+        finally:
+            numba.config.DISABLE_JIT = jit_was_disabled
+    return _import_quietly()
+
+
+def _import_quietly():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", PendingDeprecationWarning)

@@ -110,12 +110,16 @@ def _bce(logits, y):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _train_step(graphdef, tx, params, opt_state, x, y):
+def _train_step(graphdef, tx, params, opt_state, x, y, learning_rate):
+    """One Adam step; ``learning_rate`` is an argument, so every rate shares it."""
+
     def loss_fn(p):
         return _bce(nnx.merge(graphdef, p)(x), y)
 
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
+    step = -learning_rate
+    updates = jax.tree.map(lambda u: step * u, updates)
     return optax.apply_updates(params, updates), opt_state, loss
 
 
@@ -134,13 +138,16 @@ def _head_labels(params):
     return jax.tree_util.tree_map_with_path(label, params)
 
 
-@functools.lru_cache(maxsize=16)
-def _optimizer(lr: float, head_only: bool) -> optax.GradientTransformation:
-    """Adam, or Adam on the head only; cached so jit sees the same object."""
+@functools.lru_cache(maxsize=2)
+def _optimizer(head_only: bool) -> optax.GradientTransformation:
+    """Adam's scaling (``_train_step`` applies the rate), or the head's only.
+
+    Cached so jit sees the same object. Frozen parameters get zero updates.
+    """
     if not head_only:
-        return optax.adam(lr)
+        return optax.scale_by_adam()
     return optax.multi_transform(
-        {"train": optax.adam(lr), "freeze": optax.set_to_zero()}, _head_labels
+        {"train": optax.scale_by_adam(), "freeze": optax.set_to_zero()}, _head_labels
     )
 
 
@@ -177,7 +184,8 @@ def train(
     if trainable not in ("all", "head"):
         raise ValueError(f"trainable must be 'all' or 'head', got {trainable!r}")
     graphdef, params = nnx.split(model)
-    tx = _optimizer(float(learning_rate), trainable == "head")
+    tx = _optimizer(trainable == "head")
+    lr = jnp.float32(learning_rate)
     opt_state = tx.init(params)
     x = jnp.asarray(np.asarray(x, np.float32)[..., None])
     yj = jnp.asarray(y, jnp.float32)
@@ -195,7 +203,7 @@ def train(
         idx = order[pos : pos + bs]
         pos += bs
         params, opt_state, loss = _train_step(
-            graphdef, tx, params, opt_state, x[idx], yj[idx]
+            graphdef, tx, params, opt_state, x[idx], yj[idx], lr
         )
         if step % eval_every == 0 or step == steps:
             if not np.isfinite(float(loss)):

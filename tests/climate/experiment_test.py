@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs.blocking import get_config
-from jaxsuite.climate import data, experiment, runs
+from jaxsuite.climate import data, experiment, runs, stages
 
 # One worker runs every test of this paper's smoke run (here and in
 # tests/notebooks_test.py), so later runs reuse its compiled programs.
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.xdist_group("blocking")
 
 def test_run_ensemble_resumes_and_stops_on_non_finite_values(tmp_path):
     model = data.default_model(dtype=jnp.float32)
-    q0 = experiment.initial_states(2, 0, np.float32)
+    q0 = stages.initial_states(2, 0, np.float32)
     full = runs.run_ensemble(
         model, q0, days=4, directory=str(tmp_path / "a"), chunk_days=2
     )
