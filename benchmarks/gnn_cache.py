@@ -34,11 +34,68 @@ _OUT = flags.DEFINE_string("out", None, "JSON output (default WORKDIR/gnn_cache.
 _EPOCHS = flags.DEFINE_integer("epochs", 2, "Epochs per policy; the last is timed.")
 
 
+def _time_policy(name, run, data, mesh, tx, step_fn, sharding, last):
+    """One policy's feature fetch and training steps over every epoch of
+    ``data.order``; the row of epoch ``last``: fetch seconds (and by stage),
+    train seconds, their sum and the modelled epoch seconds."""
+    from jaxsuite.gnn import experiment, fetcher, model, training
+
+    _, f = experiment.make_fetcher(name, run, data, mesh)
+    state = f.init_state()
+    params = model.init_sage(jax.random.PRNGKey(run.seed), experiment.model_dims(run))
+    opt = tx.init(params)
+    stages = dict.fromkeys(fetcher.STAGES, 0.0)
+    fetch_s = train_s = modelled = 0.0
+    for g, (epoch, s) in enumerate(data.order):
+        batch = data.sampler.batch(epoch, s)
+        t0 = time.perf_counter()
+        state, feats, counts = f.step(state, g, batch)
+        jax.block_until_ready(feats)
+        t1 = time.perf_counter()
+        args = fetcher.put_global(
+            (batch.positions, batch.masks, batch.labels), sharding
+        )
+        params, opt, _, _ = step_fn(params, opt, feats, *args)
+        jax.block_until_ready(params)
+        t2 = time.perf_counter()
+        if epoch == last:
+            fetch_s += t1 - t0
+            train_s += t2 - t1
+            modelled += training.modelled_step_seconds(
+                counts, run.io, run.compute_seconds
+            )
+            for k in stages:
+                stages[k] += counts[k]
+    return {
+        "policy": name,
+        "fetch_s_per_epoch": fetch_s,
+        "fetch_stages_s_per_epoch": stages,
+        "train_s_per_epoch": train_s,
+        "measured_epoch_s": fetch_s + train_s,
+        "modelled_epoch_s": modelled,
+    }
+
+
+def _print_table(rows):
+    """The rows as a markdown table on stdout."""
+    print(
+        "| policy | fetch s/epoch | train s/epoch | measured s/epoch "
+        "| modelled s/epoch |"
+    )
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['policy']} | {r['fetch_s_per_epoch']:.2f} | "
+            f"{r['train_s_per_epoch']:.2f} | {r['measured_epoch_s']:.2f} | "
+            f"{r['modelled_epoch_s']:.3f} |"
+        )
+
+
 def main(argv):
     del argv
     from jaxsuite.core import devices
     from jaxsuite.core import metrics as metrics_lib
-    from jaxsuite.gnn import experiment, fetcher, model, settings, training
+    from jaxsuite.gnn import experiment, model, settings
 
     config = _CONFIG.value
     mesh = devices.make_mesh(
@@ -57,44 +114,7 @@ def main(argv):
     for name in run.policies:
         if experiment.POLICY_TABLE[name]["mode"] == "bound":
             continue  # a trace bound: nothing to time
-        _, f = experiment.make_fetcher(name, run, data, mesh)
-        state = f.init_state()
-        params = model.init_sage(
-            jax.random.PRNGKey(run.seed), experiment.model_dims(run)
-        )
-        opt = tx.init(params)
-        stages = dict.fromkeys(fetcher.STAGES, 0.0)
-        fetch_s = train_s = modelled = 0.0
-        for g, (epoch, s) in enumerate(data.order):
-            batch = data.sampler.batch(epoch, s)
-            t0 = time.perf_counter()
-            state, feats, counts = f.step(state, g, batch)
-            jax.block_until_ready(feats)
-            t1 = time.perf_counter()
-            args = fetcher.put_global(
-                (batch.positions, batch.masks, batch.labels), sharding
-            )
-            params, opt, _, _ = step_fn(params, opt, feats, *args)
-            jax.block_until_ready(params)
-            t2 = time.perf_counter()
-            if epoch == last:
-                fetch_s += t1 - t0
-                train_s += t2 - t1
-                modelled += training.modelled_step_seconds(
-                    counts, run.io, run.compute_seconds
-                )
-                for k in stages:
-                    stages[k] += counts[k]
-        rows.append(
-            {
-                "policy": name,
-                "fetch_s_per_epoch": fetch_s,
-                "fetch_stages_s_per_epoch": stages,
-                "train_s_per_epoch": train_s,
-                "measured_epoch_s": fetch_s + train_s,
-                "modelled_epoch_s": modelled,
-            }
-        )
+        rows.append(_time_policy(name, run, data, mesh, tx, step_fn, sharding, last))
         print(f"{name}: {rows[-1]}", file=sys.stderr)
     out = _OUT.value or os.path.join(_WORKDIR.value, "gnn_cache.json")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -109,17 +129,7 @@ def main(argv):
             fh,
             indent=2,
         )
-    print(
-        "| policy | fetch s/epoch | train s/epoch | measured s/epoch "
-        "| modelled s/epoch |"
-    )
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['policy']} | {r['fetch_s_per_epoch']:.2f} | "
-            f"{r['train_s_per_epoch']:.2f} | {r['measured_epoch_s']:.2f} | "
-            f"{r['modelled_epoch_s']:.3f} |"
-        )
+    _print_table(rows)
 
 
 if __name__ == "__main__":

@@ -141,6 +141,48 @@ def _platforms_include_cpu() -> bool:
     return not platforms or "cpu" in str(platforms).split(",")
 
 
+def _process_coordinates(
+    coordinator_address: str | None,
+    num_processes: int | None,
+    process_id: int | None,
+) -> tuple[str, int, int] | None:
+    """``(coordinator_address, num_processes, process_id)`` of a multi-process
+    run, each argument left ``None`` read from the environment; ``None`` when
+    neither a coordinator nor a process count is named (a single process).
+
+    Raises:
+      ValueError: only some of the three are named, or ``process_id`` is not
+        in ``[0, num_processes)``.
+    """
+    if coordinator_address is None:
+        coordinator_address = os.environ.get(ENV_COORDINATOR, "").strip() or None
+    if num_processes is None:
+        num_processes = _env_int(ENV_NUM_PROCESSES)
+    if process_id is None:
+        process_id = _env_int(ENV_PROCESS_ID)
+
+    if coordinator_address is None and num_processes is None:
+        return None
+    missing = [
+        name
+        for name, value in (
+            ("coordinator_address", coordinator_address),
+            ("num_processes", num_processes),
+            ("process_id", process_id),
+        )
+        if value is None
+    ]
+    if missing:
+        raise ValueError(
+            f"multi-process run needs {', '.join(missing)} (arguments or "
+            f"{ENV_COORDINATOR}/{ENV_NUM_PROCESSES}/{ENV_PROCESS_ID})"
+        )
+    num_processes, process_id = int(num_processes), int(process_id)
+    if not 0 <= process_id < num_processes:
+        raise ValueError(f"process_id {process_id} not in [0, {num_processes})")
+    return coordinator_address, num_processes, process_id
+
+
 def initialize_distributed(
     coordinator_address: str | None = None,
     num_processes: int | None = None,
@@ -186,33 +228,10 @@ def initialize_distributed(
     if local_device_count is not None:
         jax.config.update("jax_num_cpu_devices", int(local_device_count))
 
-    if coordinator_address is None:
-        coordinator_address = os.environ.get(ENV_COORDINATOR, "").strip() or None
-    if num_processes is None:
-        num_processes = _env_int(ENV_NUM_PROCESSES)
-    if process_id is None:
-        process_id = _env_int(ENV_PROCESS_ID)
-
-    if coordinator_address is None and num_processes is None:
+    process = _process_coordinates(coordinator_address, num_processes, process_id)
+    if process is None:
         return False
-    missing = [
-        name
-        for name, value in (
-            ("coordinator_address", coordinator_address),
-            ("num_processes", num_processes),
-            ("process_id", process_id),
-        )
-        if value is None
-    ]
-    if missing:
-        raise ValueError(
-            f"multi-process run needs {', '.join(missing)} (arguments or "
-            f"{ENV_COORDINATOR}/{ENV_NUM_PROCESSES}/{ENV_PROCESS_ID})"
-        )
-    num_processes, process_id = int(num_processes), int(process_id)
-    if not 0 <= process_id < num_processes:
-        raise ValueError(f"process_id {process_id} not in [0, {num_processes})")
-
+    coordinator_address, num_processes, process_id = process
     if cpu_collectives is not None and _platforms_include_cpu():
         try:
             jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)

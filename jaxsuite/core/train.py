@@ -314,6 +314,41 @@ class Progress:
         return line
 
 
+def _timed_step(
+    step_fn: Callable[[Any, int], tuple[Any, Mapping[str, Any]]],
+    state: Any,
+    step: int,
+    stopwatch: Stopwatch | None,
+) -> tuple[Any, Mapping[str, Any]]:
+    """``step_fn(state, step)``, timed by ``stopwatch`` (if any) until its
+    state is ready."""
+    if stopwatch is not None:
+        stopwatch.start()
+    state, scalars = step_fn(state, step)
+    if stopwatch is not None:
+        stopwatch.stop(state)
+    return state, scalars
+
+
+def _check_step(
+    step: int,
+    scalars: Mapping[str, Any],
+    state: Any,
+    ckpt: Checkpointer,
+    name: str,
+    last: bool,
+) -> None:
+    """Checks the step's floating-point scalars, and its state when ``ckpt``
+    is about to save it; raises :class:`NonFiniteError` (with the loop's
+    ``name`` and the last good checkpoint) on a non-finite value."""
+    try:
+        check_scalars(step, scalars)
+        if ckpt.should_save(step, force=last):
+            check_state(step, state)
+    except NonFiniteError as e:
+        raise _stopped(e, name, ckpt) from None
+
+
 def train_loop(
     state: Any,
     step_fn: Callable[[Any, int], tuple[Any, Mapping[str, Any]]],
@@ -371,19 +406,10 @@ def train_loop(
         state, start = ckpt.restore_or(state)
         progress = Progress(num_steps, start=start, name=name)
         for step in range(start + 1, num_steps + 1):
-            if stopwatch is not None:
-                stopwatch.start()
-            state, scalars = step_fn(state, step)
-            if stopwatch is not None:
-                stopwatch.stop(state)
+            state, scalars = _timed_step(step_fn, state, step, stopwatch)
             last = step == num_steps
-            try:
-                if check_finite:
-                    check_scalars(step, scalars)
-                    if ckpt.should_save(step, force=last):
-                        check_state(step, state)
-            except NonFiniteError as e:
-                raise _stopped(e, name, ckpt) from None
+            if check_finite:
+                _check_step(step, scalars, state, ckpt, name, last)
             if writer is not None and (step % log_every == 0 or last):
                 writer.write_scalars(step, scalars)
             progress.update(step, scalars)

@@ -141,6 +141,89 @@ class Plan(NamedTuple):
     evicted: np.ndarray
 
 
+def _rank_in_group(group: np.ndarray, value: np.ndarray, num_groups: int) -> np.ndarray:
+    """Rank of each item within its group, highest ``value`` first.
+
+    Args:
+      group: [K] int group index of each item, in ``[0, num_groups)``; every
+        group holds at least one item.
+      value: [K] int64 the items are ranked by (ties keep their order).
+      num_groups: G, the number of groups.
+
+    Returns:
+      [K] int64: 0 for the most valuable item of its group, 1 for the next...
+    """
+    order = np.lexsort((-value, group))
+    first = np.searchsorted(group[order], np.arange(num_groups))
+    rank = np.empty(group.size, np.int64)
+    rank[order] = np.arange(group.size) - first[group[order]]
+    return rank
+
+
+def _choose_victims(
+    spec: PolicySpec,
+    tags: np.ndarray,
+    last_use: np.ndarray,
+    clock: np.ndarray,
+    miss_ids: np.ndarray,
+    miss_sets: np.ndarray,
+    step: int,
+    *,
+    next_use: np.ndarray,
+    static: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The line each miss would replace, and whether the policy admits it.
+
+    The misses of a set take its lines from the lowest keep value up, most
+    valuable miss first; score-based policies admit a miss only when it ranks
+    above its victim, and no policy replaces a line ranked ``_USED``.
+
+    Args:
+      spec: eviction policy.
+      tags: [S, W] the cache's tags (-1: empty line).
+      last_use: [S, W] step of last use of each line.
+      clock: [S] round-robin pointer of each set.
+      miss_ids: [K] int64 ids of the misses that may be inserted (K >= 1).
+      miss_sets: [K] int64 their sets.
+      step: current step t.
+      next_use: [N] int32 next use of every node.
+      static: [N] uint8 static scores.
+
+    Returns:
+      ``(ok [K] bool, way [K])``: the miss is inserted, and the way it takes.
+    """
+    ways = tags.shape[1]
+    k = miss_ids.size
+    uset, inv = np.unique(miss_sets, return_inverse=True)
+    lines = tags[uset].astype(np.int64)  # [Su, W]
+    safe = np.maximum(lines, 0)
+    rr_rank = (np.arange(ways)[None, :] - clock[uset][:, None]) % ways
+    line_keep = keep_values(
+        spec, lines, last_use[uset], next_use[safe], static[safe], step, rr_rank
+    )
+    if spec.pin_hits:
+        used = last_use[uset] == step
+        line_keep = np.where(used & (lines >= 0), _USED, line_keep)
+    in_keep = keep_values(
+        spec,
+        miss_ids,
+        np.full(k, step),
+        next_use[miss_ids],
+        static[miss_ids],
+        step,
+        np.full(k, ways),
+    )
+    rank = _rank_in_group(inv, in_keep, uset.size)
+    victim_order = np.argsort(line_keep, axis=1, kind="stable")  # [Su, W]
+    ok = rank < ways
+    vway = victim_order[inv, np.minimum(rank, ways - 1)]
+    vkeep = line_keep[inv, vway]
+    ok &= vkeep < _USED
+    if spec.name not in ("rr", "lru"):
+        ok &= in_keep > vkeep
+    return ok, vway
+
+
 def plan_step(
     meta: dict[str, np.ndarray],
     cache: int,
@@ -192,39 +275,17 @@ def plan_step(
     if miss.size == 0 or ways == 0:
         return Plan(hit, way, insert_way, evicted)
 
-    mset = sets[miss]
-    uset, inv = np.unique(mset, return_inverse=True)
-    lines = tags[uset].astype(np.int64)  # [Su, W]
-    safe = np.maximum(lines, 0)
-    rr_rank = (np.arange(ways)[None, :] - clock[uset][:, None]) % ways
-    line_keep = keep_values(
-        spec, lines, last_use[uset], next_use[safe], static[safe], step, rr_rank
-    )
-    if spec.pin_hits:
-        used = last_use[uset] == step
-        line_keep = np.where(used & (lines >= 0), _USED, line_keep)
-    in_keep = keep_values(
+    ok, vway = _choose_victims(
         spec,
+        tags,
+        last_use,
+        clock,
         ids[miss],
-        np.full(miss.size, step),
-        next_use[ids[miss]],
-        static[ids[miss]],
+        sets[miss],
         step,
-        np.full(miss.size, ways),
+        next_use=next_use,
+        static=static,
     )
-    # Rank the misses of each set, most valuable first.
-    order = np.lexsort((-in_keep, inv))
-    first = np.searchsorted(inv[order], np.arange(uset.size))
-    rank = np.empty(miss.size, np.int64)
-    rank[order] = np.arange(miss.size) - first[inv[order]]
-    victim_order = np.argsort(line_keep, axis=1, kind="stable")  # [Su, W]
-    ok = rank < ways
-    r = np.minimum(rank, ways - 1)
-    vway = victim_order[inv, r]
-    vkeep = line_keep[inv, vway]
-    ok &= vkeep < _USED
-    if spec.name not in ("rr", "lru"):
-        ok &= in_keep > vkeep
     sel = miss[ok]
     s_sel, w_sel = sets[sel], vway[ok]
     insert_way[sel] = w_sel

@@ -302,7 +302,7 @@ class FeatureFetcher:
           step; ``t_*``: measured seconds of each stage; the others: amounts
           of this step).
         """
-        n, dim, u_len = self.n, self.store.dim, self.input_len
+        n = self.n
         counts = dict.fromkeys(COUNTERS, 0.0)
         clock = _Clock(counts)
         stage_ids, stage_rows = self._prefetch(state, step, counts)
@@ -322,35 +322,15 @@ class FeatureFetcher:
             self._plan_cache(state, c, cache_ids[c], step, stage_ids, counts, clock)
             for c in range(n)
         ]
-        f_len = self._size("fill", max(p[4].shape[0] for p in plans), 256)
-        e_len = self._size("evict", max(p[5].shape[0] for p in plans), 64)
-        fill_rows = np.zeros((n, f_len, dim), np.float32)
-        evict_set = np.full((n, e_len), -1, np.int32)
-        evict_way = np.full((n, e_len), -1, np.int32)
-        for c, p in enumerate(plans):
-            fill_rows[c, : p[4].shape[0]] = p[4]
-            evict_set[c, : p[5].shape[0]] = p[5][:, 0]
-            evict_way[c, : p[5].shape[0]] = p[5][:, 1]
+        fill_rows, evict_set, evict_way = self._pad_plans(plans)
         if self.shared:
             args, host_hit, host_vhit, sent = self._pack_shared(
                 reqs, allu, plans, counts
             )
         else:
-            sent = np.zeros(n)
-            fill_idx = np.full((n, u_len), -1, np.int32)
-            insert_way = np.full((n, u_len), -1, np.int32)
-            host_hit = np.zeros((n, u_len), bool)
-            host_vhit = np.zeros((n, u_len), bool)
-            for d, (plan, staged, storage, fmap, _, _) in enumerate(plans):
-                k = reqs[d].size
-                fill_idx[d, :k] = fmap
-                insert_way[d, :k] = plan.insert_way
-                host_hit[d, :k] = plan.hit
-                host_vhit[d, :k] = staged
-                counts["local"] += int(plan.hit.sum())
-                counts["victim"] += int(staged.sum())
-                counts["storage"] += int(storage.sum())
-            args = (batch.inputs, fill_idx, insert_way)
+            args, host_hit, host_vhit, sent = self._pack_independent(
+                batch, reqs, plans, counts
+            )
         inp = exchange.ServeInputs(
             args[-2], fill_rows, stage_ids, stage_rows, args[-1], evict_set, evict_way
         )
@@ -372,6 +352,48 @@ class FeatureFetcher:
             counts["ring_rows"] = float(state["ring_count"].sum())
         clock.lap("t_ring")
         return state, feats, counts
+
+    def _pad_plans(self, plans):
+        """The caches' storage rows and ring evictions, padded to one shape.
+
+        Returns ``(fill_rows [n, F, D], evict_set [n, E], evict_way [n, E])``
+        (-1 padded), ``F`` and ``E`` from :meth:`_size`.
+        """
+        n, dim = self.n, self.store.dim
+        f_len = self._size("fill", max(p[4].shape[0] for p in plans), 256)
+        e_len = self._size("evict", max(p[5].shape[0] for p in plans), 64)
+        fill_rows = np.zeros((n, f_len, dim), np.float32)
+        evict_set = np.full((n, e_len), -1, np.int32)
+        evict_way = np.full((n, e_len), -1, np.int32)
+        for c, p in enumerate(plans):
+            fill_rows[c, : p[4].shape[0]] = p[4]
+            evict_set[c, : p[5].shape[0]] = p[5][:, 0]
+            evict_way[c, : p[5].shape[0]] = p[5][:, 1]
+        return fill_rows, evict_set, evict_way
+
+    def _pack_independent(self, batch, reqs, plans, counts):
+        """Every device's own plan in its request order (no exchange).
+
+        Returns ``((inputs, fill_idx, insert_way), host_hit, host_vhit,
+        sent)``: the batch's inputs [n, U], the plans [n, U] (-1 padded),
+        the host's hits and victim hits [n, U], and zero bytes sent [n].
+        """
+        n, u_len = self.n, self.input_len
+        sent = np.zeros(n)
+        fill_idx = np.full((n, u_len), -1, np.int32)
+        insert_way = np.full((n, u_len), -1, np.int32)
+        host_hit = np.zeros((n, u_len), bool)
+        host_vhit = np.zeros((n, u_len), bool)
+        for d, (plan, staged, storage, fmap, _, _) in enumerate(plans):
+            k = reqs[d].size
+            fill_idx[d, :k] = fmap
+            insert_way[d, :k] = plan.insert_way
+            host_hit[d, :k] = plan.hit
+            host_vhit[d, :k] = staged
+            counts["local"] += int(plan.hit.sum())
+            counts["victim"] += int(staged.sum())
+            counts["storage"] += int(storage.sum())
+        return (batch.inputs, fill_idx, insert_way), host_hit, host_vhit, sent
 
     def _pack_shared(self, reqs, allu, plans, counts):
         """Buckets every device's requests by owner (vectorised over devices).

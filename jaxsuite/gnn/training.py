@@ -110,6 +110,56 @@ def host_fetch_state(fs: dict[str, Any], copy: bool = False) -> dict[str, Any]:
     return out
 
 
+def _fetch_batch(
+    data: Any, fetcher: fetcher_lib.FeatureFetcher, fs: dict[str, Any], g: int
+) -> tuple[dict[str, Any], jax.Array, dict[str, float], Any]:
+    """Samples global step ``g``'s batch and fetches its features.
+
+    Returns:
+      ``(fetch state, features [n, U, D], counters with t_batch, batch)``.
+    """
+    t0 = time.perf_counter()
+    batch = data.sampler.batch(*data.order[g])
+    t1 = time.perf_counter()
+    fs, feats, counts = fetcher.step(fs, g, batch)
+    return fs, feats, dict(counts, t_batch=t1 - t0), batch
+
+
+def _fetch_ahead(
+    data: Any,
+    fetcher: fetcher_lib.FeatureFetcher,
+    fs: dict[str, Any],
+    g: int,
+    counts: dict[str, float],
+) -> tuple[tuple, float]:
+    """Plans step ``g`` on a copy of ``fs`` and books its fetch times to the
+    current step's ``counts``.
+
+    Returns:
+      ``(the _fetch_batch result with its TIME_KEYS zeroed, seconds moved)``.
+    """
+    ahead = _fetch_batch(data, fetcher, host_fetch_state(fs, copy=True), g)
+    ahead_s = 0.0
+    for k in TIME_KEYS:  # spent in this step's wall time
+        counts[k] += ahead[2][k]
+        ahead_s += ahead[2][k]
+        ahead[2][k] = 0.0
+    return ahead, ahead_s
+
+
+def _policy_scalars(
+    name: str, counts: dict[str, float], loss: Any, acc: Any
+) -> dict[str, Any]:
+    """The logged scalars of a step: hit fractions by level, loss, accuracy."""
+    req = max(counts["requests"], 1.0)
+    scalars = {
+        f"{name}/{k}": counts[k] / req for k in ("local", "remote", "victim", "storage")
+    }
+    scalars[f"{name}/loss"] = loss
+    scalars[f"{name}/train_acc"] = acc
+    return scalars
+
+
 def make_step_fn(
     name: str,
     data: Any,
@@ -144,20 +194,13 @@ def make_step_fn(
     sharding = jax.sharding.NamedSharding(mesh, jax.P(mesh.axis_names[0]))
     pending: dict[int, tuple] = {}
 
-    def fetch(fs, g):
-        t0 = time.perf_counter()
-        batch = data.sampler.batch(*data.order[g])
-        t1 = time.perf_counter()
-        fs, feats, counts = fetcher.step(fs, g, batch)
-        return fs, feats, dict(counts, t_batch=t1 - t0), batch
-
     def step_fn(state, step):
         t0 = time.perf_counter()
         g = step - 1
         got = pending.pop(g, None)
         if got is None:
             pending.clear()
-            got = fetch(host_fetch_state(state["fetch"]), g)
+            got = _fetch_batch(data, fetcher, host_fetch_state(state["fetch"]), g)
         fs, feats, counts, batch = got
         t2 = time.perf_counter()
         pos, masks, labels = fetcher_lib.put_global(
@@ -168,12 +211,7 @@ def make_step_fn(
         )
         ahead_s = 0.0
         if overlap and g + 1 < len(data.order):
-            ahead = fetch(host_fetch_state(fs, copy=True), g + 1)
-            for k in TIME_KEYS:  # spent in this step's wall time
-                counts[k] += ahead[2][k]
-                ahead_s += ahead[2][k]
-                ahead[2][k] = 0.0
-            pending[g + 1] = ahead
+            pending[g + 1], ahead_s = _fetch_ahead(data, fetcher, fs, g + 1, counts)
         jax.block_until_ready(params)
         epoch = data.order[g][0]
         row = _host(state["acc"])
@@ -185,15 +223,8 @@ def make_step_fn(
             modelled_s=modelled_step_seconds(counts, io, compute_s),
         )
         row[epoch] += np.array([counts[k] for k in ACC_KEYS])
-        req = max(counts["requests"], 1.0)
-        scalars = {
-            f"{name}/{k}": counts[k] / req
-            for k in ("local", "remote", "victim", "storage")
-        }
-        scalars[f"{name}/loss"] = loss
-        scalars[f"{name}/train_acc"] = acc
         new = {"params": params, "opt_state": opt_state, "fetch": fs, "acc": row}
-        return new, scalars
+        return new, _policy_scalars(name, counts, loss, acc)
 
     return step_fn
 

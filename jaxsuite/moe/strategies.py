@@ -143,6 +143,100 @@ def _kept(g: gating_lib.Gating, num_experts: int) -> jax.Array:
     return jnp.zeros(num_experts, jnp.int32).at[g.expert].add(g.keep.astype(jnp.int32))
 
 
+def _expert_computes(spec: Spec) -> tuple[Any, Any, Any]:
+    """The expert compute of each exchange, inside ``shard_map`` on one device.
+
+    Returns ``(compute, compute_ragged, fsdp_compute)`` (under
+    ``jax.checkpoint`` saving only ``HIDDEN_NAME`` when ``spec.remat``):
+
+    * ``compute(pool, local, send, rows)``: the layer's ``n_slots`` local
+      compute slots (the pool's own experts, then for every strategy but EP
+      the SparseAllGather ``send`` of ``(pack, compact, pick)``) applied to
+      ``rows (n_slots, D cap, h)``;
+    * ``compute_ragged(pool, local, send, rows, slot)``: the same on ragged
+      ``rows (R, h)`` of compute slots ``slot (R,)``;
+    * ``fsdp_compute(pool, local, gather_slot, q)``: every expert gathered
+      from all devices, applied to this device's queues ``q (E, cap, h)``.
+    """
+    axis = spec.axis
+
+    def weights(pool, loc, send_l):
+        w = _local_weights(pool, loc)
+        if spec.strategy != "ep":
+            mat = collectives.sparse_all_gather(w, *send_l, axis)
+            w = jnp.concatenate([w, mat], axis=0)
+        return w
+
+    def compute(pool, loc, send_l, rows):
+        return _ffn(weights(pool, loc, send_l), rows, spec)
+
+    def compute_ragged(pool, loc, send_l, rows, slot):
+        w = weights(pool, loc, send_l)
+        return ragged.ragged_ffn(w, rows, slot, spec.hidden, spec.ffn)
+
+    def fsdp_compute(pool, loc, gslot, q):
+        w = _local_weights(pool, loc)
+        w = collectives.all_gather_pools(w, axis)[gslot]
+        return _ffn(w, q, spec)
+
+    policy = jax.checkpoint_policies.save_only_these_names(HIDDEN_NAME)
+    if spec.remat:
+        compute = jax.checkpoint(compute, policy=policy)
+        compute_ragged = jax.checkpoint(compute_ragged, policy=policy)
+        fsdp_compute = jax.checkpoint(fsdp_compute, policy=policy)
+    return compute, compute_ragged, fsdp_compute
+
+
+def _make_moe_fn(spec: Spec, dense: Any, pools: jax.Array, plan: tuple) -> Any:
+    """``moe_fn(layer, x) -> (y, gating)``: one MoE layer on one device.
+
+    Inside ``shard_map``: ``pools (1, S, P)`` and ``plan`` (``local_slot,
+    route_dev, route_slot, pack, compact, pick, gather_slot``) are this
+    device's blocks; ``x (tokens, h)`` is routed by top-2 gating, its expert
+    queues meet their experts as ``spec.strategy`` and ``spec.exchange``
+    say, and ``y`` is the combined output.
+    """
+    local, r_dev, r_slot, pack, compact, pick, gslot = plan
+    compute, compute_ragged, fsdp_compute = _expert_computes(spec)
+    axis = spec.axis
+
+    def moe_fn(layer, x):
+        g = gating_lib.top2_gating(x @ dense["router"][layer], spec.cap)
+        q = model.dispatch(x, g, spec.experts, spec.cap)
+        pool, loc = pools[0], local[layer, 0]
+        if spec.strategy == "fsdp":
+            out = fsdp_compute(pool, loc, gslot[layer], q)
+        else:
+            n_slots = spec.layer_slots
+            n_slots += 0 if spec.strategy == "ep" else spec.mat_slots
+            send_l = (pack[layer, 0], compact[layer], pick[layer, 0])
+            if spec.exchange == "slots":
+                out = _exchange(
+                    q,
+                    r_dev[layer, 0],
+                    r_slot[layer, 0],
+                    n_slots,
+                    lambda rows, p=pool, c=loc, s=send_l: compute(p, c, s, rows),
+                    axis,
+                )
+            else:
+                out = ragged.ragged_exchange(
+                    q,
+                    _kept(g, spec.experts),
+                    r_dev[layer, 0],
+                    r_slot[layer, 0],
+                    n_slots,
+                    lambda rows, slot, p=pool, c=loc, s=send_l: compute_ragged(
+                        p, c, s, rows, slot
+                    ),
+                    axis,
+                    _A2A[spec.exchange],
+                )
+        return model.combine(g, out, spec.cap), g
+
+    return moe_fn
+
+
 def make_loss_fn(mesh: Mesh, spec: Spec):
     """The strategy's loss ``(dense, pools, tokens, plan) -> (loss, stats)``.
 
@@ -160,66 +254,8 @@ def make_loss_fn(mesh: Mesh, spec: Spec):
     axis = spec.axis
     ps = pool_specs(axis)
 
-    def body(dense, pools, tokens, local, r_dev, r_slot, pack, compact, pick, gslot):
-        def weights(pool, loc, send_l):
-            w = _local_weights(pool, loc)
-            if spec.strategy != "ep":
-                mat = collectives.sparse_all_gather(w, *send_l, axis)
-                w = jnp.concatenate([w, mat], axis=0)
-            return w
-
-        def compute(pool, loc, send_l, rows):
-            return _ffn(weights(pool, loc, send_l), rows, spec)
-
-        def compute_ragged(pool, loc, send_l, rows, slot):
-            w = weights(pool, loc, send_l)
-            return ragged.ragged_ffn(w, rows, slot, spec.hidden, spec.ffn)
-
-        def fsdp_compute(pool, loc, gslot, q):
-            w = _local_weights(pool, loc)
-            w = collectives.all_gather_pools(w, axis)[gslot]
-            return _ffn(w, q, spec)
-
-        policy = jax.checkpoint_policies.save_only_these_names(HIDDEN_NAME)
-        if spec.remat:
-            compute = jax.checkpoint(compute, policy=policy)
-            compute_ragged = jax.checkpoint(compute_ragged, policy=policy)
-            fsdp_compute = jax.checkpoint(fsdp_compute, policy=policy)
-
-        def moe_fn(layer, x):
-            g = gating_lib.top2_gating(x @ dense["router"][layer], spec.cap)
-            q = model.dispatch(x, g, spec.experts, spec.cap)
-            pool, loc = pools[0], local[layer, 0]
-            if spec.strategy == "fsdp":
-                out = fsdp_compute(pool, loc, gslot[layer], q)
-            else:
-                n_slots = spec.layer_slots
-                n_slots += 0 if spec.strategy == "ep" else spec.mat_slots
-                send_l = (pack[layer, 0], compact[layer], pick[layer, 0])
-                if spec.exchange == "slots":
-                    out = _exchange(
-                        q,
-                        r_dev[layer, 0],
-                        r_slot[layer, 0],
-                        n_slots,
-                        lambda rows, p=pool, c=loc, s=send_l: compute(p, c, s, rows),
-                        axis,
-                    )
-                else:
-                    out = ragged.ragged_exchange(
-                        q,
-                        _kept(g, spec.experts),
-                        r_dev[layer, 0],
-                        r_slot[layer, 0],
-                        n_slots,
-                        lambda rows, slot, p=pool, c=loc, s=send_l: compute_ragged(
-                            p, c, s, rows, slot
-                        ),
-                        axis,
-                        _A2A[spec.exchange],
-                    )
-            return model.combine(g, out, spec.cap), g
-
+    def body(dense, pools, tokens, *plan):
+        moe_fn = _make_moe_fn(spec, dense, pools, plan)
         ce, count, aux, gatings = model.forward(dense, tokens, moe_fn, heads=spec.heads)
         num_devices = jax.lax.axis_size(axis)
         loss = jax.lax.psum(ce, axis) / jax.lax.psum(count, axis)

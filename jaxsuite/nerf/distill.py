@@ -259,16 +259,14 @@ def distill(
     dc: DistillConfig,
     test: PosedImages,
     *,
-    num_evals: int = 8,
+    schedule: loop.Schedule,
     background: float = 1.0,
-    budget_s: float | None = None,
-    eval_seconds: tuple[float, ...] = (),
-    retime_steps: int = 0,
-    retime_repeats: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> Distilled:
     """Distils ``teacher_arch`` into ``student_arch`` for ``dc.total_steps``
-    steps or ``budget_s`` seconds of optimisation, whichever comes first."""
+    steps or ``schedule.budget_s`` seconds of optimisation, whichever comes
+    first; the student is evaluated on ``test`` (images ``(N, H, W, 3)``) and
+    re-timed as ``schedule`` says."""
     k_init, k_run = jax.random.split(key)
     params, copied = inherit(fields.init(k_init, student_arch, cfg), teacher_params)
     tx = trainer.make_optimizer(params, student_arch, oc)
@@ -297,19 +295,13 @@ def distill(
             buckets=dc.buckets,
         )[0]
 
-    step_fn = loop.compile_step(step_fn, state)
-    state, curve = loop.timed_loop(
+    state, curve, timings = loop.scheduled_run(
         state,
         step_fn,
+        schedule,
         num_steps=dc.total_steps,
-        budget_s=budget_s,
         eval_fn=eval_fn,
-        eval_steps=(0,) if budget_s else loop.eval_schedule(dc.total_steps, num_evals),
-        eval_seconds=eval_seconds,
         log=log,
         name=f"distillation {teacher_arch} -> {student_arch}",
-    )
-    timings = loop.retime_after(
-        state, step_fn, curve, steps=retime_steps, repeats=retime_repeats
     )
     return Distilled(state, curve, copied, timings)

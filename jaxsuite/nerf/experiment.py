@@ -18,9 +18,11 @@
    training the teacher (as in the paper's comparison).
 5. Metrics, tables, the verdict and the figures (``jaxsuite.nerf.report``).
 
-``run`` only wires these: ``train_scratch`` and ``distill_pair`` are the
-phases, ``render_view`` the rendered evaluation behind the figures (PSNR
-curves are evaluated inside the phases, ``trainer.evaluate``).
+``run`` reads the config once into ``settings.Settings`` and only wires
+these: ``train_scratch`` and ``distill_pair`` are the phases (they take the
+settings, never the config), ``render_view`` the rendered evaluation behind
+the figures (PSNR curves are evaluated inside the phases,
+``trainer.evaluate``).
 
 All rendering uses empty-space skipping (``config.buckets`` compaction
 buckets, ``jaxsuite.nerf.renderer``); the fraction of samples evaluated is
@@ -55,81 +57,71 @@ from jaxsuite.nerf import (
     scenes,
     trainer,
 )
+from jaxsuite.nerf import settings as settings_lib
+from jaxsuite.nerf.settings import Settings
 
-# -- The config, translated into the parts' arguments. --
-
-
-def field_config(config: Any) -> fields.FieldConfig:
-    """The field sizes of ``config.field``."""
-    return fields.FieldConfig(**dict(config.field))
+# -- The settings, translated into the parts' arguments. --
 
 
-def optim_config(config: Any, arch: str, steps: int) -> trainer.OptimConfig:
+def optim_config(settings: Settings, arch: str, steps: int) -> trainer.OptimConfig:
     """``arch``'s two learning rates, decayed over at most ``steps`` steps."""
     return trainer.OptimConfig(
-        lr_grid=float(config.lr_grid[arch]),
-        lr_net=float(config.lr_net[arch]),
+        lr_grid=float(settings.lr_grid[arch]),
+        lr_net=float(settings.lr_net[arch]),
         total_steps=steps,
     )
 
 
-def distill_config(config: Any) -> distill.DistillConfig:
+def distill_config(settings: Settings) -> distill.DistillConfig:
     """Stages, batch and random-pose data of every distillation."""
-    d = config.distill
+    d = settings.distill
     return distill.DistillConfig(
         total_steps=d.steps,
         stage1_steps=d.stage1_steps,
         stage2_steps=d.stage2_steps,
-        batch_rays=config.batch_rays,
-        num_samples=config.num_samples,
+        batch_rays=settings.batch_rays,
+        num_samples=settings.num_samples,
         poses_per_epoch=d.poses_per_epoch,
         steps_per_epoch=d.steps_per_epoch,
         radius=scenes.BLENDER_RADIUS,
-        elevation_range_deg=tuple(config.scene.elevation_range_deg),
-        image_size=config.scene.size,
-        buckets=config.buckets,
+        elevation_range_deg=settings.scene.elevation_range_deg,
+        image_size=settings.scene.size,
+        buckets=settings.buckets,
     )
 
 
-def eval_marks(config: Any) -> tuple[float, ...]:
+def eval_marks(settings: Settings) -> tuple[float, ...]:
     """Wall-time evaluation marks shared by every run: ``num_evals`` from
     ``first_eval_seconds`` to the distillation budget, then ``num_evals // 2``
     more up to the from-scratch budget."""
-    d, s = float(config.distill.seconds), float(config.scratch_seconds)
-    first = loop.eval_marks(d, config.num_evals, config.first_eval_seconds)
-    later = loop.eval_marks(s, max(config.num_evals // 2, 2), d) if s > d else ()
+    d, s = float(settings.distill.seconds), float(settings.scratch_seconds)
+    first = loop.eval_marks(d, settings.num_evals, settings.first_eval_seconds)
+    later = loop.eval_marks(s, max(settings.num_evals // 2, 2), d) if s > d else ()
     return tuple(sorted(set(first) | set(later)))
 
 
-def scratch_kwargs(config: Any) -> dict[str, Any]:
-    """Keyword arguments of ``trainer.train_from_images`` besides the budget."""
-    return dict(
-        batch_rays=config.batch_rays,
-        num_samples=config.num_samples,
-        occ_resolution=config.occ.resolution,
-        occ_every=config.occ.every,
-        occ_warmup=config.occ.warmup,
-        occ_decay=config.occ.decay,
-        occ_threshold=config.occ.threshold,
-        num_evals=config.num_evals,
-        buckets=config.buckets,
-        eval_seconds=eval_marks(config),
-        retime_steps=config.retime.steps,
-        retime_repeats=config.retime.repeats,
+def schedule(settings: Settings, budget_s: float) -> loop.Schedule:
+    """A run of ``budget_s`` optimisation seconds, evaluated at
+    :func:`eval_marks` and re-timed as ``settings.retime`` says."""
+    return loop.Schedule(
+        budget_s=budget_s,
+        eval_seconds=eval_marks(settings),
+        num_evals=settings.num_evals,
+        retime_steps=settings.retime.steps,
+        retime_repeats=settings.retime.repeats,
     )
 
 
-def make_data(config: Any, key: jax.Array) -> scenes.Dataset:
+def make_data(scene: settings_lib.SceneSettings, key: jax.Array) -> scenes.Dataset:
     """The analytic scene's ``n_train`` train and ``n_test`` test views, each
     split ``images (N, size, size, 3)``, ``poses (N, 4, 4)``, ``K (3, 3)``."""
-    sc = config.scene
     return scenes.make_dataset(
-        scenes.default_scene(sc.density),
+        scenes.default_scene(scene.density),
         key,
-        size=sc.size,
-        n_train=sc.n_train,
-        n_test=sc.n_test,
-        elevation_range_deg=tuple(sc.elevation_range_deg),
+        size=scene.size,
+        n_train=scene.n_train,
+        n_test=scene.n_test,
+        elevation_range_deg=scene.elevation_range_deg,
     )
 
 
@@ -141,7 +133,7 @@ def render_view(
     arch: str,
     occ_mask: jax.Array,
     test: scenes.PosedImages,
-    config: Any,
+    settings: Settings,
 ) -> np.ndarray:
     """The first test view rendered by the field, ``(H, W, 3)``, with the
     run's sampling and empty-space skipping (``occ_mask (R, R, R)`` bool)."""
@@ -149,11 +141,11 @@ def render_view(
     _, img = trainer.evaluate(
         params,
         arch,
-        field_config(config),
+        settings.field,
         occ_mask,
         first,
-        config.num_samples,
-        buckets=config.buckets,
+        settings.num_samples,
+        buckets=settings.buckets,
     )
     return np.asarray(img[0])
 
@@ -204,36 +196,40 @@ class Student(NamedTuple):
 
 
 def train_scratch(
-    config: Any, workdir: str, arch: str, key: jax.Array, ds: scenes.Dataset
+    settings: Settings, workdir: str, arch: str, key: jax.Array, ds: scenes.Dataset
 ) -> Teacher:
-    """Trains ``arch`` from scratch on ``ds.train`` for ``config.
+    """Trains ``arch`` from scratch on ``ds.train`` for ``settings.
     scratch_seconds`` of optimisation (test PSNR on ``ds.test``), or loads the
     run an earlier call saved under ``workdir/phases`` (the summary
     ``scratch_<arch>.json`` beside an Orbax checkpoint ``scratch_<arch>_ckpt``
     of the final field and occupancy grid)."""
     cache, name = phase_cache(workdir), f"scratch_{arch}"
     ckpt_dir = cache.path(name, "_ckpt")
-    cfg = field_config(config)
+    cfg = settings.field
     summary = cache.load(name)
     if summary is not None:
         template = (
             fields.init(key, arch, cfg),
-            occupancy.init_grid(config.occ.resolution),
+            occupancy.init_grid(settings.occ.resolution),
         )
         params, occ = _load_state(ckpt_dir, *template)
         return Teacher(summary, params, occ, summary.get("wall_seconds", 0.0))
     t_phase = time.time()
-    logging.info("Training %s from scratch for %.0f s.", arch, config.scratch_seconds)
+    budget_s = settings.scratch_seconds
+    logging.info("Training %s from scratch for %.0f s.", arch, budget_s)
     state, curve, timings = trainer.train_from_images(
         key,
         arch,
         cfg,
-        optim_config(config, arch, config.steps),
+        optim_config(settings, arch, settings.steps),
         ds.train,
         ds.test,
-        budget_s=config.scratch_seconds,
+        batch_rays=settings.batch_rays,
+        num_samples=settings.num_samples,
+        occ=settings.occ,
+        schedule=schedule(settings, budget_s),
+        buckets=settings.buckets,
         log=lambda s: logging.info("scratch %s: %s", arch, s),
-        **scratch_kwargs(config),
     )
     _save_state(ckpt_dir, state.params, state.occ)
     summary = {
@@ -247,7 +243,7 @@ def train_scratch(
 
 
 def distill_pair(
-    config: Any,
+    settings: Settings,
     workdir: str,
     teacher_arch: str,
     teacher: Teacher,
@@ -255,10 +251,10 @@ def distill_pair(
     key: jax.Array,
     test: scenes.PosedImages,
 ) -> Student:
-    """Distils ``teacher`` into ``student_arch`` for ``config.distill.seconds``
-    of optimisation (test PSNR on ``test``), or loads the distillation an
-    earlier call saved under ``workdir/phases`` (``distill_<teacher>_to_
-    <student>.npz``: the summary and the render)."""
+    """Distils ``teacher`` into ``student_arch`` for ``settings.distill.
+    seconds`` of optimisation (test PSNR on ``test``), or loads the
+    distillation an earlier call saved under ``workdir/phases``
+    (``distill_<teacher>_to_<student>.npz``: the summary and the render)."""
     cache = phase_cache(workdir)
     name = f"distill_{teacher_arch}_to_{student_arch}"
     saved = cache.load(name)
@@ -267,25 +263,21 @@ def distill_pair(
         return Student(saved, render, saved.get("wall_seconds", 0.0))
     t_phase = time.time()
     logging.info("Distilling %s into %s.", teacher_arch, student_arch)
-    dc = distill_config(config)
+    dc = distill_config(settings)
     state, curve, copied, timings = distill.distill(
         key,
         teacher_arch,
         teacher.params,
         teacher.occ,
         student_arch,
-        field_config(config),
-        optim_config(config, student_arch, dc.total_steps),
+        settings.field,
+        optim_config(settings, student_arch, dc.total_steps),
         dc,
         test,
-        num_evals=config.num_evals,
-        budget_s=config.distill.seconds,
-        eval_seconds=eval_marks(config),
-        retime_steps=config.retime.steps,
-        retime_repeats=config.retime.repeats,
+        schedule=schedule(settings, settings.distill.seconds),
         log=lambda s: logging.info("distill %s->%s: %s", teacher_arch, student_arch, s),
     )
-    img = render_view(state.params, student_arch, teacher.occ.mask, test, config)
+    img = render_view(state.params, student_arch, teacher.occ.mask, test, settings)
     summary = {
         "curve": curve.to_dict(),
         "inherited": copied,
@@ -297,33 +289,42 @@ def distill_pair(
 
 
 def run(config: Any, workdir: str) -> dict[str, Any]:
-    """Runs the experiment and writes ``results.json``; returns the results."""
+    """Runs the experiment and writes ``results.json``; returns the results.
+
+    ``config`` (``configs/pvd.py``) is read once, into
+    :class:`settings.Settings` (:func:`settings.from_config`), which the
+    phases take; ``results.json`` records ``config`` itself.
+    """
     t_start = time.time()
     train_lib.prepare_workdir(workdir, config)
-    k_data, k_train, k_dist = jax.random.split(jax.random.key(config.seed), 3)
-    ds = make_data(config, k_data)
+    settings = settings_lib.from_config(config)
+    k_data, k_train, k_dist = jax.random.split(jax.random.key(settings.seed), 3)
+    ds = make_data(settings.scene, k_data)
     renders: dict[str, np.ndarray] = {"ground truth": np.asarray(ds.test.images[0])}
     teachers: dict[str, Teacher] = {}
     rows: list[dict[str, Any]] = []
     distilled: dict[tuple[str, str], dict[str, Any]] = {}
     earlier = 0.0  # wall time of phases done by an interrupted earlier run
     with metrics_lib.MetricWriter(workdir) as writer:
-        for i, arch in enumerate(config.archs):
-            t = train_scratch(config, workdir, arch, jax.random.fold_in(k_train, i), ds)
+        for i, arch in enumerate(settings.archs):
+            key = jax.random.fold_in(k_train, i)
+            t = train_scratch(settings, workdir, arch, key, ds)
             teachers[arch] = t
             earlier += t.earlier_seconds
             psnr = report.final_psnr(t.summary)
             writer.write_scalars(i, {f"scratch/{arch}/psnr": psnr})
             renders[f"{arch} scratch"] = render_view(
-                t.params, arch, t.occ.mask, ds.test, config
+                t.params, arch, t.occ.mask, ds.test, settings
             )
-        for ti, t_arch in enumerate(config.teachers):
-            for si, s_arch in enumerate(config.archs):
+        for ti, t_arch in enumerate(settings.teachers):
+            for si, s_arch in enumerate(settings.archs):
                 if s_arch == t_arch:
                     continue
                 key = jax.random.fold_in(jax.random.fold_in(k_dist, ti), si)
                 teacher = teachers[t_arch]
-                s = distill_pair(config, workdir, t_arch, teacher, s_arch, key, ds.test)
+                s = distill_pair(
+                    settings, workdir, t_arch, teacher, s_arch, key, ds.test
+                )
                 earlier += s.earlier_seconds
                 distilled[(t_arch, s_arch)] = s.summary
                 renders[f"{s_arch} from {t_arch}"] = s.render
@@ -338,8 +339,8 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
                 name = f"distill/{t_arch}_to_{s_arch}/psnr"
                 writer.write_scalars(len(rows), {name: row["student_psnr"]})
     scratch = {a: t.summary for a, t in teachers.items()}
-    primary = config.teachers[0]
-    report.render_figure(workdir, renders, rows, primary, tuple(config.archs))
+    primary = settings.teachers[0]
+    report.render_figure(workdir, renders, rows, primary, settings.archs)
     report.curve_figure(workdir, scratch, distilled, primary)
     return report.write(
         workdir,
@@ -347,6 +348,6 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
         rows,
         scratch,
         time.time() - t_start + earlier,
-        distill_seconds=float(config.distill.seconds),
-        scratch_seconds=float(config.scratch_seconds),
+        distill_seconds=float(settings.distill.seconds),
+        scratch_seconds=float(settings.scratch_seconds),
     )

@@ -4,7 +4,8 @@
 scalars)`` until a step count or a wall-time budget of optimisation is spent,
 evaluating the state at given steps and wall-time marks into a ``Curve``;
 ``retime`` times a step function again from a fixed state, so the spread of
-seconds per step measures the machine's timing noise. The clock
+seconds per step measures the machine's timing noise; ``scheduled_run`` does
+both as a ``Schedule`` says. The clock
 (``jaxsuite.core.phases.Stopwatch``) counts only the steps (and the per-step
 extra work ``between``), never compilation or evaluation.
 """
@@ -41,6 +42,33 @@ class Curve:
 
     def to_dict(self) -> dict[str, list[float]]:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """When a timed run stops, is evaluated and is re-timed afterwards.
+
+    Attributes:
+      budget_s: seconds of optimisation (None: only the step count stops it).
+      eval_seconds: wall-time evaluation marks (seconds).
+      num_evals: evaluations spread over the steps of a run without a budget.
+      retime_steps: steps of each re-timing after the run (0: none).
+      retime_repeats: re-timings after the run (0: none).
+    """
+
+    budget_s: float | None = None
+    eval_seconds: tuple[float, ...] = ()
+    num_evals: int = 8
+    retime_steps: int = 0
+    retime_repeats: int = 0
+
+    def eval_steps(self, num_steps: int) -> tuple[int, ...]:
+        """Evaluation steps of a run of ``num_steps`` steps: only step 0
+        under a budget (the wall-time marks take over), else
+        :func:`eval_schedule`."""
+        if self.budget_s:
+            return (0,)
+        return eval_schedule(num_steps, self.num_evals)
 
 
 def compile_step(step_fn, state):
@@ -222,3 +250,44 @@ def retime_after(
         between=between,
         first_step=curve.steps[-1] + 1,
     )
+
+
+def scheduled_run(
+    state: Any,
+    step_fn: Callable[..., tuple[Any, dict[str, jax.Array]]],
+    schedule: Schedule,
+    *,
+    num_steps: int,
+    eval_fn: Callable[[Any], float],
+    between: Callable[[Any, int], Any] | None = None,
+    log: Callable[[str], None] | None = None,
+    name: str = "",
+) -> tuple[Any, Curve, list[float]]:
+    """:func:`timed_loop` for ``num_steps`` steps or ``schedule.budget_s``
+    seconds, evaluated as ``schedule`` says, then :func:`retime_after`.
+
+    Returns:
+      ``(state, curve, seconds per step of each re-timing)``.
+    """
+    step_fn = compile_step(step_fn, state)
+    state, curve = timed_loop(
+        state,
+        step_fn,
+        num_steps=num_steps,
+        budget_s=schedule.budget_s,
+        eval_fn=eval_fn,
+        eval_steps=schedule.eval_steps(num_steps),
+        eval_seconds=schedule.eval_seconds,
+        between=between,
+        log=log,
+        name=name,
+    )
+    timings = retime_after(
+        state,
+        step_fn,
+        curve,
+        steps=schedule.retime_steps,
+        repeats=schedule.retime_repeats,
+        between=between,
+    )
+    return state, curve, timings

@@ -9,8 +9,8 @@ Each step draws ``B`` random rays from all training pixels (``fold_in(key,
 step)``, so a step is a pure function of the state, the step number and the
 progress), renders them with empty-space skipping (``buckets``, see
 ``renderer``) and minimises the mean squared error. The occupancy grid is
-refreshed every ``occ_every`` steps; until ``occ_warmup`` it marks every cell
-occupied.
+refreshed every ``OccConfig.every`` steps; until ``OccConfig.warmup`` it
+marks every cell occupied.
 """
 
 from __future__ import annotations
@@ -44,6 +44,25 @@ class OptimConfig:
     lr_net: float = 1e-2
     final_lr_factor: float = 0.01
     total_steps: int = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class OccConfig:
+    """The occupancy grid of a run from images.
+
+    Attributes:
+      resolution: R, the grid is ``(R, R, R)``.
+      every: steps between refreshes from the field's density.
+      warmup: before this step a refreshed grid marks every cell occupied.
+      decay: density decay of a refresh (``occupancy.update``).
+      threshold: density above which a cell is occupied.
+    """
+
+    resolution: int = 32
+    every: int = 16
+    warmup: int = 64
+    decay: float = 0.95
+    threshold: float = 10.0
 
 
 def make_optimizer(
@@ -215,33 +234,25 @@ def train_from_images(
     *,
     batch_rays: int,
     num_samples: int,
-    occ_resolution: int,
-    occ_every: int = 16,
-    occ_warmup: int = 64,
-    occ_decay: float = 0.95,
-    occ_threshold: float = 10.0,
-    num_evals: int = 8,
+    occ: OccConfig,
+    schedule: loop.Schedule,
     background: float = 1.0,
     buckets: int = 1,
-    budget_s: float | None = None,
-    eval_seconds: tuple[float, ...] = (),
-    retime_steps: int = 0,
-    retime_repeats: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> Trained:
     """Trains ``arch`` from scratch on ``train`` (images ``(N, H, W, 3)``,
     ``B = batch_rays`` random rays a step) for ``oc.total_steps`` steps or
-    ``budget_s`` seconds of optimisation, whichever comes first, with an
-    occupancy grid ``(occ_resolution,) * 3`` refreshed every ``occ_every``
-    steps.
+    ``schedule.budget_s`` seconds of optimisation, whichever comes first,
+    with an occupancy grid ``(occ.resolution,) * 3`` refreshed every
+    ``occ.every`` steps.
 
     Returns:
       The final state, the curve of PSNR on ``test`` against optimisation
-      time, and ``retime_repeats`` re-timings of ``retime_steps`` steps
-      (seconds per step).
+      time (evaluated as ``schedule`` says), and ``schedule.retime_repeats``
+      re-timings of ``schedule.retime_steps`` steps (seconds per step).
     """
     k_init, k_data, k_occ = jax.random.split(key, 3)
-    state, tx = init_state(k_init, arch, cfg, oc, occ_resolution)
+    state, tx = init_state(k_init, arch, cfg, oc, occ.resolution)
     step_fn = make_train_step(
         arch,
         cfg,
@@ -254,36 +265,15 @@ def train_from_images(
         buckets=buckets,
         final_lr_factor=oc.final_lr_factor,
     )
-    between = make_occ_refresh(
-        arch,
-        cfg,
-        state,
-        k_occ,
-        every=occ_every,
-        warmup=occ_warmup,
-        decay=occ_decay,
-        threshold=occ_threshold,
-    )
-    step_fn = loop.compile_step(step_fn, state)
-    state, curve = loop.timed_loop(
+    state, curve, timings = loop.scheduled_run(
         state,
         step_fn,
+        schedule,
         num_steps=oc.total_steps,
-        budget_s=budget_s,
         eval_fn=make_eval_fn(arch, cfg, test, num_samples, background, buckets),
-        eval_steps=(0,) if budget_s else loop.eval_schedule(oc.total_steps, num_evals),
-        eval_seconds=eval_seconds,
-        between=between,
+        between=make_occ_refresh(arch, cfg, state, k_occ, occ),
         log=log,
         name=f"training {arch} from scratch",
-    )
-    timings = loop.retime_after(
-        state,
-        step_fn,
-        curve,
-        steps=retime_steps,
-        repeats=retime_repeats,
-        between=between,
     )
     return Trained(state, curve, timings)
 
@@ -293,27 +283,23 @@ def make_occ_refresh(
     cfg: fields.FieldConfig,
     state: TrainState,
     key: jax.Array,
-    *,
-    every: int,
-    warmup: int,
-    decay: float,
-    threshold: float,
+    occ: OccConfig,
 ) -> Callable[[TrainState, int], TrainState]:
     """``between(state, step) -> state`` for ``loop.timed_loop``: every
-    ``every`` steps, refreshes the occupancy grid from the field's density
+    ``occ.every`` steps, refreshes the occupancy grid from the field's density
     (``make_occ_update``, compiled here for ``state``'s shapes, with key
-    ``fold_in(key, step)``); before step ``warmup`` the refreshed grid keeps
-    its density ``(R, R, R)`` but marks every cell occupied."""
-    occ_update = make_occ_update(arch, cfg, decay=decay, threshold=threshold)
+    ``fold_in(key, step)``); before step ``occ.warmup`` the refreshed grid
+    keeps its density ``(R, R, R)`` but marks every cell occupied."""
+    occ_update = make_occ_update(arch, cfg, decay=occ.decay, threshold=occ.threshold)
     occ_update = occ_update.lower(state.params, state.occ, key).compile()
 
     def between(state: TrainState, step: int) -> TrainState:
-        if step % every:
+        if step % occ.every:
             return state
-        occ = occ_update(state.params, state.occ, jax.random.fold_in(key, step))
-        if step < warmup:
-            occ = occupancy.OccupancyGrid(occ.density, jnp.ones_like(occ.mask))
-        return state._replace(occ=occ)
+        grid = occ_update(state.params, state.occ, jax.random.fold_in(key, step))
+        if step < occ.warmup:
+            grid = occupancy.OccupancyGrid(grid.density, jnp.ones_like(grid.mask))
+        return state._replace(occ=grid)
 
     return between
 

@@ -257,6 +257,47 @@ def view_renderer(
     return render
 
 
+def _view_loss_and_grads(
+    params: splat_train.Params,
+    view: jax.Array,
+    key: jax.Array,
+    render: Callable,
+    data: StepData,
+    *,
+    method: str,
+    aperture: float,
+    known_blur_samples: int,
+) -> tuple[tuple[jax.Array, ...], tuple[splat_train.Params, jax.Array]]:
+    """``train.photometric_loss`` of training view ``view`` rendered as
+    ``method`` does (:func:`method_render`) against its blurry image.
+
+    Returns:
+      ``((loss, num_intersections, overflow), (grads, grad2d))``: ``()``
+      each; the gradients of ``params`` and of the offset ``(N, 2)``.
+    """
+
+    def loss_fn(p, offset):
+        image, count, overflow = method_render(
+            p,
+            offset,
+            view,
+            key,
+            render,
+            data,
+            method=method,
+            aperture=aperture,
+            known_blur_samples=known_blur_samples,
+        )
+        loss = splat_train.photometric_loss(image, data.images[view])
+        return loss, (count, overflow)
+
+    offset = jnp.zeros((params["means"].shape[0], 2), jnp.float32)
+    (loss, (count, overflow)), grads = jax.value_and_grad(
+        loss_fn, argnums=(0, 1), has_aux=True
+    )(params, offset)
+    return (loss, count, overflow), grads
+
+
 def make_train_step(
     optimizer: optax.GradientTransformation,
     key: jax.Array,
@@ -297,38 +338,25 @@ def make_train_step(
     def train_step(state, step):
         k = jax.random.fold_in(key, step)
         v = data.train_ids[jax.random.randint(k, (), 0, num_train)]
-        degree = jnp.minimum(step // sh_every, sh_degree)
-        active = state["stats"].active
-
         render = view_renderer(
             views,
-            sh_degree=degree,
+            sh_degree=jnp.minimum(step // sh_every, sh_degree),
             background=background,
             raster=raster,
             mlp=mlp,
             reference_centers=centres,
-            active=active,
+            active=state["stats"].active,
         )
-
-        def loss_fn(p, offset):
-            image, count, overflow = method_render(
-                p,
-                offset,
-                v,
-                k,
-                render,
-                data,
-                method=method,
-                aperture=aperture,
-                known_blur_samples=known_blur_samples,
-            )
-            loss = splat_train.photometric_loss(image, data.images[v])
-            return loss, (count, overflow)
-
-        offset = jnp.zeros((state["params"]["means"].shape[0], 2), jnp.float32)
-        (loss, (count, overflow)), (grads, grad2d) = jax.value_and_grad(
-            loss_fn, argnums=(0, 1), has_aux=True
-        )(state["params"], offset)
+        (loss, count, overflow), (grads, grad2d) = _view_loss_and_grads(
+            state["params"],
+            v,
+            k,
+            render,
+            data,
+            method=method,
+            aperture=aperture,
+            known_blur_samples=known_blur_samples,
+        )
         params, opt_state, stats = apply_gradients(
             state, grads, grad2d, v, views, optimizer
         )
@@ -339,13 +367,8 @@ def make_train_step(
             "overflow": overflow,
         }
         flows = state["overflow_steps"] + overflow.astype(jnp.int32)
-        new_state = {
-            "params": params,
-            "opt": opt_state,
-            "stats": stats,
-            "overflow_steps": flows,
-        }
-        return new_state, scalars
+        new = dict(params=params, opt=opt_state, stats=stats, overflow_steps=flows)
+        return new, scalars
 
     return train_step
 
