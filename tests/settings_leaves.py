@@ -15,3 +15,15 @@ def leaves(tree, prefix=""):
     for k, v in tree.items():
         out.update(leaves(v, f"{prefix}{k}."))
     return out
+
+
+def assert_same_leaves(config, got: dict) -> None:
+    """Every field of ``config`` (but ``preset``) is in the flattened
+    settings ``got`` under the same dotted name, with its value and type
+    (lists compare as tuples)."""
+    want = leaves(config.to_dict())
+    want.pop("preset")
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        expected = tuple(value) if isinstance(value, (list, tuple)) else value
+        assert got[key] == expected and type(got[key]) is type(expected), key

@@ -8,7 +8,7 @@ import pytest
 
 from configs import blocking as blocking_config
 from jaxsuite.climate import blocking, settings, stages
-from tests.settings_leaves import leaves
+from tests.settings_leaves import assert_same_leaves, leaves
 
 # Onset-definition fields the config leaves at their documented defaults.
 _SPEC_DEFAULTS = ("box_lat", "box_lon", "input_lat_min")
@@ -17,16 +17,11 @@ _SPEC_DEFAULTS = ("box_lat", "box_lon", "input_lat_min")
 @pytest.mark.parametrize("preset", list(blocking_config.PRESETS))
 def test_from_config_reads_every_field(preset):
     config = blocking_config.get_config(preset)
-    want = leaves(config.to_dict())
-    want.pop("preset")
     got = leaves(settings.from_config(config))
     default = blocking.OnsetSpec()
     for name in _SPEC_DEFAULTS:
         assert got.pop(f"onset.{name}") == getattr(default, name)
-    assert got.keys() == want.keys()
-    for key, value in want.items():
-        expected = tuple(value) if isinstance(value, (list, tuple)) else value
-        assert got[key] == expected and type(got[key]) is type(expected), key
+    assert_same_leaves(config, got)
 
 
 def test_settings_are_frozen_and_give_the_model_configuration():

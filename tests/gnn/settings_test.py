@@ -8,20 +8,15 @@ import pytest
 
 from configs import lsmgnn as lsmgnn_config
 from jaxsuite.gnn import experiment, settings
-from tests.settings_leaves import leaves
+from tests.settings_leaves import assert_same_leaves, leaves
 
 
 @pytest.mark.parametrize("preset", list(lsmgnn_config.PRESETS))
 def test_from_config_reads_every_field(preset):
     config = lsmgnn_config.get_config(preset)
-    want = leaves(config.to_dict())
-    want.pop("preset")
     got = leaves(settings.from_config(config))
     got["io.compute_seconds"] = got.pop("compute_seconds")
-    assert got.keys() == want.keys()
-    for key, value in want.items():
-        expected = tuple(value) if isinstance(value, (list, tuple)) else value
-        assert got[key] == expected and type(got[key]) is type(expected), key
+    assert_same_leaves(config, got)
 
 
 def test_settings_are_frozen_and_model_dims_follow_them():

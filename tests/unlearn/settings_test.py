@@ -8,19 +8,14 @@ import pytest
 
 from configs import s3t as s3t_config
 from jaxsuite.unlearn import experiment, settings
-from tests.settings_leaves import leaves
+from tests.settings_leaves import assert_same_leaves, leaves
 
 
 @pytest.mark.parametrize("preset", list(s3t_config.PRESETS))
 def test_from_config_reads_every_field(preset):
     config = s3t_config.get_config(preset)
-    want = leaves(config.to_dict())
-    want.pop("preset")
     got = leaves(settings.from_config(config))
-    assert got.keys() == want.keys()
-    for key, value in want.items():
-        expected = tuple(value) if isinstance(value, (list, tuple)) else value
-        assert got[key] == expected and type(got[key]) is type(expected), key
+    assert_same_leaves(config, got)
 
 
 def test_settings_are_frozen_and_pick_the_stage_hyperparameters():
