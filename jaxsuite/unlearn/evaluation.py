@@ -48,8 +48,9 @@ class Evaluator:
                 continue
             key = (run_dir, shard, prefix, body["state"]["retrained"][shard])
             if key not in self._cache:
-                flat = self.setup.node(run_dir, shard, prefix)
-                self._cache[key] = self.setup._logits(flat, self.x)
+                self._cache[key] = self.setup.node_logits(
+                    run_dir, shard, prefix, self.x
+                )
             logits.append(self._cache[key])
         if not logits:
             return None

@@ -325,6 +325,12 @@ class Setup:
         for key in [k for k in self._nodes if k[0] == run_dir and k[1] == shard]:
             del self._nodes[key]
 
+    def node_logits(
+        self, run_dir: str, shard: int, prefix: Sequence[int], x: np.ndarray
+    ) -> jax.Array:
+        """Logits (N, C) of the stored node ``prefix`` of ``shard`` on ``x`` (N, d)."""
+        return self._logits(self.node(run_dir, shard, prefix), x)
+
     def shard_logits(
         self, run_dir: str, body: dict[str, Any], x: np.ndarray
     ) -> dict[int, jax.Array]:
@@ -332,7 +338,7 @@ class Setup:
         out = {}
         for shard, prefix in ledger.served(body).items():
             if prefix is not None:
-                out[shard] = self._logits(self.node(run_dir, shard, prefix), x)
+                out[shard] = self.node_logits(run_dir, shard, prefix, x)
         return out
 
     def served_logits(
