@@ -93,6 +93,7 @@ def _import_shap():
 
 
 def _import_quietly():
+    """``import shap`` with its deprecation and future warnings ignored."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", PendingDeprecationWarning)

@@ -114,6 +114,7 @@ def _row(o: Outcome, regime: str, n: int) -> dict[str, Any]:
 
 
 def _ci_metric(mean: float, lo: float, hi: float, unit: str) -> dict[str, Any]:
+    """A metric in ``unit`` with its 95% interval ``[lo, hi]``."""
     return metrics_lib.metric(mean, unit, ci95=[lo, hi])
 
 
@@ -183,6 +184,7 @@ def verdict(o: Outcome) -> str:
 
 
 def _auc(row: dict[str, Any]) -> float:
+    """The seed-mean ROC-AUC of a transfer row."""
     return row["auc_mean"]
 
 
