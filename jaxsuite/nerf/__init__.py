@@ -9,5 +9,6 @@ sampling, empty-space skipping by compaction into fixed-size buckets, and
 compositing), ``loop`` (the timed optimisation loop and re-timing),
 ``trainer`` (training from posed images), ``distill`` (PVD), ``compare``
 (times to the quality bar, ratios), ``report`` (metrics, tables, verdict,
-figures) and ``experiment`` (the launcher's run: phases wired together).
+figures), ``settings`` (the config read once into frozen dataclasses) and
+``experiment`` (the launcher's run: phases wired together).
 """
