@@ -179,6 +179,57 @@ def image_samples(model, sched, data, config, key) -> np.ndarray:
     return np.asarray(jnp.clip(0.5 * out + 0.5, 0, 1))
 
 
+def _save_prior(config: Any, workdir: str, kind: str, model: unet.UNet) -> unet.UNet:
+    """Saves ``model`` in fp16 under ``workdir/<kind>_prior`` (and copies it to
+    ``config.export_dir``); returns the saved copy, the one that ships."""
+    extra = {
+        "noise_schedule": config.schedule,
+        "num_train_timesteps": config.num_timesteps,
+        "prior_kind": kind,
+        "command": config.command,
+    }
+    out = os.path.join(workdir, f"{kind}_prior")
+    weights.save_unet(model, out, dtype="float16", extra_config=extra)
+    if config.export_dir:
+        dst = os.path.join(config.export_dir, f"{kind}_prior")
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(out, dst)
+    return weights.load_unet(out)
+
+
+def _sample_figure(model, sched, held, config, key, kind: str, workdir: str) -> dict:
+    """Saves the prior's sample figure; returns the view prior's novel-view
+    PSNR metrics (none for the image prior)."""
+    if kind == "view":
+        grid, p_model, p_copy = novel_views(model, sched, held, config, key)
+        n = held["rgb"].shape[0]
+        figures.image_grid(
+            os.path.join(workdir, "view_prior_samples.png"),
+            list(grid),
+            ["ref"] * n + ["sample"] * n + ["truth"] * n,
+            ncols=n,
+            scale=1.2,
+        )
+        return {
+            "view_prior_novel_psnr": metrics_lib.metric(p_model, "dB"),
+            "copy_reference_psnr": metrics_lib.metric(p_copy, "dB"),
+        }
+    imgs = image_samples(model, sched, held, config, key)
+    truth = held["rgb"][:, 0].astype(np.float32) / 255.0
+    figures.image_grid(
+        os.path.join(workdir, "image_prior_samples.png"),
+        list(imgs) + list(truth),
+        [
+            objects.describe(objects.sample_spec(HELDOUT_SEED + i))
+            for i in range(len(imgs))
+        ]
+        + ["truth"] * len(imgs),
+        ncols=len(imgs),
+        scale=1.4,
+    )
+    return {}
+
+
 def run(config: Any, workdir: str) -> dict[str, Any]:
     """Trains both priors, evaluates them and writes ``results.json``."""
     t0 = time.time()
@@ -196,20 +247,9 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     with metrics_lib.MetricWriter(workdir) as writer:
         writer.write_hparams(config.to_dict())
         for kind in ("image", "view"):
-            model = train_prior(config, workdir, kind, train, writer)
-            extra = {
-                "noise_schedule": config.schedule,
-                "num_train_timesteps": config.num_timesteps,
-                "prior_kind": kind,
-                "command": config.command,
-            }
-            out = os.path.join(workdir, f"{kind}_prior")
-            weights.save_unet(model, out, dtype="float16", extra_config=extra)
-            if config.export_dir:
-                dst = os.path.join(config.export_dir, f"{kind}_prior")
-                shutil.rmtree(dst, ignore_errors=True)
-                shutil.copytree(out, dst)
-            model = weights.load_unet(out)  # evaluate what ships (fp16)
+            model = _save_prior(
+                config, workdir, kind, train_prior(config, workdir, kind, train, writer)
+            )
             err = denoise_error(model, sched, held, kind, key)
             tables[f"{kind}_denoise_error"] = [
                 {"t": t, "mse": v, "trivial_mse": 1.0} for t, v in err.items()
@@ -218,32 +258,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
             metrics[f"{kind}_params"] = metrics_lib.metric(
                 unet.count_params(model), "parameters"
             )
-            if kind == "view":
-                grid, p_model, p_copy = novel_views(model, sched, held, config, key)
-                metrics["view_prior_novel_psnr"] = metrics_lib.metric(p_model, "dB")
-                metrics["copy_reference_psnr"] = metrics_lib.metric(p_copy, "dB")
-                n = held["rgb"].shape[0]
-                figures.image_grid(
-                    os.path.join(workdir, "view_prior_samples.png"),
-                    list(grid),
-                    ["ref"] * n + ["sample"] * n + ["truth"] * n,
-                    ncols=n,
-                    scale=1.2,
-                )
-            else:
-                imgs = image_samples(model, sched, held, config, key)
-                truth = held["rgb"][:, 0].astype(np.float32) / 255.0
-                figures.image_grid(
-                    os.path.join(workdir, "image_prior_samples.png"),
-                    list(imgs) + list(truth),
-                    [
-                        objects.describe(objects.sample_spec(HELDOUT_SEED + i))
-                        for i in range(len(imgs))
-                    ]
-                    + ["truth"] * len(imgs),
-                    ncols=len(imgs),
-                    scale=1.4,
-                )
+            metrics |= _sample_figure(model, sched, held, config, key, kind, workdir)
             logging.info("%s prior: held-out denoising MSE %s", kind, err)
     p_m = metrics["view_prior_novel_psnr"]["value"]
     p_c = metrics["copy_reference_psnr"]["value"]

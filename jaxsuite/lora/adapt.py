@@ -149,7 +149,7 @@ def make_train_chunk(
     graphdef: Any,
     tx: optax.GradientTransformation,
     loss_fn: Callable[[nnx.Module, jax.Array, Any], jax.Array],
-    batch_fn: Callable[[jax.Array], jax.Array],
+    batch_fn: Callable[[jax.Array, Any], jax.Array],
     chunk: int,
 ):
     """A jitted function running ``chunk`` steps for every instance.
@@ -158,7 +158,7 @@ def make_train_chunk(
       graphdef: the adapted model's graph definition (``Instances.graphdef``).
       tx: the unit-rate optimiser.
       loss_fn: ``(model, tokens, aux) -> loss`` for one instance.
-      batch_fn: ``key -> tokens`` (one instance's batch).
+      batch_fn: ``(key, aux) -> tokens (B, T)`` (one instance's batch).
       chunk: steps per call.
 
     Returns:
@@ -166,8 +166,9 @@ def make_train_chunk(
       opt_state, extra, losses (n, chunk))``. ``base`` and ``aux`` (e.g. a
       teacher's weights) are shared by the instances and passed as arguments,
       not baked into the compiled program, so one compilation serves every
-      call with the same number of instances. Step ``s`` of an instance draws
-      its batch from ``fold_in(keys[i], s)``.
+      call with the same number of instances (and every task whose ``aux``
+      has the same shapes). Step ``s`` of an instance draws its batch from
+      ``fold_in(keys[i], s)``.
     """
 
     def one_loss(params, extra, base, tokens, aux):
@@ -182,7 +183,7 @@ def make_train_chunk(
     def one_chunk(base, params, opt_state, extra, lr, key, step0, aux):
         def one_step(carry, step):
             params, opt_state, extra = carry
-            tokens = batch_fn(jax.random.fold_in(key, step))
+            tokens = batch_fn(jax.random.fold_in(key, step), aux)
             (loss, extra), grads = grad_fn(params, extra, base, tokens, aux)
             updates, opt_state = tx.update(grads, opt_state, params)
             params = jax.tree.map(lambda p, u: p - lr * u, params, updates)

@@ -25,6 +25,7 @@ run resumes where it stopped.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -53,12 +54,15 @@ class Task(NamedTuple):
     """One adaptation task: data, training loss and metric (lower is better).
 
     ``metric_fn(model, tokens, aux) - offset`` is the metric on ``tokens``
-    (the val or test set); ``aux`` holds arrays shared by every instance
-    (the teacher's weights).
+    (the val or test set). Both tasks share ``batch_fn``, ``loss_fn`` and
+    ``metric_fn`` (see :func:`shared_fns`); what differs is ``aux``, arrays of
+    the same shapes in both (the language sampled, whether the loss is the
+    KL to the teacher, the teacher's weights), so one compiled program per
+    method serves both tasks.
     """
 
     name: str
-    batch_fn: Any  # key -> tokens (B, T)
+    batch_fn: Any  # (key, aux) -> tokens (B, T)
     loss_fn: Any  # (model, tokens, aux) -> scalar
     metric_fn: Any  # (model, tokens, aux) -> scalar
     aux: Any
@@ -154,55 +158,69 @@ def make_teacher(config: Any, base: nnx.Module) -> nnx.Module:
     return teacher
 
 
+def shared_fns(config: Any, base: nnx.Module) -> tuple[Any, Any]:
+    """``(batch_fn, loss_fn)`` of both tasks; ``aux`` is ``{"chain": Chain``
+    (the language the batches come from), ``"kl": bool ()`` (KL to the
+    teacher, else next-token cross-entropy), ``"teacher": state`` (the
+    teacher's weights; unused by remap)``}``. ``loss_fn`` is also the metric.
+    """
+    b, t = config.adapt.batch, config.seq_len
+    t_graph = nnx.graphdef(base)
+
+    def batch_fn(key, aux):
+        return data.sample(aux["chain"], key, b, t)
+
+    def loss_fn(m, tokens, aux):
+        logits = m(tokens)
+
+        def kl():
+            teacher = nnx.merge(t_graph, aux["teacher"], copy=True)
+            return data.kl_loss(logits, teacher(tokens))
+
+        return jax.lax.cond(aux["kl"], kl, lambda: data.lm_loss(logits, tokens))
+
+    return batch_fn, loss_fn
+
+
 def make_task(name: str, config: Any, base: nnx.Module, chain: data.Chain) -> Task:
     """The ``remap`` or ``teacher`` task on the pretrained ``base``."""
-    b, t = config.adapt.batch, config.seq_len
+    base_state = nnx.state(base)
     if name == "remap":
         target = data.remap_chain(chain, config.remap_tokens, config.seed)
         val, test = _split_eval(config, target, 11), _split_eval(config, target, 12)
         entropy = lambda x: -float(jnp.mean(data.true_log_probs(target, x)))
-        lm = lambda m, tokens, aux: data.lm_loss(m(tokens), tokens)
-        task = Task(
-            name,
-            lambda key: data.sample(target, key, b, t),
-            lm,
-            lm,
-            {},
-            val,
-            test,
-            entropy(val),
-            entropy(test),
-            0.0,
-            0.0,
-            "nats/token above the true entropy",
-        )
+        aux = {"chain": target, "kl": jnp.asarray(False), "teacher": base_state}
+        offsets = entropy(val), entropy(test)
+        unit = "nats/token above the true entropy"
+        metric_aux = {}
+        metric = jax.jit(lambda m, tokens, aux: data.lm_loss(m(tokens), tokens))
     elif name == "teacher":
-        t_graph, t_state = nnx.split(make_teacher(config, base))
+        t_graph, metric_aux = nnx.split(make_teacher(config, base))
+        val, test = _split_eval(config, chain, 21), _split_eval(config, chain, 22)
+        aux = {"chain": chain, "kl": jnp.asarray(True), "teacher": metric_aux}
+        offsets = 0.0, 0.0
+        unit = "nats/token KL(teacher || student)"
 
-        def kl(m, tokens, teacher_state):
+        @jax.jit
+        def metric(m, tokens, teacher_state):
             teacher = nnx.merge(t_graph, teacher_state, copy=True)
             return data.kl_loss(m(tokens), teacher(tokens))
 
-        task = Task(
-            name,
-            lambda key: data.sample(chain, key, b, t),
-            kl,
-            kl,
-            t_state,
-            _split_eval(config, chain, 21),
-            _split_eval(config, chain, 22),
-            0.0,
-            0.0,
-            0.0,
-            0.0,
-            "nats/token KL(teacher || student)",
-        )
     else:
         raise ValueError(f"Unknown task {name!r}; use 'remap' or 'teacher'.")
-    metric = jax.jit(task.metric_fn)
-    return task._replace(
-        base_val=float(metric(base, task.val_tokens, task.aux)) - task.val_offset,
-        base_test=float(metric(base, task.test_tokens, task.aux)) - task.test_offset,
+    batch_fn, loss_fn = shared_fns(config, base)
+    return Task(
+        name,
+        batch_fn,
+        loss_fn,
+        loss_fn,
+        aux,
+        val,
+        test,
+        *offsets,
+        float(metric(base, val, metric_aux)) - offsets[0],
+        float(metric(base, test, metric_aux)) - offsets[1],
+        unit,
     )
 
 
@@ -245,13 +263,54 @@ def _score(metric: np.ndarray, base_metric: float) -> np.ndarray:
     return 100.0 * (1.0 - metric / base_metric)
 
 
+def _train(task: Task, run, tx, config: Any, label: str, inst, lrs, seeds):
+    """Trains the stacked instances ``inst`` (n of them) with learning rates
+    ``lrs (n,)`` and data seeds ``seeds (n,)`` through the compiled chunk
+    ``run``; returns ``(params, extra, final training losses (n,))``."""
+    a = config.adapt
+    chunk = min(a.chunk, a.steps)
+    params, extra = inst.params, inst.extra
+    opt_state = jax.vmap(tx.init)(params)
+    root = jax.random.PRNGKey(config.seed + 1000)
+    keys = jnp.stack([jax.random.fold_in(root, s) for s in seeds])
+    lrs = jnp.asarray(lrs, jnp.float32)
+    # One placement for every argument, so all phases hit one compilation.
+    device = jax.devices()[0]
+    params, opt_state, extra, lrs, keys, base_state, aux = jax.device_put(
+        (params, opt_state, extra, lrs, keys, inst.base, task.aux), device
+    )
+    for step0 in range(0, a.steps, chunk):
+        params, opt_state, extra, losses = run(
+            base_state, params, opt_state, extra, lrs, keys, step0, aux
+        )
+        last = np.asarray(losses)
+        if not np.all(np.isfinite(last)):
+            bad = np.argwhere(~np.isfinite(last))[0]
+            raise FloatingPointError(
+                f"{task.name}/{label}: training loss {last[tuple(bad)]} at step "
+                f"{step0 + bad[1] + 1} (seed {seeds[bad[0]]})."
+            )
+    return params, extra, last[:, -1]
+
+
+def _std(x) -> float:
+    return float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
+
+
 def run_method(
-    task: Task, base: nnx.Module, label: str, cfg: Any, config: Any
+    task: Task,
+    base: nnx.Module,
+    label: str,
+    cfg: Any,
+    config: Any,
+    programs: dict | None = None,
 ) -> dict[str, Any]:
     """Learning-rate selection on one seed, then ``config.seeds`` seeds.
 
     Both phases run as vmapped instances through one compiled program when
-    the learning-rate grid and the seeds are equally many.
+    the learning-rate grid and the seeds are equally many. ``programs``
+    (label -> (train chunk, eval)) carries the compiled programs from one
+    task to the next: the tasks differ only in traced ``task.aux``.
     """
     a = config.adapt
     tx = adapt.optimizer(a.steps, a.warmup_ratio, a.clip)
@@ -260,32 +319,16 @@ def run_method(
         raise ValueError(f"adapt.steps={a.steps} must be a multiple of chunk={chunk}.")
     t0 = time.time()
     inst = adapt.build_instances(base, cfg, list(range(config.seeds)))
-    run = adapt.make_train_chunk(inst.graphdef, tx, task.loss_fn, task.batch_fn, chunk)
-    evaluate = adapt.make_eval(inst.graphdef, task.metric_fn)
-
-    def train(inst, lrs, seeds):
-        params, extra = inst.params, inst.extra
-        opt_state = jax.vmap(tx.init)(params)
-        root = jax.random.PRNGKey(config.seed + 1000)
-        keys = jnp.stack([jax.random.fold_in(root, s) for s in seeds])
-        lrs = jnp.asarray(lrs, jnp.float32)
-        # One placement for every argument, so both phases hit one compilation.
-        device = jax.devices()[0]
-        params, opt_state, extra, lrs, keys, base_state, aux = jax.device_put(
-            (params, opt_state, extra, lrs, keys, inst.base, task.aux), device
+    programs = {} if programs is None else programs
+    if label not in programs:
+        programs[label] = (
+            adapt.make_train_chunk(
+                inst.graphdef, tx, task.loss_fn, task.batch_fn, chunk
+            ),
+            adapt.make_eval(inst.graphdef, task.metric_fn),
         )
-        for step0 in range(0, a.steps, chunk):
-            params, opt_state, extra, losses = run(
-                base_state, params, opt_state, extra, lrs, keys, step0, aux
-            )
-            last = np.asarray(losses)
-            if not np.all(np.isfinite(last)):
-                bad = np.argwhere(~np.isfinite(last))[0]
-                raise FloatingPointError(
-                    f"{task.name}/{label}: training loss {last[tuple(bad)]} at step "
-                    f"{step0 + bad[1] + 1} (seed {seeds[bad[0]]})."
-                )
-        return params, extra, last[:, -1]
+    run, evaluate = programs[label]
+    train = functools.partial(_train, task, run, tx, config, label)
 
     n_lr = len(a.learning_rates)
     tune = adapt.repeat_instances(
@@ -313,10 +356,10 @@ def run_method(
         "learning_rate": lr,
         "val_score_by_lr": [float(v) for v in val_scores],
         "score_mean": float(np.mean(scores)),
-        "score_std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0,
+        "score_std": _std(scores),
         "scores": [float(v) for v in scores],
         "metric_mean": float(np.mean(test)),
-        "metric_std": float(np.std(test, ddof=1)) if len(test) > 1 else 0.0,
+        "metric_std": _std(test),
         "final_train_loss_mean": float(np.mean(final_loss)),
         "seconds": time.time() - t0,
     }
@@ -364,7 +407,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
             "Base model: %.4f nats/token above the entropy %.3f.", pre_excess, entropy
         )
         method_list = resolve_methods(config, base)
-        rows, tasks = [], {}
+        rows, tasks, programs = [], {}, {}
         for task_name in config.tasks:
             task = make_task(task_name, config, base, chain)
             tasks[task_name] = task
@@ -377,7 +420,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
                     with open(path) as f:
                         rows.append(json.load(f))
                     continue
-                row = run_method(task, base, label, cfg, config)
+                row = run_method(task, base, label, cfg, config, programs)
                 with open(path + ".tmp", "w") as f:
                     json.dump(row, f, indent=1)
                 os.replace(path + ".tmp", path)
