@@ -41,6 +41,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxsuite.core import finite
 from jaxsuite.core import train as train_lib
 from jaxsuite.gen3d import diffusion, geometry, guidance, losses, objects, priors
 
@@ -89,15 +90,12 @@ def field_spec(config: Any) -> geometry.FieldSpec:
     return geometry.FieldSpec(**dict(config.field))
 
 
-def _check(stage: str, step: int, scalars: dict) -> dict:
-    out = {k: float(v) for k, v in scalars.items()}
-    for k, v in out.items():
-        if not np.isfinite(v):
-            raise FloatingPointError(
-                f"{stage}: non-finite {k} ({v}) at step {step}; the last good "
-                "checkpoint is kept."
-            )
-    return out
+def host_scalars(stage: str, step: int, scalars: dict) -> dict:
+    """``scalars`` as Python floats; raises :class:`core.finite.NonFiniteError`
+    (a ``FloatingPointError``) naming ``stage`` if one is not finite, before
+    the step's state would be checkpointed."""
+    finite.check_scalars(step, scalars, where=stage)
+    return {k: float(v) for k, v in scalars.items()}
 
 
 def prompt(st: Static, label, az, normal: bool = False, view: bool = True):
@@ -154,7 +152,8 @@ def apply_updates(tx, grads, opt, params):
     return optax.apply_updates(params, upd), opt
 
 
-def _ranges(config):
+def camera_ranges(config) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The config's ``(elevation_range, azimuth_range)`` in degrees."""
     return tuple(config.elevation_range), tuple(config.azimuth_range)
 
 
@@ -245,7 +244,7 @@ def coarse_stage(ctx: Context, workdir: str, writer=None) -> geometry.Params:
                 jnp.float32,
             )
             el, az = losses.progressive_ranges(
-                step, int(c.progressive_until * steps), *_ranges(cfg)
+                step, int(c.progressive_until * steps), *camera_ranges(cfg)
             )
             w_sp = guidance.anneal(f, c.reg_switch, *c.lambda_sparsity, c.reg_switch)
             w_op = guidance.anneal(f, c.reg_switch, *c.lambda_opaque, c.reg_switch)
@@ -265,7 +264,7 @@ def coarse_stage(ctx: Context, workdir: str, writer=None) -> geometry.Params:
                 jnp.float32(w_op),
                 k,
             )
-        return {"params": p, "opt": o}, _check("coarse", step, s)
+        return {"params": p, "opt": o}, host_scalars("coarse", step, s)
 
     state = {"params": params, "opt": _coarse_tx(c).init(params)}
     state = train_lib.train_loop(
@@ -360,7 +359,7 @@ def _geometry_update(st, normal_step, params, opt, ref, label, ip, vp, w_smooth,
     cfg = st.config
     g, bound = cfg.geometry, cfg.field.bound
     k_c, k_i, k_v = jax.random.split(k, 3)
-    c2w, el, az = losses.random_cameras(k_c, g.views, *_ranges(cfg))
+    c2w, el, az = losses.random_cameras(k_c, g.views, *camera_ranges(cfg))
     ref_c2w = objects.camera(0.0, 0.0)
 
     def loss_fn(p):
@@ -403,7 +402,7 @@ def geometry_stage(
             jnp.float32(w_smooth),
             jax.random.fold_in(key, step),
         )
-        return {"params": p, "opt": o}, _check("geometry", step, s)
+        return {"params": p, "opt": o}, host_scalars("geometry", step, s)
 
     params = {"sdf": sdf_from_coarse(coarse_params, ctx), "color": coarse_params}
     state = {"params": params, "opt": _geometry_tx(g, params).init(params)}

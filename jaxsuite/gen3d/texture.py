@@ -25,10 +25,10 @@ from jaxsuite.core import train as train_lib
 from jaxsuite.gen3d import bsd, geometry, guidance, losses, objects
 from jaxsuite.gen3d.stages import (
     Context,
-    _check,
-    _ranges,
     apply_updates,
+    camera_ranges,
     field_spec,
+    host_scalars,
     prompt,
     unet_apply,
 )
@@ -141,7 +141,7 @@ def _guide_update(
     t = st.config.texture
     apply = unet_apply(st.image_graph)
     k_c, k_g, k_e = jax.random.split(k, 3)
-    c2w, _, az = losses.random_cameras(k_c, t.views, *_ranges(st.config))
+    c2w, _, az = losses.random_cameras(k_c, t.views, *camera_ranges(st.config))
     cond, uncond = prompt(st, label, az)
     est_cond, _ = prompt(st, label, az, view=False)
     est_t = (apply, est, est_cond)
@@ -179,7 +179,7 @@ def _prior_update(st, db, db_opt, cache, color, sdf, label, ip, augment, strengt
     k_c, k_s, k_d, k_p, k_n = jax.random.split(k, 5)
 
     def add(cache):
-        c2w, _, az = losses.random_cameras(k_c, 1, *_ranges(st.config))
+        c2w, _, az = losses.random_cameras(k_c, 1, *camera_ranges(st.config))
         x = 2.0 * render(st, sdf, color, c2w[0]).rgb[None] - 1.0
         cond, uncond = prompt(st, label, az)
         aug = bsd.sdedit_augment(st.schedule, apply, ip, x, cond, uncond, strength, k_s)
@@ -295,7 +295,7 @@ def texture_stage(
             )
         else:
             out = _guide_step(ctx, kind, s, sdf, t_max, k, spare)
-        return s, _check(f"texture/{variant}", step, out)
+        return s, host_scalars(f"texture/{variant}", step, out)
 
     state = train_lib.train_loop(
         _initial_state(ctx, kind, geom["color"]),
