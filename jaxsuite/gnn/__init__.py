@@ -8,6 +8,7 @@ loaders for files on disk), ``sampler``
 eviction policies), ``exchange`` (the ``all_to_all`` communication layer),
 ``fetcher`` (the feature path: caches, victim buffer, prefetcher, storage),
 ``training`` (one policy's resumable training run and its summary),
+``settings`` (the config read once into typed settings),
 ``experiment`` (the launcher's policy comparison) and ``report`` (its tables,
 headline numbers and figures).
 """

@@ -14,7 +14,9 @@ dispatch split evenly over the nearest replicas), ``collectives``
 ``policy`` (per-iteration planners), ``cost`` (the 2-node cost model),
 ``settings`` (the config read once into the typed settings the package
 takes), ``replay`` (load traces through planners and the cost model),
-``measure``
-(HLO bytes, memory, residuals, compile counting), ``experiment`` (the
+``runtime`` (per-strategy mesh, optimizer, parameters and compiled
+steps), ``gating_study`` (the gating's departures from GShard, measured),
+``measure`` (HLO bytes, memory, residuals, compile counting), ``analysis``
+(derived report tables), ``experiment`` (the
 launcher's ``run``) and ``report`` (tables, figures, results.json).
 """

@@ -4,10 +4,11 @@ Modules: ``gaussians`` (parameters, activations, covariances, spherical
 harmonics), ``projection`` (EWA splatting into a camera), ``render`` (one call
 from Gaussians and a camera to an image), ``blur_mlp`` (the deblurring MLP),
 ``scenes`` (procedural scenes and synthetic blur), ``compensation``
-(sparse-point addition), ``densify`` (adaptive density control), ``train``
+(sparse-point addition), ``data`` (the experiment's views, blur and
+points), ``densify`` (adaptive density control), ``train``
 (parameters, optimiser, loss), ``train_step`` (the training step and its
 state), ``methods`` (the compared methods and their training), ``evaluate``
 (test-view scores), ``report`` (metrics, figure, verdict), ``settings`` (the
 config read once into typed settings), ``experiment`` (the launcher's
-comparison, wiring them), ``colmap`` and ``ply`` (formats).
+comparison, wiring them), ``colmap``, ``colmap_read`` and ``ply`` (formats).
 """
