@@ -148,16 +148,6 @@ def save_npz(path: str, **arrays: Any) -> str:
     return write_bytes(path, buf.getvalue())
 
 
-def find_nonfinite(obj: Any) -> str | None:
-    """The path of the first NaN or infinity in a JSON-like tree, or None.
-
-    The path joins dict keys with dots and list positions in brackets, e.g.
-    ``metrics.psnr.value`` or ``tables.rows[3].loss``.
-    """
-    found = _find(obj, "")
-    return None if found is None else found[0]
-
-
 def _find(obj: Any, prefix: str) -> tuple[str, Any] | None:
     if isinstance(obj, float | np.floating):
         return None if np.isfinite(obj) else (prefix or "<value>", float(obj))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from jaxsuite.core import figures
@@ -131,23 +131,6 @@ TABLE_KEYS = (
 def table(summaries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per policy with the headline columns."""
     return [{k: s[k] for k in TABLE_KEYS} for s in summaries.values()]
-
-
-def stages_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Measured seconds per epoch by stage, beside the modelled epoch."""
-    keys = (*STAGES, "other")
-    head = "| policy | " + " | ".join(k.removeprefix("t_") for k in keys)
-    lines = [head + " | measured | modelled |", "|" + "---|" * (len(keys) + 3)]
-    for r in rows:
-        st = r["measured_stages_s"]
-        if st is None:
-            continue
-        cells = " | ".join(f"{st[k]:.2f}" for k in keys)
-        lines.append(
-            f"| {r['policy']} | {cells} | {r['measured_epoch_s']:.2f}"
-            f" | {r['modelled_epoch_s']:.3f} |"
-        )
-    return "\n".join(lines)
 
 
 def _verdict_mark(ok: bool) -> str:

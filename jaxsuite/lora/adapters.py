@@ -31,7 +31,6 @@ module argument (``nnx.StateAxes({Shared...: None, ...: 0})``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -368,11 +367,6 @@ def count_params(model: Any, filter_: Filter = trainable) -> int:
     return sum(math.prod(x.shape) for x in jax.tree.leaves(state))
 
 
-def targets_of(model: nnx.Module) -> list[Target]:
-    """The ``Target`` of every adapted layer."""
-    return [layer.target for layer in adapted_layers(model).values()]
-
-
 def describe_adapters(model: nnx.Module) -> dict[str, Any]:
     """Method, config and per-layer shapes: what an adapter file records."""
     layers = _require_adapted(model)
@@ -389,8 +383,3 @@ def describe_adapters(model: nnx.Module) -> dict[str, Any]:
             for name, layer in layers.items()
         },
     }
-
-
-def names_seen(model: nnx.Module) -> Sequence[str]:
-    """Names of every adaptable layer of ``model`` (for messages)."""
-    return [targets_lib.path_name(p) for p in targets_lib.candidate_layers(model)]

@@ -226,13 +226,3 @@ CONFIGS = {
     c.method: c
     for c in (LoRAConfig, MoSConfig, VeRAConfig, TiedLoRAConfig, PRoLoRAConfig)
 }
-
-
-def config_from_dict(data: dict) -> AdapterConfig:
-    """Inverse of ``AdapterConfig.to_dict``."""
-    data = dict(data)
-    method = data.pop("method")
-    if method not in CONFIGS:
-        raise ValueError(f"Unknown adapter method {method!r}; known: {list(CONFIGS)}")
-    data["target_modules"] = tuple(data["target_modules"])
-    return CONFIGS[method](**data)

@@ -22,7 +22,7 @@ Vocabulary (per MoE layer, ``D`` devices, ``E`` experts):
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -379,8 +379,3 @@ def useful_param_bytes(
         out[src, cross] += nbytes
         inn[dst, cross] += nbytes
     return out, inn
-
-
-def stack_layers(per_layer: Sequence[np.ndarray]) -> np.ndarray:
-    """Stacks per-layer plans into one int32 array."""
-    return np.stack(per_layer).astype(np.int32)

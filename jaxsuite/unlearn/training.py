@@ -113,10 +113,6 @@ class Frame:
         base = jax.tree.unflatten(treedef, values)
         return nnx.merge(self.graphdef, self.to_state(flat), base)(x)
 
-    def keys_of(self, group_names: Sequence[str]) -> list[str]:
-        wanted = set(group_names)
-        return [k for k in self.keys if self.groups[k] in wanted]
-
 
 def make_frame(
     model: model_lib.Backbone, adapters: model_lib.Adapters, num_groups: int
