@@ -17,7 +17,6 @@ measurements are saved as JSON and not recomputed.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -189,39 +188,31 @@ def _export_mesh(ctx, geom, color, stem: str) -> None:
     mesh.write_ply(stem + ".ply", v, f, cols)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _stage_views(st, coarse, geom, c2w) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Coarse render, geometry normal map and geometry render, each
-    ``(H, W, 3)``, for one camera ``c2w (4, 4)`` (one compiled program)."""
-    cfg = st.config
-    spec = stages.field_spec(cfg)
-    v = geometry.render_field(
-        coarse,
-        spec,
-        c2w,
-        cfg.size,
-        cfg.fov,
-        cfg.coarse.num_samples,
-        spec.hash_levels,
-        None,
-    )
-    color_fn = lambda x: geometry.color(geom["color"], spec, x)
-    g = geometry.render_surface(
-        geom["sdf"], color_fn, c2w, cfg.size, cfg.fov, spec.bound
-    )
-    n = stages.camera_normals(jax.tree.map(lambda a: a[None], g), c2w[None])[0]
-    return v.rgb, n, g.rgb
-
-
 def stage_renders(ctx, coarse, geom) -> dict[str, np.ndarray]:
     """Reference and back views after the coarse and geometry stages."""
+    cfg = ctx.config
+    spec = stages.field_spec(cfg)
     out = {}
     for label, az in (("front", 0.0), ("back", 180.0)):
-        c2w = objects.camera(jnp.float32(15.0), jnp.float32(az))
-        rgb, normals, g_rgb = _stage_views(ctx.static, coarse, geom, c2w)
-        out[f"coarse {label}"] = np.asarray(rgb)
-        out[f"geometry normals {label}"] = np.asarray(normals)
-        out[f"geometry {label}"] = np.asarray(g_rgb)
+        c2w = objects.camera(15.0, az)
+        v = geometry.render_field(
+            coarse,
+            spec,
+            c2w,
+            cfg.size,
+            cfg.fov,
+            cfg.coarse.num_samples,
+            spec.hash_levels,
+            None,
+        )
+        out[f"coarse {label}"] = np.asarray(v.rgb)
+        color_fn = lambda x: geometry.color(geom["color"], spec, x)
+        g = geometry.render_surface(
+            geom["sdf"], color_fn, c2w, cfg.size, cfg.fov, spec.bound
+        )
+        n = stages.camera_normals(jax.tree.map(lambda a: a[None], g), c2w[None])[0]
+        out[f"geometry normals {label}"] = np.asarray(n)
+        out[f"geometry {label}"] = np.asarray(g.rgb)
     return out
 
 

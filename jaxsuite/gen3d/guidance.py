@@ -123,7 +123,6 @@ def guidance_grad(
     scale: float,
     est: tuple[Apply, Any, Any] | None = None,
     shard: bool = True,
-    use_est: jax.Array | None = None,
 ) -> jax.Array:
     """``g = w(t) (eps_cfg(x_t) - eps_ref)`` for a batch of views, no gradient.
 
@@ -137,25 +136,15 @@ def guidance_grad(
       est: ``(apply, params, cond)`` of the estimator for VSD/BSD; None: SDS.
       shard: split the views over devices with ``shard_map`` when there are
         several and ``B`` divides evenly.
-      use_est: with ``est``, a traced scalar bool choosing at run time between
-        the estimator (true: VSD/BSD) and the injected noise (false: SDS), so
-        one compiled program serves both; None: ``est`` decides.
 
     Returns:
       ``g`` of shape ``(B, H, W, C)``.
     """
 
-    def grad_fn(params, est_params, use_est, x, t, eps, cond, uncond, est_cond):
+    def grad_fn(params, est_params, x, t, eps, cond, uncond, est_cond):
         x_t = diffusion.q_sample(schedule, x, t, eps)
         target = cfg_apply(apply, params, x_t, t, cond, uncond, scale)
-        if est is None:
-            ref = eps
-        elif use_est is None:
-            ref = est[0](est_params, x_t, t, est_cond)
-        else:
-            ref = jax.lax.cond(
-                use_est, lambda: est[0](est_params, x_t, t, est_cond), lambda: eps
-            )
+        ref = eps if est is None else est[0](est_params, x_t, t, est_cond)
         w = 1.0 - jnp.asarray(schedule.alphas_cumprod)[t]
         return w.reshape((-1,) + (1,) * (x.ndim - 1)) * (target - ref)
 
@@ -165,16 +154,16 @@ def guidance_grad(
     args = (x, t, eps, cond, uncond, est_cond)
     mesh = _views_mesh() if shard else None
     if mesh is None or x.shape[0] % mesh.size:
-        return grad_fn(params, est_params, use_est, *args)
+        return grad_fn(params, est_params, *args)
     spec = jax.P("views")
     sharded = jax.shard_map(
         grad_fn,
         mesh=mesh,
-        in_specs=(jax.P(), jax.P(), jax.P())
+        in_specs=(jax.P(), jax.P())
         + tuple(jax.tree.map(lambda _: spec, a) for a in args),
         out_specs=spec,
     )
-    return sharded(params, est_params, use_est, *args)
+    return sharded(params, est_params, *args)
 
 
 def score_distillation(
@@ -189,20 +178,17 @@ def score_distillation(
     scale: float,
     est: tuple[Apply, Any, Any] | None = None,
     shard: bool = True,
-    use_est: jax.Array | None = None,
 ) -> Guidance:
     """SDS (``est=None``) or VSD/BSD (``est`` given) loss on renders ``x``.
 
     ``x (B, H, W, C)`` in ``[-1, 1]`` carries the gradient to the 3-D
-    parameters; everything else is a stop-gradient target. ``use_est`` (a
-    traced bool, with ``est``) picks SDS or VSD/BSD at run time (see
-    :func:`guidance_grad`).
+    parameters; everything else is a stop-gradient target.
     """
     k_t, k_e = jax.random.split(key)
     t = sample_t(k_t, x.shape[0], t_range, schedule.num_steps)
     eps = jax.random.normal(k_e, x.shape, x.dtype)
     g = guidance_grad(
-        schedule, apply, params, x, t, eps, cond, uncond, scale, est, shard, use_est
+        schedule, apply, params, x, t, eps, cond, uncond, scale, est, shard
     )
     return Guidance(distillation_loss(x, g), g, t)
 

@@ -328,34 +328,8 @@ def _geometry_render(st, p, c2w):
     )
 
 
-def _geometry_guide(st, v, c2w, el, az, normal_step, ref, label, ip, vp, k_i, k_v):
-    """Guidance of the random views ``v`` (batch ``(V, H, W, ...)``).
-
-    Normal steps (``normal_step`` true, a traced bool) guide the camera-space
-    normal map with the image prior; the others guide the colour render with
-    both priors. ``lax.cond`` keeps one compiled program for both kinds of
-    step, and only the taken branch runs.
-    """
-    g = st.config.geometry
-
-    def normal_branch(v):
-        x = 2.0 * camera_normals(v, c2w) - 1.0
-        gi = image_sds(st, label, ip, x, az, k_i, g.t_image, g.cfg_image, True)
-        return g.lambda_sd * gi.loss
-
-    def rgb_branch(v):
-        x = 2.0 * v.rgb - 1.0
-        gi = image_sds(st, label, ip, x, az, k_i, g.t_image, g.cfg_image)
-        gv = view_sds(st, ref, vp, x, el, az, k_v, g.t_view, g.cfg_view)
-        return g.lambda_sd * gi.loss + g.lambda_3d_sd * gv.loss
-
-    return jax.lax.cond(normal_step, normal_branch, rgb_branch, v)
-
-
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(jax.jit, static_argnums=(0, 1))
 def _geometry_update(st, normal_step, params, opt, ref, label, ip, vp, w_smooth, k):
-    """One geometry step; ``normal_step`` is a traced bool (see
-    :func:`_geometry_guide`), ``w_smooth`` the Laplacian weight, ``k`` a key."""
     cfg = st.config
     g, bound = cfg.geometry, cfg.field.bound
     k_c, k_i, k_v = jax.random.split(k, 3)
@@ -365,9 +339,15 @@ def _geometry_update(st, normal_step, params, opt, ref, label, ip, vp, w_smooth,
     def loss_fn(p):
         total = _ref_losses(_geometry_render(st, p, ref_c2w), ref, g)
         v = jax.vmap(lambda cc: _geometry_render(st, p, cc))(c2w)
-        guide = _geometry_guide(
-            st, v, c2w, el, az, normal_step, ref, label, ip, vp, k_i, k_v
-        )
+        if normal_step:
+            x = 2.0 * camera_normals(v, c2w) - 1.0
+            gi = image_sds(st, label, ip, x, az, k_i, g.t_image, g.cfg_image, True)
+            guide = g.lambda_sd * gi.loss
+        else:
+            x = 2.0 * v.rgb - 1.0
+            gi = image_sds(st, label, ip, x, az, k_i, g.t_image, g.cfg_image)
+            gv = view_sds(st, ref, vp, x, el, az, k_v, g.t_view, g.cfg_view)
+            guide = g.lambda_sd * gi.loss + g.lambda_3d_sd * gv.loss
         reg = g.lambda_eikonal * geometry.eikonal_loss(p["sdf"], bound)
         reg = reg + w_smooth * geometry.laplacian_loss(p["sdf"], bound)
         return total + guide + reg, guide
@@ -389,7 +369,7 @@ def geometry_stage(
     def step_fn(state, step):
         f = step / steps
         w_smooth = guidance.anneal(f, g.smooth_from, *g.lambda_smooth, g.smooth_until)
-        normal_step = jnp.asarray(step % g.n_rgb != 0)
+        normal_step = step % g.n_rgb != 0
         p, o, s = _geometry_update(
             st,
             normal_step,

@@ -97,77 +97,39 @@ def _ref_update(st, color, opt, sdf, ref, mask_e):
     return color, opt, {"ref_loss": loss}
 
 
-def _guide_scale(t, kind: str) -> float:
-    """The classifier-free guidance scale of a guided variant."""
-    return {"sds": t.cfg_sds, "vsd": t.cfg_vsd, "bsd": t.cfg_bsd}[kind]
-
-
-def _estimator_step(st, use_est, est, est_opt, x, est_cond, k):
-    """The estimator copy's denoising step on renders ``x (V, H, W, 3)`` when
-    ``use_est`` (a traced bool; SDS has no estimator): ``(est, est_opt, loss)``."""
-    t = st.config.texture
-    apply = unet_apply(st.image_graph)
-
-    def train(carry):
-        est, est_opt = carry
-
-        def est_loss(ep):
-            return t.lambda_lora * guidance.denoising_loss(
-                st.schedule, apply, ep, x, est_cond, k
-            )
-
-        le, ge = jax.value_and_grad(est_loss)(est)
-        est, est_opt = apply_updates(_utx(t), ge, est_opt, est)
-        return est, est_opt, le
-
-    def skip(carry):
-        return (*carry, jnp.zeros((), jnp.float32))
-
-    return jax.lax.cond(use_est, train, skip, (est, est_opt))
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _guide_update(
-    st, use_est, scale, color, opt, est, est_opt, target, sdf, label, t_rng, k
-):
-    """One distillation step of the colour field, any guided variant.
-
-    ``use_est`` (traced bool) is false for SDS and true for VSD/BSD, ``scale``
-    the CFG scale; the variants differ only in these and in ``target`` (the
-    prior or BSD's DreamBooth copy), so one compiled program serves all.
-    ``est``/``est_opt`` (the estimator copy, a placeholder for SDS) come back
-    updated when ``use_est``. Returns ``(color, opt, est, est_opt, scalars)``.
-    """
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _guide_update(st, kind, color, opt, est, est_opt, target, sdf, label, t_rng, k):
     t = st.config.texture
     apply = unet_apply(st.image_graph)
     k_c, k_g, k_e = jax.random.split(k, 3)
     c2w, _, az = losses.random_cameras(k_c, t.views, *camera_ranges(st.config))
     cond, uncond = prompt(st, label, az)
     est_cond, _ = prompt(st, label, az, view=False)
-    est_t = (apply, est, est_cond)
+    scale = {"sds": t.cfg_sds, "vsd": t.cfg_vsd, "bsd": t.cfg_bsd}[kind]
+    est_t = None if kind == "sds" else (apply, est, est_cond)
 
     def loss_fn(p):
         v = jax.vmap(lambda cc: render(st, sdf, p, cc))(c2w)
         x = 2.0 * v.rgb - 1.0
         g = guidance.score_distillation(
-            st.schedule,
-            apply,
-            target,
-            x,
-            k_g,
-            t_rng,
-            cond,
-            uncond,
-            scale,
-            est_t,
-            use_est=use_est,
+            st.schedule, apply, target, x, k_g, t_rng, cond, uncond, scale, est_t
         )
         return t.lambda_sd * g.loss, x
 
     (loss, x), g = jax.value_and_grad(loss_fn, has_aux=True)(color)
     color, opt = apply_updates(_tx(t), g, opt, color)
-    est, est_opt, le = _estimator_step(st, use_est, est, est_opt, x, est_cond, k_e)
-    return color, opt, est, est_opt, {"guide_loss": loss, "estimator_loss": le}
+    scalars = {"guide_loss": loss}
+    if est_t is not None:
+
+        def est_loss(ep):
+            return t.lambda_lora * guidance.denoising_loss(
+                st.schedule, apply, ep, x, est_cond, k_e
+            )
+
+        le, ge = jax.value_and_grad(est_loss)(est)
+        est, est_opt = apply_updates(_utx(t), ge, est_opt, est)
+        scalars["estimator_loss"] = le
+    return color, opt, est, est_opt, scalars
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -200,57 +162,6 @@ def _prior_update(st, db, db_opt, cache, color, sdf, label, ip, augment, strengt
     return db, db_opt, cache, {"dreambooth_loss": ld}
 
 
-def _phase(kind: str, s0: int, cycle: int) -> str:
-    """``"prior"``, ``"ref"`` or ``"guide"`` for the 0-based step ``s0``."""
-    if kind == "bsd":
-        return bsd.phase(s0, cycle)
-    return "ref" if s0 % 2 == 0 or kind == "none" else "guide"
-
-
-def _initial_state(ctx: Context, kind: str, color: geometry.Params) -> dict:
-    """The stage's training state: the colour field and its optimiser, plus
-    the estimator copy (VSD, BSD), the DreamBooth copy and the cache (BSD)."""
-    t = ctx.config.texture
-    state = {"color": color, "opt": _tx(t).init(color)}
-    if kind in ("vsd", "bsd"):
-        state.update(est=ctx.image_params, est_opt=_utx(t).init(ctx.image_params))
-    if kind == "bsd":
-        state.update(
-            db=ctx.image_params,
-            db_opt=_utx(t).init(ctx.image_params),
-            cache=bsd.empty_cache(ctx.config.size),
-        )
-    return state
-
-
-def _guide_step(ctx: Context, kind: str, s: dict, sdf, t_max: float, k, spare):
-    """Runs :func:`_guide_update` on the state ``s`` (updated in place) and
-    returns the step's scalars. SDS passes ``spare`` (the prior and a fresh
-    optimiser state) as the estimator placeholder, which is not kept."""
-    t = ctx.config.texture
-    use_est = kind != "sds"
-    est, est_opt = (s["est"], s["est_opt"]) if use_est else spare
-    s["color"], s["opt"], est, est_opt, out = _guide_update(
-        ctx.static,
-        jnp.asarray(use_est),
-        jnp.float32(_guide_scale(t, kind)),
-        s["color"],
-        s["opt"],
-        est,
-        est_opt,
-        s["db"] if kind == "bsd" else ctx.image_params,
-        sdf,
-        ctx.label,
-        jnp.array([t.t_min, t_max], jnp.float32),
-        k,
-    )
-    if use_est:
-        s["est"], s["est_opt"] = est, est_opt
-    else:
-        out = {"guide_loss": out["guide_loss"]}
-    return out
-
-
 def texture_stage(
     ctx: Context, geom: dict, variant: str, workdir: str, writer=None
 ) -> geometry.Params:
@@ -264,15 +175,16 @@ def texture_stage(
     mask_e = losses.erode(ctx.ref.mask, erode_kernel(cfg))
     cycle = max(steps // max(cycles, 1), 2)
     every = bsd.augment_every(cycle)
-    spare = None
-    if kind == "sds":
-        spare = ctx.image_params, _utx(t).init(ctx.image_params)
 
     def step_fn(s, step):
         k = jax.random.fold_in(key, step)
-        t_max = guidance.anneal(step / steps, 0.0, t.t_max[0], t.t_max[1], 1.0)
+        f = step / steps
+        t_max = guidance.anneal(f, 0.0, t.t_max[0], t.t_max[1], 1.0)
         s0 = step - 1  # the released loop counts from 0
-        ph = _phase(kind, s0, cycle)
+        if kind == "bsd":
+            ph = bsd.phase(s0, cycle)
+        else:
+            ph = "ref" if s0 % 2 == 0 or kind == "none" else "guide"
         s = dict(s)
         if ph == "prior":
             aug = jnp.asarray((s0 % cycle) % every == 0)
@@ -294,11 +206,37 @@ def texture_stage(
                 st, s["color"], s["opt"], sdf, ctx.ref, mask_e
             )
         else:
-            out = _guide_step(ctx, kind, s, sdf, t_max, k, spare)
+            target = s["db"] if kind == "bsd" else ctx.image_params
+            t_rng = jnp.array([t.t_min, t_max], jnp.float32)
+            s["color"], s["opt"], est, est_opt, out = _guide_update(
+                st,
+                kind,
+                s["color"],
+                s["opt"],
+                s.get("est"),
+                s.get("est_opt"),
+                target,
+                sdf,
+                ctx.label,
+                t_rng,
+                k,
+            )
+            if kind != "sds":
+                s["est"], s["est_opt"] = est, est_opt
         return s, host_scalars(f"texture/{variant}", step, out)
 
+    color = geom["color"]
+    state = {"color": color, "opt": _tx(t).init(color)}
+    if kind in ("vsd", "bsd"):
+        state.update(est=ctx.image_params, est_opt=_utx(t).init(ctx.image_params))
+    if kind == "bsd":
+        state.update(
+            db=ctx.image_params,
+            db_opt=_utx(t).init(ctx.image_params),
+            cache=bsd.empty_cache(cfg.size),
+        )
     state = train_lib.train_loop(
-        _initial_state(ctx, kind, geom["color"]),
+        state,
         step_fn,
         num_steps=steps,
         workdir=workdir,
