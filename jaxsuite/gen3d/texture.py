@@ -162,6 +162,23 @@ def _prior_update(st, db, db_opt, cache, color, sdf, label, ip, augment, strengt
     return db, db_opt, cache, {"dreambooth_loss": ld}
 
 
+def _initial_state(ctx: Context, color: geometry.Params, kind: str) -> dict:
+    """The texture stage's first state: the colour field and its optimiser,
+    plus the estimator (VSD, BSD) and the fine-tuned prior with its cache
+    (BSD), both starting from the image prior."""
+    t = ctx.config.texture
+    state = {"color": color, "opt": _tx(t).init(color)}
+    if kind in ("vsd", "bsd"):
+        state.update(est=ctx.image_params, est_opt=_utx(t).init(ctx.image_params))
+    if kind == "bsd":
+        state.update(
+            db=ctx.image_params,
+            db_opt=_utx(t).init(ctx.image_params),
+            cache=bsd.empty_cache(ctx.config.size),
+        )
+    return state
+
+
 def texture_stage(
     ctx: Context, geom: dict, variant: str, workdir: str, writer=None
 ) -> geometry.Params:
@@ -225,18 +242,8 @@ def texture_stage(
                 s["est"], s["est_opt"] = est, est_opt
         return s, host_scalars(f"texture/{variant}", step, out)
 
-    color = geom["color"]
-    state = {"color": color, "opt": _tx(t).init(color)}
-    if kind in ("vsd", "bsd"):
-        state.update(est=ctx.image_params, est_opt=_utx(t).init(ctx.image_params))
-    if kind == "bsd":
-        state.update(
-            db=ctx.image_params,
-            db_opt=_utx(t).init(ctx.image_params),
-            cache=bsd.empty_cache(cfg.size),
-        )
     state = train_lib.train_loop(
-        state,
+        _initial_state(ctx, geom["color"], kind),
         step_fn,
         num_steps=steps,
         workdir=workdir,
