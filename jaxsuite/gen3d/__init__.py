@@ -8,5 +8,6 @@ UNet weights), ``guidance`` (SDS, VSD, BSD as pure functions), ``priors``
 (prior training data and loops), ``geometry`` (radiance and SDF fields,
 rendering), ``stages`` (coarse, geometry and texture stages), ``mesh``
 (marching cubes, OBJ/PLY), ``evaluation`` (3-D metrics, Janus detection,
-bootstrap) and ``experiment`` (the launchers' runs).
+bootstrap), ``settings`` (the configs read once into typed settings) and
+``experiment`` (the launchers' runs).
 """
