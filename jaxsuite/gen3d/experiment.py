@@ -1,7 +1,7 @@
 """DreamCraft3D experiment: image-to-3D on held-out procedural objects.
 
-For every held-out object (seeds ``config.object_seeds``, never used to train
-the priors) and every run seed (``config.seeds``): render the reference view
+For every held-out object (seeds ``object_seeds``, never used to train the
+priors) and every run seed (``seeds``): render the reference view
 (elevation 0, azimuth 0, DreamCraft3D's fixed Zero-1-to-3 camera), run the
 coarse and geometry stages once, then the texture stage once per variant
 (``none``: reference only; ``sds``; ``vsd``; ``bsd1``; ``bsd2``) from the same
@@ -13,6 +13,9 @@ The headline is the paired bootstrap interval of BSD-minus-SDS back-view PSNR.
 Everything resumes: each stage checkpoints under
 ``workdir/runs/obj<seed>_s<seed>/checkpoints``, and each finished variant's
 measurements are saved as JSON and not recomputed.
+
+``run`` reads the config once into ``settings.Settings`` (and ``run_priors``
+into ``settings.PriorSettings``); everything below takes those.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from jaxsuite.gen3d import (
     unet,
     weights,
 )
+from jaxsuite.gen3d import settings as settings_lib
 
 CLAIM = (
     "Bootstrapped score distillation (BSD) improves texture fidelity and "
@@ -53,36 +57,47 @@ TARGET_DB = 1.0
 
 
 def run_priors(config: Any, workdir: str) -> dict[str, Any]:
-    """Trains the image and view priors (see ``jaxsuite.gen3d.prior_training``)."""
+    """Trains the image and view priors (see ``jaxsuite.gen3d.prior_training``).
+
+    ``config`` (``configs/gen3d_prior.py``) is read once, into
+    :class:`settings.PriorSettings`; ``results.json`` records ``config`` itself.
+    """
     from jaxsuite.gen3d import prior_training
 
-    return prior_training.run(config, workdir)
+    train_lib.prepare_workdir(workdir, config)
+    prior_settings = settings_lib.prior_from_config(config)
+    return prior_training.run(prior_settings, workdir, config.to_dict())
 
 
-def load_priors(config: Any) -> tuple[unet.UNet, unet.UNet, diffusion.Schedule]:
-    """The image and view priors named by ``config.prior_source``.
+def load_priors(
+    source: str, size: int
+) -> tuple[unet.UNet, unet.UNet, diffusion.Schedule]:
+    """The image and view priors named by ``source`` (``prior_source``), at
+    ``size x size``.
 
     ``"assets"``: the shipped weights; ``"tiny"``: small untrained UNets (the
     smoke preset); anything else: a folder holding ``image_prior/`` and
     ``view_prior/`` weights folders.
+
+    Raises:
+      ValueError: a loaded prior works at another size than ``size``.
     """
-    src = config.prior_source
-    if src == "tiny":
+    if source == "tiny":
         return (
-            unet.create(priors.image_prior_config((8,), config.size), 0),
-            unet.create(priors.view_prior_config((8,), config.size), 1),
+            unet.create(priors.image_prior_config((8,), size), 0),
+            unet.create(priors.view_prior_config((8,), size), 1),
             diffusion.Schedule(),
         )
-    if src == "assets":
+    if source == "assets":
         paths = priors.asset_path("image"), priors.asset_path("view")
     else:
-        paths = os.path.join(src, "image_prior"), os.path.join(src, "view_prior")
+        paths = os.path.join(source, "image_prior"), os.path.join(source, "view_prior")
     models = [weights.load_unet(p) for p in paths]
     for m, p in zip(models, paths):
-        if m.cfg.sample_size != config.size:
+        if m.cfg.sample_size != size:
             raise ValueError(
                 f"The prior in {p} works at {m.cfg.sample_size}px but config.size "
-                f"is {config.size}."
+                f"is {size}."
             )
     extra = weights.read_extra_config(paths[0])
     sched = diffusion.Schedule(
@@ -98,7 +113,12 @@ def _render_variant(ctx, geom, color_params, el, az):
 
 
 def _run_one(
-    config: Any, workdir: str, obj_seed: int, seed: int, models, writer
+    settings: settings_lib.Settings,
+    workdir: str,
+    obj_seed: int,
+    seed: int,
+    models,
+    writer,
 ) -> dict[str, Any]:
     """Coarse + geometry once, then every texture variant; rows per variant."""
     im, vm, sched = models
@@ -106,30 +126,27 @@ def _run_one(
     wd = os.path.join(workdir, "runs", name)
     os.makedirs(wd, exist_ok=True)
     spec = objects.sample_spec(obj_seed)
-    el, az = evaluation.turntable(config.eval.azimuths, tuple(config.eval.elevations))
+    ev, size = settings.eval, settings.size
+    el, az = evaluation.turntable(ev.azimuths, ev.elevations)
     truth = np.asarray(
-        objects.render(
-            spec, objects.camera(jnp.asarray(el), jnp.asarray(az)), config.size
-        ).rgb
+        objects.render(spec, objects.camera(jnp.asarray(el), jnp.asarray(az)), size).rgb
     )
-    ref_render = objects.render(
-        spec, objects.camera(jnp.zeros(1), jnp.zeros(1)), config.size
-    )
+    ref_render = objects.render(spec, objects.camera(jnp.zeros(1), jnp.zeros(1)), size)
     ref = losses.reference_from_render(ref_render)
-    ctx = stages.make_context(ref, spec.label, im, vm, sched, config, seed)
-    bound = config.field.bound
+    ctx = stages.make_context(ref, spec.label, im, vm, sched, settings, seed)
+    bound = settings.field.bound
     t0 = time.time()
     coarse = stages.coarse_stage(ctx, wd, writer)
     t_coarse = time.time() - t0
     t0 = time.time()
     geom = stages.geometry_stage(ctx, coarse, wd, writer)
     t_geom = time.time() - t0
-    g_metrics = evaluation.geometry_metrics(geom["sdf"], spec, config.eval.grid, bound)
+    g_metrics = evaluation.geometry_metrics(geom["sdf"], spec, ev.grid, bound)
     c_metrics = evaluation.geometry_metrics(
-        stages.sdf_from_coarse(coarse, ctx), spec, config.eval.grid, bound
+        stages.sdf_from_coarse(coarse, ctx), spec, ev.grid, bound
     )
     rows, renders = [], {"truth": truth}
-    for variant in config.variants:
+    for variant in settings.variants:
         path = os.path.join(wd, f"{variant}.json")
         npz = os.path.join(wd, f"{variant}_renders.npy")
         if os.path.exists(path) and os.path.exists(npz):
@@ -161,7 +178,7 @@ def _run_one(
             json.dump(row, f)
         rows.append(row)
         renders[variant] = pred
-        if variant == config.variants[-1]:
+        if variant == settings.variants[-1]:
             _export_mesh(ctx, geom, color, os.path.join(workdir, "meshes", name))
         logging.info(
             "%s %s: ref %.2f dB, front %.2f dB, back %.2f dB, janus %s, %.0f s",
@@ -178,8 +195,8 @@ def _run_one(
 
 
 def _export_mesh(ctx, geom, color, stem: str) -> None:
-    spec = stages.field_spec(ctx.config)
-    grid = evaluation.resample(geom["sdf"], ctx.config.eval.grid, spec.bound)
+    spec = ctx.settings.field
+    grid = evaluation.resample(geom["sdf"], ctx.settings.eval.grid, spec.bound)
     v, f = mesh.marching_cubes(grid, spec.bound)
     if len(v) == 0:
         return
@@ -190,8 +207,8 @@ def _export_mesh(ctx, geom, color, stem: str) -> None:
 
 def stage_renders(ctx, coarse, geom) -> dict[str, np.ndarray]:
     """Reference and back views after the coarse and geometry stages."""
-    cfg = ctx.config
-    spec = stages.field_spec(cfg)
+    cfg = ctx.settings
+    spec = cfg.field
     out = {}
     for label, az in (("front", 0.0), ("back", 180.0)):
         c2w = objects.camera(15.0, az)
@@ -273,20 +290,27 @@ def _turntable_figure(path, result, variants):
 
 
 def run(config: Any, workdir: str) -> dict[str, Any]:
-    """The whole comparison; writes ``results.json`` and figures."""
+    """The whole comparison; writes ``results.json`` and figures.
+
+    ``config`` (``configs/dreamcraft3d.py``) is read once, into
+    :class:`settings.Settings` (:func:`settings.from_config`), which the
+    stages and measurements take; ``results.json`` records ``config`` itself.
+    """
     t_start = time.time()
     train_lib.prepare_workdir(workdir, config)
-    models = load_priors(config)
+    settings = settings_lib.from_config(config)
+    models = load_priors(settings.prior_source, settings.size)
     rows, first = [], None
     with metrics_lib.MetricWriter(workdir) as writer:
         writer.write_hparams(config.to_dict())
-        for obj in config.object_seeds:
-            for seed in config.seeds:
-                res = _run_one(config, workdir, int(obj), int(seed), models, writer)
+        for obj in settings.object_seeds:
+            for seed in settings.seeds:
+                res = _run_one(settings, workdir, int(obj), int(seed), models, writer)
                 rows += res["rows"]
                 first = first or res
-    _turntable_figure(os.path.join(workdir, "turntable.png"), first, config.variants)
-    table, pairs = summarize(rows, config.variants, config.eval.bootstrap)
+    variants = settings.variants
+    _turntable_figure(os.path.join(workdir, "turntable.png"), first, variants)
+    table, pairs = summarize(rows, variants, settings.eval.bootstrap)
     figures.plot_bars(
         os.path.join(workdir, "back_psnr.png"),
         {e["variant"]: e["back_psnr"] for e in table},
@@ -303,7 +327,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     if table:
         metrics["chamfer"] = metrics_lib.metric(table[0]["chamfer"], "world units")
         metrics["iou"] = metrics_lib.metric(table[0]["iou"], "IoU")
-    verdict = _verdict(table, pairs, config)
+    verdict = _verdict(table, pairs, settings.size, settings.preset)
     for name, p in pairs.items():
         metrics[name] = metrics_lib.metric(
             p["mean"], "dB", ci95=[p["lo"], p["hi"]], n=p["n"]
@@ -325,17 +349,17 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     return metrics_lib.read_results(path)
 
 
-def _verdict(table, pairs, config) -> str:
+def _verdict(table, pairs, size: int, preset: str) -> str:
     head = "bsd2" if "bsd2_minus_sds_back_psnr" in pairs else "bsd1"
     p = pairs.get(f"{head}_minus_sds_back_psnr")
     scale = (
         f"Priors are small UNets trained here on procedural objects at "
-        f"{config.size}x{config.size}; results show the mechanism, not photorealism."
+        f"{size}x{size}; results show the mechanism, not photorealism."
     )
     if p is None:
         return "No BSD-vs-SDS comparison was run. " + scale
-    changed = "," in str(config.preset)
-    prefix = f"Ablation ({config.preset}): " if changed else ""
+    changed = "," in preset
+    prefix = f"Ablation ({preset}): " if changed else ""
     ok = p["mean"] >= TARGET_DB and p["lo"] > 0
     what = (
         f"{head.upper()} minus SDS back-view PSNR: {p['mean']:+.2f} dB "

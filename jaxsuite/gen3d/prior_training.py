@@ -6,7 +6,8 @@ view prior with ``jaxsuite.core.train.train_loop`` (Orbax checkpoints, exact
 resume: each step's batch comes from ``fold_in(key, step)``), and writes the
 exponential moving averages of their weights as diffusers-style folders
 (``config.json`` + ``diffusion_pytorch_model.safetensors``, fp16) under
-``workdir/<kind>_prior`` and, when ``config.export_dir`` is set, there too.
+``workdir/<kind>_prior`` and, when ``export_dir`` is set, there too. Every
+function takes the run's :class:`settings.PriorSettings`.
 
 Evaluation on held-out objects: the denoising error at fixed timesteps
 against the trivial predictor ``eps_hat = 0`` (error 1), and the view prior's
@@ -33,6 +34,7 @@ from jaxsuite.core import image as image_lib
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.core import train as train_lib
 from jaxsuite.gen3d import diffusion, objects, priors, unet, weights
+from jaxsuite.gen3d.settings import PriorSettings
 
 HELDOUT_SEED = 100_000
 EVAL_T = (100, 300, 500, 700, 900)
@@ -42,42 +44,41 @@ CLAIM = (
 )
 
 
-def schedule_from(config: Any) -> diffusion.Schedule:
-    return diffusion.Schedule(kind=config.schedule, num_steps=config.num_timesteps)
+def schedule_from(settings: PriorSettings) -> diffusion.Schedule:
+    return diffusion.Schedule(kind=settings.schedule, num_steps=settings.num_timesteps)
 
 
-def dataset(config: Any, workdir: str, seeds: list[int], name: str) -> dict:
+def dataset(settings: PriorSettings, workdir: str, seeds: list[int], name: str) -> dict:
     """Renders (or reloads from ``workdir/<name>.npz``) a dataset."""
     path = os.path.join(workdir, f"{name}.npz")
     if os.path.exists(path):
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), len(name))
-    data = priors.make_dataset(seeds, config.views, config.size, key)
+    key = jax.random.fold_in(jax.random.PRNGKey(settings.seed), len(name))
+    data = priors.make_dataset(seeds, settings.views, settings.size, key)
     np.savez(path, **data)
     return data
 
 
-def unet_config(config: Any, kind: str) -> unet.UNetConfig:
+def unet_config(settings: PriorSettings, kind: str) -> unet.UNetConfig:
     make = priors.image_prior_config if kind == "image" else priors.view_prior_config
-    return make(tuple(config.channels), config.size)
+    return make(settings.channels, settings.size)
 
 
 def train_prior(
-    config: Any, workdir: str, kind: str, data: dict, writer: Any
+    settings: PriorSettings, workdir: str, kind: str, data: dict, writer: Any
 ) -> unet.UNet:
     """Trains one prior resumably; returns the EMA model."""
-    sched = schedule_from(config)
-    model = unet.create(unet_config(config, kind), config.seed)
+    s = settings
+    sched = schedule_from(s)
+    model = unet.create(unet_config(s, kind), s.seed)
     graphdef = nnx.graphdef(model)
-    steps = config.image_steps if kind == "image" else config.view_steps
-    tx = priors.make_optimizer(config.lr, steps)
+    steps = s.image_steps if kind == "image" else s.view_steps
+    tx = priors.make_optimizer(s.lr, steps)
     state = priors.train_state(model, tx)
-    step = priors.make_step(graphdef, kind, sched, tx, config.batch, config.p_normal)
+    step = priors.make_step(graphdef, kind, sched, tx, s.batch, s.p_normal)
     data_j = {k: jnp.asarray(v) for k, v in data.items()}
-    key = jax.random.fold_in(
-        jax.random.PRNGKey(config.seed), 1 if kind == "image" else 2
-    )
+    key = jax.random.fold_in(jax.random.PRNGKey(s.seed), 1 if kind == "image" else 2)
 
     def step_fn(state, i):
         new, scalars = step(state, data_j, jax.random.fold_in(key, i))
@@ -94,9 +95,9 @@ def train_prior(
         step_fn,
         num_steps=steps,
         workdir=workdir,
-        checkpoint_every=config.checkpoint_every,
+        checkpoint_every=s.checkpoint_every,
         writer=writer,
-        log_every=config.log_every,
+        log_every=s.log_every,
         name=f"{kind}_prior",
     )
     return nnx.merge(graphdef, state["ema"])
@@ -142,7 +143,9 @@ def denoise_error(model, sched, data, kind, key) -> dict[int, float]:
     return out
 
 
-def novel_views(model, sched, data, config, key) -> tuple[np.ndarray, float, float]:
+def novel_views(
+    model, sched, data, settings: PriorSettings, key
+) -> tuple[np.ndarray, float, float]:
     """View-prior samples of views 1.. from view 0; PSNR vs truth and vs copying."""
     ref = jnp.asarray(data["rgb"][:, 0], jnp.float32) / 127.5 - 1.0
     tgt = jnp.asarray(data["rgb"][:, 1], jnp.float32) / 127.5 - 1.0
@@ -150,11 +153,11 @@ def novel_views(model, sched, data, config, key) -> tuple[np.ndarray, float, flo
         0.0, 0.0, jnp.asarray(data["elev"][:, 1]), jnp.asarray(data["azim"][:, 1])
     )
     f = priors.guided_eps_fn(
-        model, cam, jnp.zeros_like(cam), config.view_cfg, ref, jnp.zeros_like(ref)
+        model, cam, jnp.zeros_like(cam), settings.view_cfg, ref, jnp.zeros_like(ref)
     )
     x = jax.random.normal(key, tgt.shape)
     sample = diffusion.ddim_sample(
-        sched, jax.jit(f), x, sched.num_steps - 1, config.sample_steps
+        sched, jax.jit(f), x, sched.num_steps - 1, settings.sample_steps
     )
     to01 = lambda z: jnp.clip(0.5 * z + 0.5, 0, 1)
     p_model = float(jnp.mean(image_lib.psnr(to01(sample), to01(tgt))))
@@ -165,43 +168,48 @@ def novel_views(model, sched, data, config, key) -> tuple[np.ndarray, float, flo
     return grid, p_model, p_copy
 
 
-def image_samples(model, sched, data, config, key) -> np.ndarray:
+def image_samples(model, sched, data, settings: PriorSettings, key) -> np.ndarray:
     """Image-prior samples for the held-out objects' full prompts, front views."""
     n = data["label"].shape[0]
     cond = priors.image_condition(
         jnp.asarray(data["label"]), jnp.zeros(n), False, tuple(priors.COND_GROUPS)[:5]
     )
-    f = priors.guided_eps_fn(model, cond, priors.null_condition(cond), config.image_cfg)
-    x = jax.random.normal(key, (n, config.size, config.size, 3))
+    uncond = priors.null_condition(cond)
+    f = priors.guided_eps_fn(model, cond, uncond, settings.image_cfg)
+    x = jax.random.normal(key, (n, settings.size, settings.size, 3))
     out = diffusion.ddim_sample(
-        sched, jax.jit(f), x, sched.num_steps - 1, config.sample_steps
+        sched, jax.jit(f), x, sched.num_steps - 1, settings.sample_steps
     )
     return np.asarray(jnp.clip(0.5 * out + 0.5, 0, 1))
 
 
-def _save_prior(config: Any, workdir: str, kind: str, model: unet.UNet) -> unet.UNet:
+def _save_prior(
+    settings: PriorSettings, workdir: str, kind: str, model: unet.UNet
+) -> unet.UNet:
     """Saves ``model`` in fp16 under ``workdir/<kind>_prior`` (and copies it to
-    ``config.export_dir``); returns the saved copy, the one that ships."""
+    ``settings.export_dir``); returns the saved copy, the one that ships."""
     extra = {
-        "noise_schedule": config.schedule,
-        "num_train_timesteps": config.num_timesteps,
+        "noise_schedule": settings.schedule,
+        "num_train_timesteps": settings.num_timesteps,
         "prior_kind": kind,
-        "command": config.command,
+        "command": settings.command,
     }
     out = os.path.join(workdir, f"{kind}_prior")
     weights.save_unet(model, out, dtype="float16", extra_config=extra)
-    if config.export_dir:
-        dst = os.path.join(config.export_dir, f"{kind}_prior")
+    if settings.export_dir:
+        dst = os.path.join(settings.export_dir, f"{kind}_prior")
         shutil.rmtree(dst, ignore_errors=True)
         shutil.copytree(out, dst)
     return weights.load_unet(out)
 
 
-def _sample_figure(model, sched, held, config, key, kind: str, workdir: str) -> dict:
+def _sample_figure(
+    model, sched, held, settings: PriorSettings, key, kind: str, workdir: str
+) -> dict:
     """Saves the prior's sample figure; returns the view prior's novel-view
     PSNR metrics (none for the image prior)."""
     if kind == "view":
-        grid, p_model, p_copy = novel_views(model, sched, held, config, key)
+        grid, p_model, p_copy = novel_views(model, sched, held, settings, key)
         n = held["rgb"].shape[0]
         figures.image_grid(
             os.path.join(workdir, "view_prior_samples.png"),
@@ -214,7 +222,7 @@ def _sample_figure(model, sched, held, config, key, kind: str, workdir: str) -> 
             "view_prior_novel_psnr": metrics_lib.metric(p_model, "dB"),
             "copy_reference_psnr": metrics_lib.metric(p_copy, "dB"),
         }
-    imgs = image_samples(model, sched, held, config, key)
+    imgs = image_samples(model, sched, held, settings, key)
     truth = held["rgb"][:, 0].astype(np.float32) / 255.0
     figures.image_grid(
         os.path.join(workdir, "image_prior_samples.png"),
@@ -230,25 +238,29 @@ def _sample_figure(model, sched, held, config, key, kind: str, workdir: str) -> 
     return {}
 
 
-def run(config: Any, workdir: str) -> dict[str, Any]:
-    """Trains both priors, evaluates them and writes ``results.json``."""
+def run(settings: PriorSettings, workdir: str, record: dict) -> dict[str, Any]:
+    """Trains both priors, evaluates them and writes ``results.json``.
+
+    ``workdir`` is prepared (``core.train.prepare_workdir``) by the caller;
+    ``record`` is the config as a plain dict, recorded with the run.
+    """
     t0 = time.time()
-    train_lib.prepare_workdir(workdir, config)
-    train = dataset(config, workdir, list(range(config.n_objects)), "train")
+    s = settings
+    train = dataset(s, workdir, list(range(s.n_objects)), "train")
     held = dataset(
-        config,
+        s,
         workdir,
-        list(range(HELDOUT_SEED, HELDOUT_SEED + config.n_heldout)),
+        list(range(HELDOUT_SEED, HELDOUT_SEED + s.n_heldout)),
         "heldout",
     )
-    sched = schedule_from(config)
-    key = jax.random.PRNGKey(config.seed + 7)
+    sched = schedule_from(s)
+    key = jax.random.PRNGKey(s.seed + 7)
     metrics, tables = {}, {}
     with metrics_lib.MetricWriter(workdir) as writer:
-        writer.write_hparams(config.to_dict())
+        writer.write_hparams(record)
         for kind in ("image", "view"):
             model = _save_prior(
-                config, workdir, kind, train_prior(config, workdir, kind, train, writer)
+                s, workdir, kind, train_prior(s, workdir, kind, train, writer)
             )
             err = denoise_error(model, sched, held, kind, key)
             tables[f"{kind}_denoise_error"] = [
@@ -258,7 +270,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
             metrics[f"{kind}_params"] = metrics_lib.metric(
                 unet.count_params(model), "parameters"
             )
-            metrics |= _sample_figure(model, sched, held, config, key, kind, workdir)
+            metrics |= _sample_figure(model, sched, held, s, key, kind, workdir)
             logging.info("%s prior: held-out denoising MSE %s", kind, err)
     p_m = metrics["view_prior_novel_psnr"]["value"]
     p_c = metrics["copy_reference_psnr"]["value"]
@@ -273,7 +285,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     path = metrics_lib.write_results(
         workdir,
         paper="gen3d_prior",
-        config=config,
+        config=record,
         metrics=metrics,
         tables=tables,
         claim=CLAIM,

@@ -36,7 +36,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from flax import nnx
@@ -44,13 +43,14 @@ from flax import nnx
 from jaxsuite.core import finite
 from jaxsuite.core import train as train_lib
 from jaxsuite.gen3d import diffusion, geometry, guidance, losses, objects, priors
+from jaxsuite.gen3d.settings import Settings
 
 
 class Static(NamedTuple):
-    """Hashable settings (static under ``jit``): the frozen config, the priors'
-    graph definitions and the noise schedule."""
+    """Hashable settings (static under ``jit``): the experiment's settings,
+    the priors' graph definitions and the noise schedule."""
 
-    config: Any  # ml_collections.FrozenConfigDict
+    settings: Settings
     image_graph: Any
     view_graph: Any
     schedule: diffusion.Schedule
@@ -67,27 +67,23 @@ class Context(NamedTuple):
     seed: int = 0
 
     @property
-    def config(self):
-        return self.static.config
+    def settings(self) -> Settings:
+        return self.static.settings
 
 
-def make_context(ref, label, image_model, view_model, schedule, config, seed=0):
-    """A :class:`Context` from NNX models and a (mutable) ``ConfigDict``."""
+def make_context(ref, label, image_model, view_model, schedule, settings, seed=0):
+    """A :class:`Context` from NNX models and the experiment's
+    :class:`settings.Settings`."""
     ig, ip = nnx.split(image_model)
     vg, vp = nnx.split(view_model)
-    frozen = ml_collections.FrozenConfigDict(config)
     return Context(
-        ref, jnp.asarray(label), ip, vp, Static(frozen, ig, vg, schedule), seed
+        ref, jnp.asarray(label), ip, vp, Static(settings, ig, vg, schedule), seed
     )
 
 
 def unet_apply(graphdef: Any) -> guidance.Apply:
     """``apply(params, x, t, cond)`` of an NNX UNet split into ``graphdef``."""
     return lambda params, x, t, c: nnx.merge(graphdef, params)(x, t, c)
-
-
-def field_spec(config: Any) -> geometry.FieldSpec:
-    return geometry.FieldSpec(**dict(config.field))
 
 
 def host_scalars(stage: str, step: int, scalars: dict) -> dict:
@@ -100,7 +96,7 @@ def host_scalars(stage: str, step: int, scalars: dict) -> dict:
 
 def prompt(st: Static, label, az, normal: bool = False, view: bool = True):
     """View-dependent (or view-independent) prompt and its null prompt."""
-    groups = tuple(st.config.prompt_groups)
+    groups = st.settings.prompt_groups
     if not view:
         groups = tuple(g for g in groups if g != "view")
     cond = priors.image_condition(label, az, normal, groups)
@@ -152,9 +148,11 @@ def apply_updates(tx, grads, opt, params):
     return optax.apply_updates(params, upd), opt
 
 
-def camera_ranges(config) -> tuple[tuple[float, float], tuple[float, float]]:
-    """The config's ``(elevation_range, azimuth_range)`` in degrees."""
-    return tuple(config.elevation_range), tuple(config.azimuth_range)
+def camera_ranges(
+    settings: Settings,
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The random views' ``(elevation_range, azimuth_range)`` in degrees."""
+    return settings.elevation_range, settings.azimuth_range
 
 
 # ----------------------------------------------------------------------------
@@ -175,15 +173,15 @@ def _coarse_tx(c):
 
 
 def _coarse_render(st, p, c2w, levels, k):
-    cfg = st.config
+    cfg = st.settings
     return geometry.render_field(
-        p, field_spec(cfg), c2w, cfg.size, cfg.fov, cfg.coarse.num_samples, levels, k
+        p, cfg.field, c2w, cfg.size, cfg.fov, cfg.coarse.num_samples, levels, k
     )
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _coarse_ref_update(st, params, opt, ref, levels, k):
-    c = st.config.coarse
+    c = st.settings.coarse
     ref_c2w = objects.camera(0.0, 0.0)
 
     def loss_fn(p):
@@ -198,7 +196,7 @@ def _coarse_ref_update(st, params, opt, ref, levels, k):
 def _coarse_guide_update(
     st, params, opt, ref, label, ip, vp, levels, t_rng, el_rng, az_rng, w_sp, w_op, k
 ):
-    c = st.config.coarse
+    c = st.settings.coarse
     k_c, k_r, k_i, k_v = jax.random.split(k, 4)
     c2w, el, az = losses.random_cameras(k_c, c.views, el_rng, az_rng)
     keys = jax.random.split(k_r, c.views)
@@ -220,8 +218,8 @@ def _coarse_guide_update(
 
 def coarse_stage(ctx: Context, workdir: str, writer=None) -> geometry.Params:
     """Trains the coarse radiance field; returns its parameters."""
-    st, cfg = ctx.static, ctx.config
-    c, spec = cfg.coarse, field_spec(cfg)
+    st, cfg = ctx.static, ctx.settings
+    c, spec = cfg.coarse, cfg.field
     steps = c.steps
     key = jax.random.fold_in(jax.random.PRNGKey(ctx.seed), 1)
     params = geometry.init_field(key, spec)
@@ -286,7 +284,7 @@ def coarse_stage(ctx: Context, workdir: str, writer=None) -> geometry.Params:
 
 def sdf_from_coarse(params: geometry.Params, ctx: Context) -> jax.Array:
     """The geometry stage's initial SDF grid from the coarse density."""
-    g, spec = ctx.config.geometry, field_spec(ctx.config)
+    g, spec = ctx.settings.geometry, ctx.settings.field
     dens = geometry.field_density_grid(params, spec, g.grid)
     return jnp.asarray(
         geometry.sdf_from_density(np.asarray(dens), g.iso_threshold, spec.bound)
@@ -312,8 +310,8 @@ def _geometry_tx(g, params):
 
 
 def _geometry_render(st, p, c2w):
-    cfg = st.config
-    g, spec = cfg.geometry, field_spec(cfg)
+    cfg = st.settings
+    g, spec = cfg.geometry, cfg.field
     color_fn = lambda x: geometry.color(p["color"], spec, x)
     return geometry.render_sdf(
         p["sdf"],
@@ -330,7 +328,7 @@ def _geometry_render(st, p, c2w):
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _geometry_update(st, normal_step, params, opt, ref, label, ip, vp, w_smooth, k):
-    cfg = st.config
+    cfg = st.settings
     g, bound = cfg.geometry, cfg.field.bound
     k_c, k_i, k_v = jax.random.split(k, 3)
     c2w, el, az = losses.random_cameras(k_c, g.views, *camera_ranges(cfg))
@@ -361,7 +359,7 @@ def geometry_stage(
     ctx: Context, coarse_params: geometry.Params, workdir: str, writer=None
 ) -> dict:
     """Trains the SDF grid (and colour) from the coarse field; returns both."""
-    st, cfg = ctx.static, ctx.config
+    st, cfg = ctx.static, ctx.settings
     g = cfg.geometry
     steps = g.steps
     key = jax.random.fold_in(jax.random.PRNGKey(ctx.seed), 2)

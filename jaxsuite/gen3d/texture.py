@@ -23,11 +23,11 @@ import optax
 
 from jaxsuite.core import train as train_lib
 from jaxsuite.gen3d import bsd, geometry, guidance, losses, objects
+from jaxsuite.gen3d.settings import TextureSettings
 from jaxsuite.gen3d.stages import (
     Context,
     apply_updates,
     camera_ranges,
-    field_spec,
     host_scalars,
     prompt,
     unet_apply,
@@ -45,10 +45,9 @@ def parse_variant(variant: str) -> tuple[str, int]:
     raise ValueError(f"Unknown texture variant {variant!r}; use none, sds, vsd, bsdK.")
 
 
-def erode_kernel(config) -> int:
-    """The released 9 x 9 erosion at 1024 px, scaled to the render size (odd)."""
-    t = config.texture
-    k = int(round(t.erode_kernel * config.size / t.erode_reference_size))
+def erode_kernel(t: TextureSettings, size: int) -> int:
+    """The released 9 x 9 erosion at 1024 px, scaled to the render ``size`` (odd)."""
+    k = int(round(t.erode_kernel * size / t.erode_reference_size))
     return max(1, k - (1 - k % 2))
 
 
@@ -62,8 +61,8 @@ def _utx(t):
 
 def render(st, sdf, color, c2w) -> geometry.Views:
     """Render of the frozen SDF shaded by the colour field ``color``."""
-    cfg = st.config
-    spec = field_spec(cfg)
+    cfg = st.settings
+    spec = cfg.field
     return geometry.render_surface(
         sdf,
         lambda x: geometry.color(color, spec, x),
@@ -82,7 +81,7 @@ def render_views(st, sdf, color, c2w):
 
 @functools.partial(jax.jit, static_argnums=0)
 def _ref_update(st, color, opt, sdf, ref, mask_e):
-    t = st.config.texture
+    t = st.settings.texture
     ref_c2w = objects.camera(0.0, 0.0)
 
     def loss_fn(p):
@@ -99,10 +98,10 @@ def _ref_update(st, color, opt, sdf, ref, mask_e):
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _guide_update(st, kind, color, opt, est, est_opt, target, sdf, label, t_rng, k):
-    t = st.config.texture
+    t = st.settings.texture
     apply = unet_apply(st.image_graph)
     k_c, k_g, k_e = jax.random.split(k, 3)
-    c2w, _, az = losses.random_cameras(k_c, t.views, *camera_ranges(st.config))
+    c2w, _, az = losses.random_cameras(k_c, t.views, *camera_ranges(st.settings))
     cond, uncond = prompt(st, label, az)
     est_cond, _ = prompt(st, label, az, view=False)
     scale = {"sds": t.cfg_sds, "vsd": t.cfg_vsd, "bsd": t.cfg_bsd}[kind]
@@ -136,12 +135,12 @@ def _guide_update(st, kind, color, opt, est, est_opt, target, sdf, label, t_rng,
 def _prior_update(st, db, db_opt, cache, color, sdf, label, ip, augment, strength, k):
     """One DreamBooth step; first (when ``augment``) an SDEdit-augmented render
     is added to the cache."""
-    t = st.config.texture
+    t = st.settings.texture
     apply = unet_apply(st.image_graph)
     k_c, k_s, k_d, k_p, k_n = jax.random.split(k, 5)
 
     def add(cache):
-        c2w, _, az = losses.random_cameras(k_c, 1, *camera_ranges(st.config))
+        c2w, _, az = losses.random_cameras(k_c, 1, *camera_ranges(st.settings))
         x = 2.0 * render(st, sdf, color, c2w[0]).rgb[None] - 1.0
         cond, uncond = prompt(st, label, az)
         aug = bsd.sdedit_augment(st.schedule, apply, ip, x, cond, uncond, strength, k_s)
@@ -166,7 +165,7 @@ def _initial_state(ctx: Context, color: geometry.Params, kind: str) -> dict:
     """The texture stage's first state: the colour field and its optimiser,
     plus the estimator (VSD, BSD) and the fine-tuned prior with its cache
     (BSD), both starting from the image prior."""
-    t = ctx.config.texture
+    t = ctx.settings.texture
     state = {"color": color, "opt": _tx(t).init(color)}
     if kind in ("vsd", "bsd"):
         state.update(est=ctx.image_params, est_opt=_utx(t).init(ctx.image_params))
@@ -174,7 +173,7 @@ def _initial_state(ctx: Context, color: geometry.Params, kind: str) -> dict:
         state.update(
             db=ctx.image_params,
             db_opt=_utx(t).init(ctx.image_params),
-            cache=bsd.empty_cache(ctx.config.size),
+            cache=bsd.empty_cache(ctx.settings.size),
         )
     return state
 
@@ -184,12 +183,12 @@ def texture_stage(
 ) -> geometry.Params:
     """Trains the colour field on frozen ``geom["sdf"]``; returns its params."""
     kind, cycles = parse_variant(variant)
-    st, cfg = ctx.static, ctx.config
+    st, cfg = ctx.static, ctx.settings
     t = cfg.texture
     steps = t.steps
     sdf = jax.lax.stop_gradient(geom["sdf"])
     key = jax.random.fold_in(jax.random.PRNGKey(ctx.seed), 3)
-    mask_e = losses.erode(ctx.ref.mask, erode_kernel(cfg))
+    mask_e = losses.erode(ctx.ref.mask, erode_kernel(t, cfg.size))
     cycle = max(steps // max(cycles, 1), 2)
     every = bsd.augment_every(cycle)
 
