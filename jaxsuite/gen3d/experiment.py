@@ -48,6 +48,7 @@ from jaxsuite.gen3d import (
     weights,
 )
 from jaxsuite.gen3d import settings as settings_lib
+from jaxsuite.gen3d.settings import Settings
 
 CLAIM = (
     "Bootstrapped score distillation (BSD) improves texture fidelity and "
@@ -113,12 +114,7 @@ def _render_variant(ctx, geom, color_params, el, az):
 
 
 def _run_one(
-    settings: settings_lib.Settings,
-    workdir: str,
-    obj_seed: int,
-    seed: int,
-    models,
-    writer,
+    settings: Settings, workdir: str, obj_seed: int, seed: int, models, writer
 ) -> dict[str, Any]:
     """Coarse + geometry once, then every texture variant; rows per variant."""
     im, vm, sched = models

@@ -203,8 +203,8 @@ class Settings:
     Attributes:
       preset: the ``--config`` argument string (e.g. ``"small"``); a comma
         (an override) marks the run as an ablation in the verdict.
-      seed: not used by the stages (their keys come from each run's seed);
-        recorded with the run.
+      seed: the config's top-level seed, recorded with the run; the runs
+        draw their keys from ``seeds`` and their objects from ``object_seeds``.
       size: render and prior resolution (``size x size``).
       fov: vertical field of view in degrees.
       prior_source: ``"assets"`` (shipped priors), ``"tiny"`` (untrained) or
