@@ -22,6 +22,7 @@ import numpy as np
 from jaxsuite.core import figures
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.lora import adapt
+from jaxsuite.lora.settings import Settings
 
 
 def lora_equivalent(rows: list[dict], score: float) -> float | str:
@@ -56,7 +57,8 @@ def compare(a: dict, b: dict) -> str:
     return "above" if diff > 0 else "below"
 
 
-def _label(config: Any, text: str) -> str:
+def _label(text: str) -> str:
+    """The table label of the method string ``text``."""
     return adapt.parse_method(text, target_modules=("x",), alpha=1.0, dropout=0.0)[0]
 
 
@@ -67,10 +69,11 @@ def _find(rows: list[dict], prefix: str) -> dict | None:
     return hits[0] if hits else None
 
 
-def task_verdict(config: Any, rows: list[dict]) -> tuple[str, dict[str, Any]]:
-    """One task's verdict sentence and its headline numbers."""
-    e = config.budget_rank
-    mos = _find(rows, _label(config, config.headline))
+def task_verdict(s: Settings, rows: list[dict]) -> tuple[str, dict[str, Any]]:
+    """One task's verdict sentence and its headline numbers: the row of
+    ``s.headline`` against LoRA at ``s.budget_rank`` e, at 8e and the peers."""
+    e = s.budget_rank
+    mos = _find(rows, _label(s.headline))
     lora_e = _find(rows, f"LoRA r={e}")
     lora_8e = _find(rows, f"LoRA r={8 * e}")
     tied, pro, vera = (
@@ -232,40 +235,36 @@ def task_metrics(
     return out
 
 
-def scale_note(config: Any) -> str:
+def scale_note(s: Settings) -> str:
     """The sentence that ends the verdict: the scale this run works at."""
     return (
-        f" Scale: a {config.model.n_layers}-layer, d={config.model.d_model} decoder "
+        f" Scale: a {s.model.n_layers}-layer, d={s.model.d_model} decoder "
         "on a "
         "procedural language, scores are % of the base model's gap closed over "
-        f"{config.seeds} seeds; the paper's instruction-tuning benchmarks on LLaMA2-7B "
+        f"{s.seeds} seeds; the paper's instruction-tuning benchmarks on LLaMA2-7B "
         "cannot be run here."
     )
 
 
-def write(
-    config: Any,
+def summarise(
+    s: Settings,
     workdir: str,
     rows: list[dict],
     base_info: dict[str, Any],
-    claim: str,
-    wall_seconds: float,
 ) -> dict[str, Any]:
-    """Writes the figure and ``results.json``; returns the results dict.
+    """Writes the figure; returns ``{"metrics", "tables", "verdict"}`` of
+    ``results.json``.
 
     Args:
-      config: the experiment's config (tasks, budget rank, headline, scale).
-      workdir: where the figure and ``results.json`` go.
+      s: the run's settings (tasks, budget rank, headline, scale).
+      workdir: where the figure goes.
       rows: one dict per (task, method) with its score and metric over seeds.
       base_info: the base model's pretraining excess loss and, per task,
         its metric and unit.
-      claim: the paper's claim in one line.
-      wall_seconds: the run's wall time.
     """
-    tasks = list(config.tasks)
     units = {k: v["unit"] for k, v in base_info["tasks"].items()}
     fig_path = figure(
-        os.path.join(workdir, "mos_score_vs_params.png"), rows, tasks, units
+        os.path.join(workdir, "mos_score_vs_params.png"), rows, list(s.tasks), units
     )
     metrics: dict[str, Any] = {
         "pretrain_excess_loss": metrics_lib.metric(
@@ -273,24 +272,18 @@ def write(
         )
     }
     verdicts, table = [], []
-    for task in tasks:
+    for task in s.tasks:
         mine = [r for r in rows if r["task"] == task]
         table.extend(task_table(task, mine))
-        text, nums = task_verdict(config, mine)
+        text, nums = task_verdict(s, mine)
         verdicts.append(f"[{task}] {text}")
         base_metric = base_info["tasks"][task]["base_metric"]
         metrics.update(task_metrics(task, nums, base_metric, units[task]))
-    path = metrics_lib.write_results(
-        workdir,
-        paper="mos",
-        config=config,
-        metrics=metrics,
-        tables={
+    return {
+        "metrics": metrics,
+        "tables": {
             "methods": table,
             "base": [base_info | {"figure": os.path.basename(fig_path)}],
         },
-        claim=claim,
-        verdict=" ".join(verdicts) + scale_note(config),
-        wall_seconds=wall_seconds,
-    )
-    return metrics_lib.read_results(path)
+        "verdict": " ".join(verdicts) + scale_note(s),
+    }
