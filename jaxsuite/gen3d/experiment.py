@@ -20,6 +20,7 @@ into ``settings.PriorSettings``); everything below takes those.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -196,36 +197,49 @@ def _export_mesh(ctx, geom, color, stem: str) -> None:
     v, f = mesh.marching_cubes(grid, spec.bound)
     if len(v) == 0:
         return
-    cols = np.asarray(geometry.color(color, spec, jnp.asarray(v)))
+    cols = np.asarray(_colors(color, jnp.asarray(v), spec=spec))
     mesh.write_obj(stem + ".obj", v, f, cols)
     mesh.write_ply(stem + ".ply", v, f, cols)
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _colors(params, x, *, spec):
+    """Colour field at mesh vertices ``x (N, 3)``: ``(N, 3)``, one program."""
+    return geometry.color(params, spec, x)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "size", "fov", "num_samples"))
+def _stage_views(coarse, geom, c2w, *, spec, size, fov, num_samples):
+    """The coarse render, geometry normals and geometry colour from one
+    camera ``c2w (4, 4)``: three ``(H, W, 3)`` images from one compiled
+    program (rendered eagerly, the figure took several seconds of small
+    compilations)."""
+    v = geometry.render_field(
+        coarse, spec, c2w, size, fov, num_samples, spec.hash_levels, None
+    )
+    color_fn = lambda x: geometry.color(geom["color"], spec, x)
+    g = geometry.render_surface(geom["sdf"], color_fn, c2w, size, fov, spec.bound)
+    n = stages.camera_normals(jax.tree.map(lambda a: a[None], g), c2w[None])[0]
+    return v.rgb, n, g.rgb
 
 
 def stage_renders(ctx, coarse, geom) -> dict[str, np.ndarray]:
     """Reference and back views after the coarse and geometry stages."""
     cfg = ctx.settings
-    spec = cfg.field
     out = {}
     for label, az in (("front", 0.0), ("back", 180.0)):
-        c2w = objects.camera(15.0, az)
-        v = geometry.render_field(
+        rgb, normals, surface = _stage_views(
             coarse,
-            spec,
-            c2w,
-            cfg.size,
-            cfg.fov,
-            cfg.coarse.num_samples,
-            spec.hash_levels,
-            None,
+            geom,
+            objects.camera(15.0, az),
+            spec=cfg.field,
+            size=cfg.size,
+            fov=cfg.fov,
+            num_samples=cfg.coarse.num_samples,
         )
-        out[f"coarse {label}"] = np.asarray(v.rgb)
-        color_fn = lambda x: geometry.color(geom["color"], spec, x)
-        g = geometry.render_surface(
-            geom["sdf"], color_fn, c2w, cfg.size, cfg.fov, spec.bound
-        )
-        n = stages.camera_normals(jax.tree.map(lambda a: a[None], g), c2w[None])[0]
-        out[f"geometry normals {label}"] = np.asarray(n)
-        out[f"geometry {label}"] = np.asarray(g.rgb)
+        out[f"coarse {label}"] = np.asarray(rgb)
+        out[f"geometry normals {label}"] = np.asarray(normals)
+        out[f"geometry {label}"] = np.asarray(surface)
     return out
 
 
