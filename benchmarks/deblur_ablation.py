@@ -30,12 +30,13 @@ Writes ``benchmarks/results/deblur3dgs_ablation.json`` and prints a table.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
 import pathlib
 import time
+
+from absl import app, flags, logging
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -144,27 +145,34 @@ def _row(name, blur, method, scores, ref, given, overrides):
     return row
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--workdir", default="runs/deblur_ablation")
-    parser.add_argument("--preset", default="ablation")
-    parser.add_argument("--settings", default=",".join(settings()))
-    parser.add_argument(
-        "--out", default=str(ROOT / "benchmarks/results/deblur3dgs_ablation.json")
-    )
-    args = parser.parse_args()
-    from absl import logging
+_WORKDIR = flags.DEFINE_string("workdir", "runs/deblur_ablation", "Run directory.")
+_PRESET = flags.DEFINE_string(
+    "preset", "ablation", "Preset of configs/deblur3dgs.py (overrides allowed)."
+)
+_SETTINGS = flags.DEFINE_list(
+    "settings", None, "Rows to run (default: every row of settings())."
+)
+_OUT = flags.DEFINE_string(
+    "out",
+    str(ROOT / "benchmarks/results/deblur3dgs_ablation.json"),
+    "JSON output.",
+)
 
+
+def main(argv):
+    del argv
     logging.set_verbosity(logging.INFO)  # the training loop's progress lines
-    names = [s for s in args.settings.split(",") if s]
+    names = _SETTINGS.value or list(settings())
     unknown = sorted(set(names) - set(settings()))
     if unknown:
-        parser.error(f"unknown settings {unknown}; choose from {list(settings())}")
+        raise app.UsageError(
+            f"unknown settings {unknown}; choose from {list(settings())}"
+        )
     t0 = time.time()
-    out = run(args.preset, args.workdir, names)
+    out = run(_PRESET.value, _WORKDIR.value, names)
     out["wall_seconds"] = round(time.time() - t0, 1)
-    pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w") as f:
+    pathlib.Path(_OUT.value).parent.mkdir(parents=True, exist_ok=True)
+    with open(_OUT.value, "w") as f:
         json.dump(out, f, indent=2, allow_nan=False)
     print(markdown(out["rows"]))
 
@@ -184,4 +192,4 @@ def markdown(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -1,5 +1,6 @@
 """The Deblurring-3DGS ablation script: its rows and a run on the smoke preset."""
 
+import functools
 import importlib.util
 import json
 import pathlib
@@ -11,7 +12,9 @@ import pytest
 pytestmark = pytest.mark.xdist_group("deblur3dgs")
 
 
+@functools.cache
 def _ablation():
+    # Loaded once: the script defines its absl flags at import.
     path = pathlib.Path(__file__).parents[2] / "benchmarks" / "deblur_ablation.py"
     spec = importlib.util.spec_from_file_location("deblur_ablation", path)
     module = importlib.util.module_from_spec(spec)
