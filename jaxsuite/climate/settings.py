@@ -13,6 +13,7 @@ import dataclasses
 from typing import Any
 
 from jaxsuite.climate import blocking
+from jaxsuite.core import config as config_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,19 +126,14 @@ class Settings:
     throughput_days: int
 
 
-def _fields(cls: type, config: Any) -> Any:
-    """Dataclass ``cls`` from the same-named values of ``config``."""
-    return cls(**{f.name: config[f.name] for f in dataclasses.fields(cls)})
-
-
 def from_config(config: Any) -> Settings:
     """The typed settings of the experiment's ``config`` (``configs/blocking.py``)."""
-    learn = _fields(LearnSettings, config.learn)
-    explain = _fields(ExplainSettings, config.explain)
+    learn = config_lib.settings_from(LearnSettings, config.learn)
+    explain = config_lib.settings_from(ExplainSettings, config.explain)
     return Settings(
         seed=config.seed,
-        source=_fields(ModelSettings, config.source),
-        target=_fields(ModelSettings, config.target),
+        source=config_lib.settings_from(ModelSettings, config.source),
+        target=config_lib.settings_from(ModelSettings, config.target),
         onset=blocking.OnsetSpec(
             threshold=config.onset.threshold,
             persistence_days=config.onset.persistence_days,

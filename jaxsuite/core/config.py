@@ -40,6 +40,7 @@ allowed.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import difflib
 import fnmatch
 import json
@@ -392,6 +393,27 @@ def _get(config: ConfigDict, key: str) -> Any:
     for part in key.split("."):
         node = node[part]
     return node
+
+
+def settings_from(cls: type, config: ConfigDict | Mapping[str, Any], **given: Any):
+    """Dataclass ``cls`` from the same-named values of ``config``.
+
+    This is how a paper's ``settings.from_config`` reads one group of its
+    config into frozen, typed settings: every field of ``cls`` not in
+    ``given`` takes ``config[name]``, with lists and tuples made tuples (so
+    the settings stay hashable and can be static under ``jit``).
+
+    Raises:
+      KeyError: when ``config`` lacks a field of ``cls``.
+    """
+    values = {}
+    for field in dataclasses.fields(cls):
+        if field.name not in given:
+            value = config[field.name]
+            values[field.name] = (
+                tuple(value) if isinstance(value, list | tuple) else value
+            )
+    return cls(**values, **given)
 
 
 def to_dict(config: ConfigDict | Mapping[str, Any]) -> dict[str, Any]:

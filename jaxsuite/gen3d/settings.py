@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from jaxsuite.core import config as config_lib
 from jaxsuite.gen3d.geometry import FieldSpec
 
 # A loss weight: constant, or ``(start, end)`` of a schedule.
@@ -293,41 +294,21 @@ class PriorSettings:
     command: str
 
 
-def _frozen(value: Any) -> Any:
-    """``value`` with a list or tuple made a tuple."""
-    return tuple(value) if isinstance(value, list | tuple) else value
-
-
-def _fields(cls: type, config: Any) -> Any:
-    """Dataclass ``cls`` from the same-named values of ``config``."""
-    return cls(**{f.name: _frozen(config[f.name]) for f in dataclasses.fields(cls)})
-
-
 def from_config(config: Any) -> Settings:
     """The typed settings of the experiment's ``config``
     (``configs/dreamcraft3d.py``)."""
-    return Settings(
+    return config_lib.settings_from(
+        Settings,
+        config,
         preset=str(config.get("preset", "")),
-        seed=config.seed,
-        size=config.size,
-        fov=config.fov,
-        prior_source=config.prior_source,
-        prompt_groups=tuple(config.prompt_groups),
-        object_seeds=tuple(config.object_seeds),
-        seeds=tuple(config.seeds),
-        variants=tuple(config.variants),
-        elevation_range=tuple(config.elevation_range),
-        azimuth_range=tuple(config.azimuth_range),
-        checkpoint_every=config.checkpoint_every,
-        log_every=config.log_every,
-        field=_fields(FieldSpec, config.field),
-        coarse=_fields(CoarseSettings, config.coarse),
-        geometry=_fields(GeometrySettings, config.geometry),
-        texture=_fields(TextureSettings, config.texture),
-        eval=_fields(EvalSettings, config.eval),
+        field=config_lib.settings_from(FieldSpec, config.field),
+        coarse=config_lib.settings_from(CoarseSettings, config.coarse),
+        geometry=config_lib.settings_from(GeometrySettings, config.geometry),
+        texture=config_lib.settings_from(TextureSettings, config.texture),
+        eval=config_lib.settings_from(EvalSettings, config.eval),
     )
 
 
 def prior_from_config(config: Any) -> PriorSettings:
     """The typed settings of the priors' ``config`` (``configs/gen3d_prior.py``)."""
-    return _fields(PriorSettings, config)
+    return config_lib.settings_from(PriorSettings, config)

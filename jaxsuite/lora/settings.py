@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from jaxsuite.core import config as config_lib
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSettings:
@@ -133,14 +135,9 @@ class Settings:
     adapt: AdaptSettings
 
 
-def _fields(cls: type, config: Any) -> Any:
-    """Dataclass ``cls`` from the same-named values of ``config``."""
-    return cls(**{f.name: config[f.name] for f in dataclasses.fields(cls)})
-
-
 def from_config(config: Any) -> Settings:
     """The typed settings of the experiment's ``config`` (``configs/mos.py``)."""
-    adapt = _fields(AdaptSettings, config.adapt)
+    adapt = config_lib.settings_from(AdaptSettings, config.adapt)
     return Settings(
         seed=config.seed,
         seq_len=config.seq_len,
@@ -156,8 +153,8 @@ def from_config(config: Any) -> Settings:
         eval_sequences=config.eval_sequences,
         checkpoint_every=config.checkpoint_every,
         log_every=config.log_every,
-        model=_fields(ModelSettings, config.model),
-        pretrain=_fields(PretrainSettings, config.pretrain),
-        teacher=_fields(TeacherSettings, config.teacher),
+        model=config_lib.settings_from(ModelSettings, config.model),
+        pretrain=config_lib.settings_from(PretrainSettings, config.pretrain),
+        teacher=config_lib.settings_from(TeacherSettings, config.teacher),
         adapt=dataclasses.replace(adapt, learning_rates=tuple(adapt.learning_rates)),
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from jaxsuite.core import config as config_lib
 from jaxsuite.nerf.fields import FieldConfig
 from jaxsuite.nerf.trainer import OccConfig
 
@@ -115,14 +116,9 @@ class Settings:
     lr_net: dict[str, float]
 
 
-def _fields(cls: type, config: Any) -> Any:
-    """Dataclass ``cls`` from the same-named values of ``config``."""
-    return cls(**{f.name: config[f.name] for f in dataclasses.fields(cls)})
-
-
 def from_config(config: Any) -> Settings:
     """The typed settings of the experiment's ``config`` (``configs/pvd.py``)."""
-    scene = _fields(SceneSettings, config.scene)
+    scene = config_lib.settings_from(SceneSettings, config.scene)
     elevations = tuple(scene.elevation_range_deg)
     return Settings(
         seed=config.seed,
@@ -135,10 +131,10 @@ def from_config(config: Any) -> Settings:
         num_evals=config.num_evals,
         first_eval_seconds=config.first_eval_seconds,
         buckets=config.buckets,
-        retime=_fields(RetimeSettings, config.retime),
+        retime=config_lib.settings_from(RetimeSettings, config.retime),
         scene=dataclasses.replace(scene, elevation_range_deg=elevations),
-        occ=_fields(OccConfig, config.occ),
-        distill=_fields(DistillSettings, config.distill),
+        occ=config_lib.settings_from(OccConfig, config.occ),
+        distill=config_lib.settings_from(DistillSettings, config.distill),
         field=FieldConfig(**dict(config.field)),
         lr_grid=dict(config.lr_grid),
         lr_net=dict(config.lr_net),

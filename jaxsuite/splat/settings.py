@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from jaxsuite.core import config as config_lib
 from jaxsuite.splat.data import DataSettings
 from jaxsuite.splat.evaluate import EvalSettings
 from jaxsuite.splat.render import RasterSettings
@@ -141,21 +142,14 @@ def raster_settings(config: Any) -> RasterSettings:
     )
 
 
-def _fields(cls: type, config: Any) -> dict[str, Any]:
-    """The values of ``config`` named as the fields of dataclass ``cls``."""
-    return {f.name: config[f.name] for f in dataclasses.fields(cls)}
-
-
 def from_config(config: Any) -> Settings:
     """The typed settings of the experiment's ``config`` (``configs/deblur3dgs.py``)."""
     raster = raster_settings(config)
-    data = _fields(DataSettings, config)
-    data.update(wall_half=tuple(config.wall_half), blur_types=tuple(config.blur_types))
     return Settings(
-        data=DataSettings(**data),
+        data=config_lib.settings_from(DataSettings, config),
         raster=raster,
-        optimizer=OptimizerSettings(**_fields(OptimizerSettings, config)),
-        train=TrainSettings(**_fields(TrainSettings, config)),
+        optimizer=config_lib.settings_from(OptimizerSettings, config),
+        train=config_lib.settings_from(TrainSettings, config),
         evaluation=EvalSettings(
             sh_degree=config.sh_degree,
             raster=raster,

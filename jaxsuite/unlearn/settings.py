@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from jaxsuite.core import config as config_lib
+
 
 @dataclasses.dataclass(frozen=True)
 class DataSettings:
@@ -132,11 +134,6 @@ class Settings:
     monte_carlo: MonteCarloSettings
 
 
-def _fields(cls: type, config: Any) -> Any:
-    """Dataclass ``cls`` from the same-named values of ``config``."""
-    return cls(**{f.name: config[f.name] for f in dataclasses.fields(cls)})
-
-
 def from_config(config: Any) -> Settings:
     """The typed settings of the experiment's ``config`` (``configs/s3t.py``)."""
     return Settings(
@@ -151,9 +148,9 @@ def from_config(config: Any) -> Settings:
         accuracy_at=tuple(config.accuracy_at),
         checkpoint_every=config.checkpoint_every,
         log_every=config.log_every,
-        data=_fields(DataSettings, config.data),
-        model=_fields(ModelSettings, config.model),
-        pretrain=_fields(PretrainSettings, config.pretrain),
-        train=_fields(StageSettings, config.train),
-        monte_carlo=_fields(MonteCarloSettings, config.monte_carlo),
+        data=config_lib.settings_from(DataSettings, config.data),
+        model=config_lib.settings_from(ModelSettings, config.model),
+        pretrain=config_lib.settings_from(PretrainSettings, config.pretrain),
+        train=config_lib.settings_from(StageSettings, config.train),
+        monte_carlo=config_lib.settings_from(MonteCarloSettings, config.monte_carlo),
     )

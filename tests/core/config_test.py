@@ -1,5 +1,6 @@
 """Tests for ``preset,key=value`` config parsing."""
 
+import dataclasses
 import importlib
 
 import ml_collections
@@ -187,3 +188,23 @@ def test_paper_configs_refuse_bad_sizes(name, load_config):
         key = override.split("=")[0]
         with pytest.raises(ValueError, match=rf"^{key}"):
             load_config(name, f"smoke,{override}")
+
+
+def test_settings_from_reads_named_fields_as_hashable_values():
+    @dataclasses.dataclass(frozen=True)
+    class Group:
+        steps: int
+        sizes: tuple[int, ...]
+        name: str
+
+    config = ml_collections.ConfigDict(
+        {"steps": 3, "sizes": [1, 2], "name": "a", "unused": 1.5}
+    )
+    got = config_lib.settings_from(Group, config)
+    assert got == Group(steps=3, sizes=(1, 2), name="a")
+    assert type(got.sizes) is tuple
+    hash(got)  # frozen settings can be static under jit
+    assert config_lib.settings_from(Group, config, name="b").name == "b"
+    del config["steps"]
+    with pytest.raises(KeyError):
+        config_lib.settings_from(Group, config)
