@@ -20,9 +20,9 @@ import optax
 def update(
     tx: optax.GradientTransformation,
     grads: Any,
-    opt_state: optax.OptState,
+    opt_state: Any,
     params: Any = None,
-) -> tuple[Any, optax.OptState]:
+) -> tuple[Any, Any]:
     """``tx.update(grads, opt_state, params)`` under standard dtype promotion.
 
     Args:
