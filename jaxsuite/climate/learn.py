@@ -28,6 +28,8 @@ import optax
 from flax import nnx
 from sklearn import metrics as skm
 
+from jaxsuite.core import optim
+
 
 class BlockingCNN(nnx.Module):
     """(B, H, W, 1) anomaly maps -> (B,) persistence logits.
@@ -63,7 +65,9 @@ class BlockingCNN(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         for conv in self.convs:
             x = nnx.relu(conv(x))
-            x = nnx.avg_pool(x, (2, 2), strides=(2, 2))
+            # nnx.avg_pool's divisor is an int64 NumPy count; this mean divides
+            # by a float, which strict dtype promotion accepts (same values).
+            x = nnx.pool(x, 0.0, jax.lax.add, (2, 2), (2, 2), "VALID") / 4.0
         x = nnx.relu(self.dense(x.reshape(x.shape[0], -1)))
         return self.head(x)[:, 0]
 
@@ -117,7 +121,7 @@ def _train_step(graphdef, tx, params, opt_state, x, y, learning_rate):
         return _bce(nnx.merge(graphdef, p)(x), y)
 
     loss, grads = jax.value_and_grad(loss_fn)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
+    updates, opt_state = optim.update(tx, grads, opt_state, params)
     step = -learning_rate
     updates = jax.tree.map(lambda u: step * u, updates)
     return optax.apply_updates(params, updates), opt_state, loss

@@ -107,7 +107,7 @@ class QGModel:
 
     def astype(self, dtype: Any) -> QGModel:
         """The same model with real arrays in ``dtype`` (complex to match)."""
-        cdt = jnp.result_type(dtype, jnp.complex64)
+        cdt = jnp.complex128 if jnp.result_type(dtype) == jnp.float64 else jnp.complex64
 
         def cast(x):
             return x.astype(cdt if jnp.iscomplexobj(x) else dtype)
@@ -261,7 +261,8 @@ def tendency(model: QGModel, q: jax.Array) -> jax.Array:
         [jnp.zeros_like(ekman), jnp.zeros_like(ekman), ekman], axis=-3
     )
     spec = sph.to_spec(grid) + model.forcing
-    spec = spec - q_rel * model.selective.astype(q.real.dtype)[None, :, None]
+    selective = model.selective.astype(q.real.dtype).astype(q_rel.dtype)
+    spec = spec - q_rel * selective[None, :, None]
     th_re = jnp.einsum("ij,...jlm->...ilm", model.thermal, psi.real)
     th_im = jnp.einsum("ij,...jlm->...ilm", model.thermal, psi.imag)
     return sph.truncate(spec - jax.lax.complex(th_re, th_im))

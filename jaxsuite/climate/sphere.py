@@ -51,6 +51,11 @@ def _trailing(v: jax.Array, ndim: int, axis: int) -> jax.Array:
     return jnp.reshape(v, shape)
 
 
+def _real_dtype(f: jax.Array) -> type:
+    """float64 for float64 ``f`` (under ``jax.enable_x64``), float32 otherwise."""
+    return jnp.float64 if jnp.result_type(f) == jnp.float64 else jnp.float32
+
+
 def legendre_tables(T: int, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Normalised ``P_lm(mu)`` and ``(1 - mu^2) dP_lm/dmu`` in float64.
 
@@ -156,7 +161,7 @@ class Sphere:
 
     def to_spec(self, f: jax.Array) -> jax.Array:
         """Analysis: real (..., nlat, nlon) -> complex (..., T+1, T+1) [l, m]."""
-        rdt = jnp.result_type(f, jnp.float32)
+        rdt = _real_dtype(f)
         M = self.T + 1
         F = f @ jnp.asarray(self._dft_a, rdt)  # (..., J, 2M): Fourier re | im
         F = jnp.reshape(F, F.shape[:-1] + (2, M))
@@ -198,18 +203,20 @@ class Sphere:
     def laplacian(self, spec: jax.Array) -> jax.Array:
         """Spectral Laplacian: multiplies degree l by ``-l(l+1)/a^2``."""
         ev = jnp.asarray(self.eigenvalues(), spec.real.dtype)
-        return spec * _trailing(ev, spec.ndim, -2)
+        return spec * _trailing(ev, spec.ndim, -2).astype(spec.dtype)
 
     def inverse_laplacian(self, spec: jax.Array) -> jax.Array:
         """Inverse Laplacian on the zero-mean part (the l = 0 term is set to 0)."""
         ev = self.eigenvalues()
         inv = np.where(ev != 0, 1.0 / np.where(ev != 0, ev, 1.0), 0.0)
-        return spec * _trailing(jnp.asarray(inv, spec.real.dtype), spec.ndim, -2)
+        inv = _trailing(jnp.asarray(inv, spec.real.dtype), spec.ndim, -2)
+        return spec * inv.astype(spec.dtype)
 
     def truncate(self, spec: jax.Array) -> jax.Array:
         """Zeroes the entries with m > l."""
         mask = jnp.asarray(self.mask, spec.real.dtype)
-        return spec * jnp.reshape(mask, (1,) * (spec.ndim - 2) + mask.shape)
+        mask = jnp.reshape(mask, (1,) * (spec.ndim - 2) + mask.shape)
+        return spec * mask.astype(spec.dtype)
 
     def mean_product(self, a: jax.Array, b: jax.Array) -> jax.Array:
         """Global mean of the product of two real fields given as spectra.
@@ -228,7 +235,7 @@ class Sphere:
 
     def grid_mean(self, f: jax.Array) -> jax.Array:
         """Area-weighted global mean of (..., nlat, nlon) grid fields."""
-        w = jnp.asarray(self.weights / 2.0, jnp.result_type(f, jnp.float32))
+        w = jnp.asarray(self.weights / 2.0, _real_dtype(f))
         return jnp.einsum("...jk,j->...", f, w) / self.nlon
 
 

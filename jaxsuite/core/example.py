@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxsuite.core import atomic, figures
+from jaxsuite.core import atomic, figures, optim
 from jaxsuite.core import metrics as metrics_lib
 from jaxsuite.core import train as train_lib
 
@@ -73,7 +73,9 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
         x, y = make_batch(data_key, step, config.batch_size)
         loss_fn = lambda p: jnp.mean((apply_mlp(p, x) - y) ** 2)
         loss, grads = jax.value_and_grad(loss_fn)(state["params"])
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        updates, opt_state = optim.update(
+            tx, grads, state["opt_state"], state["params"]
+        )
         params = optax.apply_updates(state["params"], updates)
         scalars = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
         return {"params": params, "opt_state": opt_state}, scalars

@@ -31,6 +31,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxsuite.core import optim
 from jaxsuite.gen3d import diffusion, objects, unet
 
 COND_GROUPS = {
@@ -310,7 +311,9 @@ def make_step(
     @jax.jit
     def step(state, data, key):
         loss, grads = jax.value_and_grad(loss_fn)(state["params"], data, key)
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        updates, opt_state = optim.update(
+            tx, grads, state["opt_state"], state["params"]
+        )
         params = optax.apply_updates(state["params"], updates)
         ema = jax.tree.map(
             lambda e, p: ema_decay * e + (1 - ema_decay) * p, state["ema"], params

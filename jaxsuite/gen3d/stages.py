@@ -40,7 +40,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxsuite.core import finite
+from jaxsuite.core import finite, optim
 from jaxsuite.core import train as train_lib
 from jaxsuite.gen3d import diffusion, geometry, guidance, losses, objects, priors
 from jaxsuite.gen3d.settings import Settings
@@ -144,7 +144,7 @@ def view_sds(st, ref, vp, x, el, az, key, t_range, scale):
 
 
 def apply_updates(tx, grads, opt, params):
-    upd, opt = tx.update(grads, opt, params)
+    upd, opt = optim.update(tx, grads, opt, params)
     return optax.apply_updates(params, upd), opt
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxsuite.core import optim
 from jaxsuite.gnn.sampler import sample_tree
 
 Params = list[dict[str, jax.Array]]
@@ -139,7 +140,7 @@ def make_train_step(
     @jax.jit
     def step(params, opt_state, features, positions, masks, labels):
         grads, loss, acc = grad_fn(params, features, positions, masks, labels)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        updates, opt_state = optim.update(optimizer, grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss, acc
 
     return step

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from jaxsuite.core import optim
 from jaxsuite.lora import adapters
 from jaxsuite.lora import config as config_lib
 
@@ -185,7 +186,7 @@ def make_train_chunk(
             params, opt_state, extra = carry
             tokens = batch_fn(jax.random.fold_in(key, step), aux)
             (loss, extra), grads = grad_fn(params, extra, base, tokens, aux)
-            updates, opt_state = tx.update(grads, opt_state, params)
+            updates, opt_state = optim.update(tx, grads, opt_state, params)
             params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
             return (params, opt_state, extra), loss
 

@@ -40,6 +40,7 @@ from absl import logging
 from flax import nnx
 
 from jaxsuite.core import metrics as metrics_lib
+from jaxsuite.core import optim
 from jaxsuite.core import train as train_lib
 from jaxsuite.lora import adapt, adapters, data, methods, report, targets
 from jaxsuite.lora import transformer as tf
@@ -115,7 +116,9 @@ def pretrain(s: Settings, workdir: str, chain: data.Chain, writer) -> nnx.Module
         )
         loss_fn = lambda q: data.lm_loss(nnx.merge(graphdef, q)(tokens), tokens)
         loss, grads = jax.value_and_grad(loss_fn)(state["params"])
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        updates, opt_state = optim.update(
+            tx, grads, state["opt_state"], state["params"]
+        )
         params = optax.apply_updates(state["params"], updates)
         return {"params": params, "opt_state": opt_state}, loss
 

@@ -75,23 +75,26 @@ def top2_gating(
       A :class:`Gating`.
     """
     num_experts = logits.shape[-1]
-    dtype = jnp.promote_types(logits.dtype, jnp.float32)  # float64 in references
+    # float32, or float64 for float64 logits (the references)
+    dtype = jnp.float64 if logits.dtype == jnp.float64 else jnp.float32
     probs = jax.nn.softmax(logits.astype(dtype), axis=-1)
     e1 = jnp.argmax(probs, axis=-1)
     mask1 = jax.nn.one_hot(e1, num_experts, dtype=jnp.int32)
     masked = jnp.where(mask1 > 0, -jnp.inf, probs)
     e2 = jnp.argmax(masked, axis=-1)
-    g1 = jnp.sum(probs * mask1, axis=-1)
+    g1 = jnp.sum(probs * mask1.astype(dtype), axis=-1)
     g2 = jnp.sum(probs * jax.nn.one_hot(e2, num_experts, dtype=dtype), axis=-1)
     denom = g1 + g2
     if second_draw is None:
         use2 = jnp.ones(e2.shape, bool)
     else:
         use2 = second_draw < 2 * g2 / denom
-    mask2 = jax.nn.one_hot(e2, num_experts, dtype=jnp.int32) * use2[:, None]
+    mask2 = jax.nn.one_hot(e2, num_experts, dtype=jnp.int32)
+    mask2 = mask2 * use2[:, None].astype(jnp.int32)
     pos1 = jnp.sum((jnp.cumsum(mask1, axis=0) - 1) * mask1, axis=-1)
     keep1 = pos1 < cap
-    kept1_per_expert = jnp.sum(mask1 * keep1[:, None], axis=0)
+    kept1 = mask1 * keep1[:, None].astype(jnp.int32)
+    kept1_per_expert = jnp.sum(kept1, axis=0, dtype=jnp.int32)
     pos2 = jnp.sum(
         (jnp.cumsum(mask2, axis=0) - 1 + kept1_per_expert[None, :]) * mask2, axis=-1
     )

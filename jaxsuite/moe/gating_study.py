@@ -29,6 +29,7 @@ import numpy as np
 import optax
 
 from jaxsuite.core import metrics as metrics_lib
+from jaxsuite.core import optim
 from jaxsuite.moe import data, gating, model
 from jaxsuite.moe.settings import DataSettings, ModelSettings
 
@@ -111,7 +112,7 @@ def train_variant(
             )
 
         (loss, stats), grads = jax.value_and_grad(objective, has_aux=True)(params)
-        updates, opt = tx.update(grads, opt, params)
+        updates, opt = optim.update(tx, grads, opt, params)
         return optax.apply_updates(params, updates), opt, loss, stats
 
     key = jax.random.PRNGKey(s.seed + 1)

@@ -39,6 +39,7 @@ import optax
 from jax.ad_checkpoint import checkpoint_name
 from jax.sharding import Mesh, NamedSharding
 
+from jaxsuite.core import optim
 from jaxsuite.moe import collectives, model, ragged
 from jaxsuite.moe import gating as gating_lib
 from jaxsuite.moe import plans as plans_lib
@@ -304,7 +305,7 @@ def make_train_step(mesh: Mesh, spec: Spec, tx: optax.GradientTransformation):
 
         params = {"dense": state["dense"], "pools": state["pools"]}
         (loss, stats), grads = jax.value_and_grad(objective, has_aux=True)(params)
-        updates, opt = tx.update(grads, state["opt"], params)
+        updates, opt = optim.update(tx, grads, state["opt"], params)
         params = optax.apply_updates(params, updates)
         return {**params, "opt": opt}, {"loss": loss, **stats}
 

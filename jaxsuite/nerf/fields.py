@@ -173,7 +173,7 @@ def _interp_1d(u: jax.Array, res: int) -> tuple[jax.Array, jax.Array]:
     """Lower cell index and fraction for ``u`` in [0, 1] (corner-aligned)."""
     pos = jnp.clip(u, 0.0, 1.0) * (res - 1)
     i0 = jnp.clip(jnp.floor(pos), 0, res - 2).astype(jnp.int32)
-    return i0, pos - i0
+    return i0, pos - i0.astype(pos.dtype)
 
 
 def sample_line(line: jax.Array, u: jax.Array) -> jax.Array:

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxsuite.core import cameras, image
+from jaxsuite.core import cameras, image, optim
 from jaxsuite.nerf import fields, loop, occupancy, renderer
 from jaxsuite.nerf.scenes import PosedImages
 
@@ -90,7 +90,7 @@ def lr_factor(progress: jax.Array, final: float) -> jax.Array:
 
 def apply_updates(params, grads, opt_state, tx, progress, final_lr_factor):
     """One optimiser update with the learning rates scaled by ``lr_factor``."""
-    updates, opt_state = tx.update(grads, opt_state, params)
+    updates, opt_state = optim.update(tx, grads, opt_state, params)
     f = lr_factor(progress, final_lr_factor)
     updates = jax.tree.map(lambda u: u * f.astype(u.dtype), updates)
     return optax.apply_updates(params, updates), opt_state

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import optax
 from absl import logging
 
+from jaxsuite.core import optim
 from jaxsuite.splat import compensation, projection, scenes
 from jaxsuite.splat import densify as densify_lib
 from jaxsuite.splat import gaussians as gl
@@ -215,7 +216,7 @@ def apply_gradients(
     stats = densify_lib.accumulate(
         state["stats"], grad2d, radii, views.width, views.height
     )
-    updates, opt_state = optimizer.update(grads, state["opt"], params)
+    updates, opt_state = optim.update(optimizer, grads, state["opt"], params)
     params = jax.tree.map(lambda a, b: a + b, params, updates)
     return params, opt_state, stats
 

@@ -26,6 +26,8 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxsuite.core import optim
+
 Filter = Any
 
 
@@ -226,7 +228,7 @@ def pretrain(
             jax.random.fold_in(key, step), xs.shape[0], (batch_size,), replace=False
         )
         loss, grads = jax.value_and_grad(loss_fn)(state["params"], xs[idx], ys[idx])
-        updates, opt = tx.update(grads, state["opt"], state["params"])
+        updates, opt = optim.update(tx, grads, state["opt"], state["params"])
         return {"params": optax.apply_updates(state["params"], updates), "opt": opt}, {
             "pretrain_loss": loss
         }

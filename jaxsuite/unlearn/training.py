@@ -40,6 +40,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxsuite.core import devices as devices_lib
+from jaxsuite.core import optim
 from jaxsuite.unlearn import ledger
 from jaxsuite.unlearn import model as model_lib
 
@@ -276,7 +277,7 @@ def make_stage_fn(frame: Frame, spec: StageSpec) -> Callable[..., tuple[Flat, An
                 flat, base, x[rows], y[rows], w[rows], jax.random.fold_in(key, step)
             )
             grads = jax.tree.map(lambda g, m: jnp.where(m, g, 0.0), grads, mask)
-            updates, opt = adam.update(grads, opt)
+            updates, opt = optim.update(adam, grads, opt)
             rate = lr * (1.0 - step / steps)
             flat = jax.tree.map(lambda p, u: p - rate * u, flat, updates)
             return flat, opt, losses.at[step].set(loss)

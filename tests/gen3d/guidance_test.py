@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxsuite.core import optim
 from jaxsuite.gen3d import diffusion, guidance, toy
 
 SCHED = diffusion.Schedule()
@@ -29,7 +30,7 @@ def _run(particles, grad_fn, steps, lr=0.05):
     def step(carry, key):
         x, opt = carry
         g = jax.grad(lambda x: grad_fn(x, key))(x)
-        upd, opt = tx.update(g, opt)
+        upd, opt = optim.update(tx, g, opt)
         return (x + upd, opt), None
 
     keys = jax.random.split(jax.random.PRNGKey(3), steps)
@@ -91,7 +92,7 @@ def test_bsd_fine_tuning_moves_the_prior_toward_its_samples():
     def step(carry, key):
         p, opt = carry
         g = jax.grad(loss)(p, key)
-        upd, opt = tx.update(g, opt)
+        upd, opt = optim.update(tx, g, opt)
         return (optax.apply_updates(p, upd), opt), None
 
     keys = jax.random.split(jax.random.PRNGKey(2), 400)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxsuite.core import devices
+from jaxsuite.core import devices, optim
 from jaxsuite.moe import gating, model, plans, sharding, strategies
 
 D, L, E, S, K, M = 8, 2, 16, 5, 5, 2
@@ -117,7 +117,7 @@ def reference_step(tx_):
 
         params = {"dense": state["dense"], "experts": state["experts"]}
         (loss, stats), grads = jax.value_and_grad(objective, has_aux=True)(params)
-        updates, opt = tx_.update(grads, state["opt"], params)
+        updates, opt = optim.update(tx_, grads, state["opt"], params)
         return {**optax.apply_updates(params, updates), "opt": opt}, loss, stats, grads
 
     return jax.jit(step)

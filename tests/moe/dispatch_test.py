@@ -59,7 +59,7 @@ def test_exchange_sends_position_p_to_replica_p_mod_n():
 
     def tag(rows):  # each compute slot multiplies by its global id + 1
         dev = jax.lax.axis_index("x")
-        ids = dev * n_slots + jnp.arange(n_slots) + 1.0
+        ids = (dev * n_slots + jnp.arange(n_slots) + 1).astype(jnp.float32)
         return rows * ids[:, None, None]
 
     def body(qd, rd, rs):

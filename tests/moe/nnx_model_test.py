@@ -16,6 +16,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 
 from configs import hecate as hecate_config
+from jaxsuite.core import optim
 from jaxsuite.moe import model, nnx_model, replay, runtime, settings, strategies
 from tests.moe import common as h
 
@@ -29,7 +30,7 @@ def _reference_step(graphdef, tx, tokens):
             return module(tokens, **kw)[0]
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt = tx.update(grads, opt, params)
+        updates, opt = optim.update(tx, grads, opt, params)
         return optax.apply_updates(params, updates), opt, loss
 
     return step

@@ -50,7 +50,7 @@ def test_default_scene_matches_fine_quadrature():
     exact = scenes.render_rays(scene, origins, dirs, background=1.0)
     # Independent estimate: midpoint rule with many samples, far side included.
     n = 8192
-    t = 2.0 + 4.0 * (jnp.arange(n) + 0.5) / n
+    t = 2.0 + 4.0 * (jnp.arange(n, dtype=jnp.float32) + 0.5) / n
     pts = origins[:, None, :] + t[None, :, None] * dirs[:, None, :]
     flat = pts.reshape(-1, 3)
     dflat = jnp.broadcast_to(dirs[:, None, :], pts.shape).reshape(-1, 3)

@@ -6,6 +6,7 @@ import numpy as np
 import optax
 
 from jaxsuite.core import image as image_lib
+from jaxsuite.core import optim
 from jaxsuite.splat import densify, projection, scenes, train
 from jaxsuite.splat import gaussians as gl
 from jaxsuite.splat import render as render_lib
@@ -142,7 +143,7 @@ def test_densification_grows_and_beats_fixed_count():
             g.means, cov, views.c2w[v], views.K, size, size
         ).radii
         stats = densify.accumulate(stats, g2d, radii, size, size)
-        updates, opt_state = opt.update(grads, opt_state, params)
+        updates, opt_state = optim.update(opt, grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, stats
 
     densify_fn = jax.jit(

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxsuite.core import optim
 from jaxsuite.splat import gaussians as gl
 from jaxsuite.splat import render, scenes, train
 
@@ -74,7 +75,7 @@ def test_gradient_step_reduces_loss_for_both_methods():
         value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
         for _ in range(3):
             loss, grads = value_and_grad(params)
-            updates, state = opt.update(grads, state, params)
+            updates, state = optim.update(opt, grads, state, params)
             params = optax.apply_updates(params, updates)
             losses.append(float(loss))
         assert losses[-1] < losses[0], losses
