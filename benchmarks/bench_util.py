@@ -40,3 +40,62 @@ def bench_env() -> dict[str, Any]:
     if hasattr(os, "getloadavg"):
         env["load_avg_1m"] = os.getloadavg()[0]
     return env
+
+
+def time_stats(
+    fn: Callable[..., Any], args: Sequence[Any], repeats: int
+) -> dict[str, float]:
+    """Timing of ``fn(*args)`` with its spread, in seconds.
+
+    Returns ``first_s`` (the first call, compile included) and, over
+    ``repeats`` further calls, ``median_s``, ``min_s``, ``max_s``, ``p10_s``
+    and ``p90_s`` (nearest-rank percentiles) and ``repeats``.
+    """
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    times.sort()
+
+    def rank(q: float) -> float:
+        return times[min(len(times) - 1, int(q * len(times)))]
+
+    return {
+        "first_s": first,
+        "median_s": statistics.median(times),
+        "min_s": times[0],
+        "max_s": times[-1],
+        "p10_s": rank(0.1),
+        "p90_s": rank(0.9),
+        "repeats": len(times),
+    }
+
+
+# Spec-sheet peak HBM bandwidth (bytes/s) by ``device_kind`` prefix: the
+# denominator of "fraction of the HBM roofline". Vendor figures, not measured.
+PEAK_HBM_BYTES_PER_S = {
+    "NVIDIA H200": 4.8e12,
+    "NVIDIA H100 80GB HBM3": 3.35e12,
+    "NVIDIA H100 PCIe": 2.0e12,
+    "NVIDIA A100-SXM4-80GB": 2.039e12,
+    "NVIDIA A100-SXM4-40GB": 1.555e12,
+}
+
+
+def peak_hbm_bytes_per_s(device_kind: str | None = None) -> float | None:
+    """Spec-sheet HBM bandwidth of a device kind (default: device 0), or None."""
+    kind = device_kind or jax.devices()[0].device_kind
+    for prefix, peak in PEAK_HBM_BYTES_PER_S.items():
+        if kind.startswith(prefix):
+            return peak
+    return None
+
+
+def peak_memory_bytes() -> int | None:
+    """``peak_bytes_in_use`` of device 0 since start-up (None where unsupported)."""
+    stats = jax.devices()[0].memory_stats()
+    return None if not stats else stats.get("peak_bytes_in_use")
