@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from jaxsuite.core import cameras, suite
+from jaxsuite.core import cameras, tables
 from jaxsuite.nerf import fields, occupancy, renderer, scenes
 
 FLAGS = flags.FLAGS
@@ -147,7 +147,7 @@ def main(argv):
         "train_step_skipping_s",
         "train_step_speedup",
     ]
-    print(suite.markdown_table(rows, cols))
+    print(tables.markdown_table(rows, cols))
     print("wrote", path)
 
 

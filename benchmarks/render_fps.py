@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from jaxsuite.core import cameras, suite
+from jaxsuite.core import cameras, tables
 from jaxsuite.splat import render as render_lib
 
 _SIZES = flags.DEFINE_list("sizes", ["64", "128"], "Square image sizes in pixels.")
@@ -123,7 +123,7 @@ def main(argv) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"env": bench_util.bench_env(), "rows": rows}, indent=2))
     columns = ["size", "gaussians", "implementation", "median_ms", "frames_per_s"]
-    print(suite.markdown_table(rows, columns + ["intersections", "overflow"]))
+    print(tables.markdown_table(rows, columns + ["intersections", "overflow"]))
     print("wrote", out)
 
 

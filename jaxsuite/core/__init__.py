@@ -19,6 +19,7 @@ Modules (import the one you need; nothing is imported eagerly):
 * ``devices``: meshes, ``jax.distributed`` set-up, process-local data;
   ``multihost``: cooperating processes on localhost, standing in for hosts.
 * ``optim``: the optax update every training step applies.
-* ``app``: the shared launcher ``main``; ``suite``: runs every paper.
+* ``app``: the shared launcher ``main``; ``suite``: runs every paper;
+  ``tables``: markdown tables of result rows.
 * ``example``: the smallest experiment that keeps the launcher contract.
 """

@@ -28,6 +28,7 @@ from typing import Any
 from absl import logging
 
 from jaxsuite.core import metrics as metrics_lib
+from jaxsuite.core.tables import format_value, markdown_table
 
 LOG_FILE = "log.txt"
 
@@ -129,34 +130,6 @@ def run_paper(
     return out
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def markdown_table(
-    rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None
-) -> str:
-    """Rows of dicts as a markdown table (floats to 4 significant digits).
-
-    ``columns`` defaults to every key, in the order the rows first use them; a
-    row without a column shows an empty cell.
-    """
-    if not rows:
-        return "(empty)\n"
-    if columns is not None:
-        cols = list(columns)
-    else:
-        cols = list(rows[0])
-        for row in rows[1:]:
-            cols.extend(k for k in row if k not in cols)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in rows:
-        lines.append("| " + " | ".join(_fmt(row.get(c, "")) for c in cols) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def _section(run: PaperRun, report_dir: str) -> str:
     parts = [f"## {run.title} (`{run.name}`)\n", f"**Status:** {run.status}"]
     if run.seconds:
@@ -175,7 +148,8 @@ def _section(run: PaperRun, report_dir: str) -> str:
         parts.append("| measured here | value | unit |\n|---|---|---|")
         parts.append(
             "\n".join(
-                f"| {r['metric']} | {_fmt(r['value'])} | {r['unit']} |" for r in rows
+                f"| {r['metric']} | {format_value(r['value'])} | {r['unit']} |"
+                for r in rows
             )
             + "\n"
         )
