@@ -177,6 +177,22 @@ def _controls_sentence(gains: Mapping[str, float], metrics: Metrics, capacity) -
     return out
 
 
+def _lpips_sentence(gains: Mapping[str, float], metrics: Metrics) -> str:
+    """LPIPS of 3DGS, Deblurring-3DGS and the blurry inputs, where scored."""
+    keys = ("vanilla/lpips", "deblur/lpips", "blurry_input_lpips")
+    found = [
+        f"{b}: " + " / ".join(f"{metrics[f'{b}/{k}']['value']:.3f}" for k in keys)
+        for b in gains
+        if all(f"{b}/{k}" in metrics for k in keys)
+    ]
+    if not found:
+        return ""
+    return (
+        "LPIPS (AlexNet, lower is closer) of 3DGS / Deblurring-3DGS / the "
+        f"blurry inputs: {'; '.join(found)}. "
+    )
+
+
 def verdict(metrics: Metrics, settings: Settings) -> str:
     """The verdict of the comparison from its ``metrics`` (all blur types of
     ``settings.data.blur_types``) and the ``settings`` that produced them."""
@@ -213,7 +229,7 @@ def verdict(metrics: Metrics, settings: Settings) -> str:
         f"{settings.train.max_gaussians}) over {settings.train.steps} steps. "
         f"{mlp_settings} The "
         f"trained MLP's factors ({'; '.join(active)}) show how much blur it "
-        f"models. {controls}"
+        f"models. {_lpips_sentence(gains, metrics)}{controls}"
         f"Test-time rendering needs no MLP ({min(fps):.0f}-{max(fps):.0f} "
         f"frames/s on a shared {jax.default_backend()}, a noisy timing). This "
         "scale does not test photoreal scenes, the paper's 20k-step schedule or "

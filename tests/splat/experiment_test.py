@@ -74,6 +74,21 @@ def test_verdict_head_follows_the_numbers():
     assert "motion" not in lost.split(":")[0]
 
 
+def test_verdict_reports_lpips_only_where_every_score_exists():
+    m = lambda v: {"value": v}
+    metrics = {
+        "defocus/vanilla/lpips": m(0.25),
+        "defocus/deblur/lpips": m(0.125),
+        "defocus/blurry_input_lpips": m(0.5),
+        "motion/vanilla/lpips": m(0.3),  # motion lacks the other two scores
+    }
+    gains = {"defocus": 0.0, "motion": 0.0}
+    sentence = report._lpips_sentence(gains, metrics)
+    assert "defocus: 0.250 / 0.125 / 0.500" in sentence
+    assert "motion" not in sentence
+    assert report._lpips_sentence({"motion": 0.0}, metrics) == ""
+
+
 def test_methods_are_checked_and_thin_lens_is_defocus_only():
     config = _config("smoke")
     with config.unlocked():
