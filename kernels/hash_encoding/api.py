@@ -35,10 +35,21 @@ def default_implementation() -> Implementation:
         "interpret",
         "deterministic",
         "block_size",
+        "num_warps",
+        "levels_per_program",
     ),
 )
 def _hash_encode(
-    x, table, *, config, implementation, interpret, deterministic, block_size
+    x,
+    table,
+    *,
+    config,
+    implementation,
+    interpret,
+    deterministic,
+    block_size,
+    num_warps,
+    levels_per_program,
 ):
     if implementation == "reference":
         return hash_encode_reference(x, table, config)
@@ -49,6 +60,8 @@ def _hash_encode(
         block_size=block_size,
         interpret=interpret,
         deterministic=deterministic,
+        num_warps=num_warps,
+        levels_per_program=levels_per_program,
     )
 
 
@@ -61,6 +74,8 @@ def hash_encode(
     interpret: bool | None = None,
     deterministic: bool = True,
     block_size: int = 256,
+    num_warps: int = 4,
+    levels_per_program: int = 1,
 ) -> jax.Array:
     """Multiresolution hash encoding (Instant-NGP / tiny-cuda-nn conventions).
 
@@ -76,6 +91,9 @@ def hash_encode(
       deterministic: kernel's table gradient by sort + segmented scan (True,
         bitwise reproducible) or by atomic adds (False, faster on GPU).
       block_size: points per kernel program (a power of 2 on GPU).
+      num_warps: Triton warps per kernel program.
+      levels_per_program: consecutive levels per kernel program; must divide
+        ``L`` (a power of 2 on GPU).
 
     Returns:
       ``(N, L * F)`` features in ``table.dtype``; column ``l * F + f`` is
@@ -100,4 +118,6 @@ def hash_encode(
         interpret=bool(interpret),
         deterministic=bool(deterministic),
         block_size=int(block_size),
+        num_warps=int(num_warps),
+        levels_per_program=int(levels_per_program),
     )

@@ -10,6 +10,13 @@ every load and store is a power-of-2 vector of ``B`` values, as Triton requires;
 the table travels flattened, ``(L, T*F)``, and is read with integer-array
 gathers ``t_ref[row * F + f]``.
 
+``levels_per_program = P`` (default 1) lets one program handle ``P``
+consecutive levels for its block of points: the grid becomes ``(N/B, L/P)``,
+the level constants arrive as ``(P,)`` blocks, the table as a ``(P, T*F)``
+block and the output as a ``(B, P*F)`` block. Each point's position is then
+loaded once per ``P`` levels and a program does ``P`` times the work, at the
+cost of ``P`` tables competing for L2 at a time.
+
 Hashing uses int32 arithmetic (the prime 2654435761 as its int32 bit pattern),
 which wraps exactly like tcnn's uint32 arithmetic; the row is taken as uint32
 ``mod P_l`` and returned to int32. Values match ``reference.py`` bit for bit up
@@ -66,12 +73,15 @@ class PallasOptions:
       deterministic: table gradient by sort + segmented scan (True) or by
         atomic adds in the kernel (False).
       num_warps: Triton warps per program.
+      levels_per_program: consecutive levels one program handles for its
+        block of points, ``P`` (must divide ``L``; a power of 2 on GPU).
     """
 
     block_size: int = 256
     interpret: bool = False
     deterministic: bool = True
     num_warps: int = 4
+    levels_per_program: int = 1
 
 
 def _level_constants(config: HashEncodingConfig) -> tuple[jax.Array, ...]:
@@ -85,17 +95,33 @@ def _level_constants(config: HashEncodingConfig) -> tuple[jax.Array, ...]:
     )
 
 
-def _corners(level_refs, x_ref):
+def _level_values(level_refs, j: int, lpp: int) -> tuple[jax.Array, ...]:
+    """Scalar constants of the program's ``j``-th level (blocks of ``lpp``)."""
+    if lpp == 1:
+        return tuple(ref[...] for ref in level_refs)
+    return tuple(ref[j] for ref in level_refs)
+
+
+def _at(j: int, lpp: int, index):
+    """Index of a per-level block: ``index`` alone when squeezed (``lpp == 1``)."""
+    if lpp == 1:
+        return index
+    return (j, *index) if isinstance(index, tuple) else (j, index)
+
+
+def _corners(level_values, x_ref):
     """Rows (int32 (B,)) and per-dim weight factors of the 8 corners.
+
+    Args:
+      level_values: one level's scalar scale, resolution, size and dense flag.
+      x_ref: the ``(3, B)`` block of points.
 
     Returns ``(scale, rows, factors)`` where ``factors[k][d]`` is ``frac_d`` if
     bit ``d`` of ``k`` is set, else ``1 - frac_d``.
     """
-    scale_ref, res_ref, size_ref, dense_ref = level_refs
-    scale = scale_ref[...]
-    res = res_ref[...]
-    size = size_ref[...].astype(jnp.uint32)
-    dense = dense_ref[...] != 0
+    scale, res, size, dense = level_values
+    size = size.astype(jnp.uint32)
+    dense = dense != 0
     base, lo, hi = [], [], []
     for d in range(3):
         pos = x_ref[d, :] * scale + jnp.float32(0.5)
@@ -116,57 +142,65 @@ def _corners(level_refs, x_ref):
     return scale, rows, factors
 
 
-def _fwd_kernel(*refs, num_features: int):
-    """refs: 4 level constants, x (3, B), table (T*F,) -> out (B, F)."""
+def _fwd_kernel(*refs, num_features: int, lpp: int):
+    """refs: 4 level constants (P,), x (3, B), table (P, T*F) -> out (B, P*F).
+
+    With ``lpp == 1`` (``P = 1``) the level axis of the constants and the
+    table is squeezed away.
+    """
     *level_refs, x_ref, t_ref, o_ref = refs
-    _, rows, factors = _corners(level_refs, x_ref)
-    acc = [None] * num_features
-    for k in range(NUM_CORNERS):
-        a = factors[k]
-        w = a[0] * a[1] * a[2]
-        offset = rows[k] * num_features
+    for j in range(lpp):
+        _, rows, factors = _corners(_level_values(level_refs, j, lpp), x_ref)
+        acc = [None] * num_features
+        for k in range(NUM_CORNERS):
+            a = factors[k]
+            w = a[0] * a[1] * a[2]
+            offset = rows[k] * num_features
+            for f in range(num_features):
+                term = w * t_ref[_at(j, lpp, offset + f)].astype(jnp.float32)
+                acc[f] = term if k == 0 else acc[f] + term
         for f in range(num_features):
-            term = w * t_ref[offset + f].astype(jnp.float32)
-            acc[f] = term if k == 0 else acc[f] + term
-    for f in range(num_features):
-        o_ref[:, f] = acc[f].astype(o_ref.dtype)
+            o_ref[:, j * num_features + f] = acc[f].astype(o_ref.dtype)
 
 
-def _bwd_kernel(*refs, num_features: int, deterministic: bool):
-    """refs: 4 level constants, x (3, B), table (T*F,), g (B, F), then outputs.
+def _bwd_kernel(*refs, num_features: int, deterministic: bool, lpp: int):
+    """refs: 4 level constants (P,), x (3, B), table (P, T*F), g (B, P*F), outputs.
 
-    Outputs: ``dx`` (3, B) and either rows (8, B) + weights (8, B)
-    (deterministic) or the aliased table gradient (T*F,) (atomic).
+    Outputs: ``dx`` (P, 3, B) and either rows (P, 8, B) + weights (P, 8, B)
+    (deterministic) or the aliased table gradient (P, T*F) (atomic). With
+    ``lpp == 1`` the level axis ``P`` is squeezed away.
     """
     if deterministic:
         *level_refs, x_ref, t_ref, g_ref, dx_ref, rows_ref, w_ref = refs
     else:
         *level_refs, x_ref, t_ref, g_ref, _, dx_ref, dt_ref = refs
-    scale, rows, factors = _corners(level_refs, x_ref)
-    g = [g_ref[:, f].astype(jnp.float32) for f in range(num_features)]
-    dx = [None, None, None]
-    for k in range(NUM_CORNERS):
-        a = factors[k]
-        w = a[0] * a[1] * a[2]
-        offset = rows[k] * num_features
-        gt = None
-        for f in range(num_features):
-            term = g[f] * t_ref[offset + f].astype(jnp.float32)
-            gt = term if gt is None else gt + term
-        others = (a[1] * a[2], a[0] * a[2], a[0] * a[1])
-        for d in range(3):
-            term = others[d] * gt
-            if not (k >> d) & 1:
-                term = -term
-            dx[d] = term if dx[d] is None else dx[d] + term
-        if deterministic:
-            rows_ref[k, :] = rows[k]
-            w_ref[k, :] = w
-        else:
+    for j in range(lpp):
+        scale, rows, factors = _corners(_level_values(level_refs, j, lpp), x_ref)
+        cols = [j * num_features + f for f in range(num_features)]
+        g = [g_ref[:, c].astype(jnp.float32) for c in cols]
+        dx = [None, None, None]
+        for k in range(NUM_CORNERS):
+            a = factors[k]
+            w = a[0] * a[1] * a[2]
+            offset = rows[k] * num_features
+            gt = None
             for f in range(num_features):
-                jax.ref.addupdate(dt_ref, offset + f, w * g[f])
-    for d in range(3):
-        dx_ref[d, :] = dx[d] * scale
+                term = g[f] * t_ref[_at(j, lpp, offset + f)].astype(jnp.float32)
+                gt = term if gt is None else gt + term
+            others = (a[1] * a[2], a[0] * a[2], a[0] * a[1])
+            for d in range(3):
+                term = others[d] * gt
+                if not (k >> d) & 1:
+                    term = -term
+                dx[d] = term if dx[d] is None else dx[d] + term
+            if deterministic:
+                rows_ref[_at(j, lpp, (k, slice(None)))] = rows[k]
+                w_ref[_at(j, lpp, (k, slice(None)))] = w
+            else:
+                for f in range(num_features):
+                    jax.ref.addupdate(dt_ref, _at(j, lpp, offset + f), w * g[f])
+        for d in range(3):
+            dx_ref[_at(j, lpp, (d, slice(None)))] = dx[d] * scale
 
 
 def _compiler_kwargs(opts: PallasOptions) -> dict:
@@ -176,16 +210,24 @@ def _compiler_kwargs(opts: PallasOptions) -> dict:
     return {"compiler_params": params}
 
 
-def _common_specs(config: HashEncodingConfig, block: int) -> list[pl.BlockSpec]:
+def _lead(lpp: int):
+    """Leading block dim of a per-level array: squeezed for one level."""
+    return pl.squeezed if lpp == 1 else lpp
+
+
+def _common_specs(
+    config: HashEncodingConfig, block: int, lpp: int
+) -> list[pl.BlockSpec]:
+    """Specs of the 4 level constants, x (3, N) and the table (L, T*F)."""
     t_flat = config.hashmap_size * config.features_per_level
-    level = pl.BlockSpec((pl.squeezed,), lambda i, lvl: (lvl,))
+    level = pl.BlockSpec((_lead(lpp),), lambda i, lvl: (lvl,))
     return [
         level,
         level,
         level,
         level,
         pl.BlockSpec((3, block), lambda i, lvl: (0, i)),
-        pl.BlockSpec((pl.squeezed, t_flat), lambda i, lvl: (lvl, 0)),
+        pl.BlockSpec((_lead(lpp), t_flat), lambda i, lvl: (lvl, 0)),
     ]
 
 
@@ -208,14 +250,14 @@ def _forward(
     x: jax.Array, table: jax.Array, config: HashEncodingConfig, opts: PallasOptions
 ) -> jax.Array:
     num_levels, t, num_features = table.shape
-    block = opts.block_size
+    block, lpp = opts.block_size, opts.levels_per_program
     xt = _pad_points(x, block)
     n_pad = xt.shape[1]
     out = pl.pallas_call(
-        functools.partial(_fwd_kernel, num_features=num_features),
-        grid=(n_pad // block, num_levels),
-        in_specs=_common_specs(config, block),
-        out_specs=pl.BlockSpec((block, num_features), lambda i, lvl: (i, lvl)),
+        functools.partial(_fwd_kernel, num_features=num_features, lpp=lpp),
+        grid=(n_pad // block, num_levels // lpp),
+        in_specs=_common_specs(config, block, lpp),
+        out_specs=pl.BlockSpec((block, lpp * num_features), lambda i, lvl: (i, lvl)),
         out_shape=jax.ShapeDtypeStruct((n_pad, num_levels * num_features), jnp.float32),
         interpret=opts.interpret,
         **_compiler_kwargs(opts),
@@ -261,15 +303,15 @@ def _backward(
     opts: PallasOptions,
 ) -> tuple[jax.Array, jax.Array]:
     num_levels, t, num_features = table.shape
-    block = opts.block_size
+    block, lpp = opts.block_size, opts.levels_per_program
     n = x.shape[0]
     xt = _pad_points(x, block)
     n_pad = xt.shape[1]
     g = jnp.pad(g.astype(jnp.float32), ((0, n_pad - n), (0, 0)))
-    grid = (n_pad // block, num_levels)
+    grid = (n_pad // block, num_levels // lpp)
     in_specs = [
-        *_common_specs(config, block),
-        pl.BlockSpec((block, num_features), lambda i, lvl: (i, lvl)),
+        *_common_specs(config, block, lpp),
+        pl.BlockSpec((block, lpp * num_features), lambda i, lvl: (i, lvl)),
     ]
     args = [
         *_level_constants(config),
@@ -278,11 +320,14 @@ def _backward(
         g,
     ]
     per_level = lambda rows: pl.BlockSpec(
-        (pl.squeezed, rows, block), lambda i, lvl: (lvl, 0, i)
+        (_lead(lpp), rows, block), lambda i, lvl: (lvl, 0, i)
     )
     dx_shape = jax.ShapeDtypeStruct((num_levels, 3, n_pad), jnp.float32)
     kernel = functools.partial(
-        _bwd_kernel, num_features=num_features, deterministic=opts.deterministic
+        _bwd_kernel,
+        num_features=num_features,
+        deterministic=opts.deterministic,
+        lpp=lpp,
     )
     if opts.deterministic:
         corner_shape = (num_levels, NUM_CORNERS, n_pad)
@@ -314,11 +359,11 @@ def _backward(
             grid=grid,
             in_specs=[
                 *in_specs,
-                pl.BlockSpec((pl.squeezed, t_flat), lambda i, lvl: (lvl, 0)),
+                pl.BlockSpec((_lead(lpp), t_flat), lambda i, lvl: (lvl, 0)),
             ],
             out_specs=[
                 per_level(3),
-                pl.BlockSpec((pl.squeezed, t_flat), lambda i, lvl: (lvl, 0)),
+                pl.BlockSpec((_lead(lpp), t_flat), lambda i, lvl: (lvl, 0)),
             ],
             out_shape=[dx_shape, jax.ShapeDtypeStruct(zeros.shape, jnp.float32)],
             input_output_aliases={len(args): 1},
@@ -356,6 +401,7 @@ def hash_encode_pallas(
     interpret: bool = False,
     deterministic: bool = True,
     num_warps: int = 4,
+    levels_per_program: int = 1,
 ) -> jax.Array:
     """Hash encoding with the Pallas kernels (differentiable wrt x and table).
 
@@ -367,6 +413,8 @@ def hash_encode_pallas(
       interpret: run in the Pallas interpreter (required on CPU).
       deterministic: sort-based (True) or atomic (False) table gradient.
       num_warps: Triton warps per program.
+      levels_per_program: consecutive levels one program handles for its block
+        of points (grid ``(N/B, L/P)``); must divide ``L``.
 
     Returns:
       ``(N, L * F)`` features in ``table.dtype``, level-major.
@@ -376,5 +424,12 @@ def hash_encode_pallas(
         raise ValueError("L * T must be < 2^31 (int32 sort keys)")
     if deterministic and config.num_levels * NUM_CORNERS * x.shape[0] >= 2**31:
         raise ValueError("deterministic=True needs L * 8 * N < 2^31 (int32 sort)")
-    opts = PallasOptions(block_size, interpret, deterministic, num_warps)
+    if levels_per_program < 1 or config.num_levels % levels_per_program:
+        raise ValueError(
+            f"levels_per_program={levels_per_program} must divide "
+            f"num_levels={config.num_levels}"
+        )
+    opts = PallasOptions(
+        block_size, interpret, deterministic, num_warps, levels_per_program
+    )
     return _encode(x, table, config, opts)

@@ -256,6 +256,79 @@ def test_hash_encode_matches_reference(name, deterministic, implementation, mode
     )
 
 
+def _pallas_vjp(cfg, x, table, ct, **kwargs) -> list[np.ndarray]:
+    """``[features, d x, d table]`` of the interpreted kernel, one VJP with ``ct``."""
+
+    def vjp(x, table):
+        encode = lambda a, b: hash_encode_pallas(a, b, cfg, interpret=True, **kwargs)
+        out, pull = jax.vjp(encode, x, table)
+        return [out, *pull(ct)]
+
+    return [np.asarray(a) for a in jax.jit(vjp)(x, table)]
+
+
+def _random_case(cfg, seed: int, n: int = 100):
+    kx, kt, kc = jax.random.split(jax.random.key(seed), 3)
+    x = _points(kx, n)
+    shape = (cfg.num_levels, cfg.hashmap_size, cfg.features_per_level)
+    table = jax.random.normal(kt, shape)
+    ct = jax.random.normal(kc, (x.shape[0], cfg.output_dim))
+    return x, table, ct
+
+
+@pytest.mark.parametrize(
+    "levels_per_program, deterministic", [(2, True), (2, False), (4, True)]
+)
+def test_levels_per_program_matches_one_level(levels_per_program, deterministic):
+    """P levels per program: features bitwise equal to P = 1, gradients close."""
+    cfg = KERNEL_CONFIGS["mixed_T_not_pow2"]  # 4 levels: 3 dense, 1 hashed
+    x, table, ct = _random_case(cfg, 10 * levels_per_program + deterministic)
+    kw = dict(block_size=32, deterministic=deterministic)
+    want = _pallas_vjp(cfg, x, table, ct, levels_per_program=1, **kw)
+    got = _pallas_vjp(cfg, x, table, ct, levels_per_program=levels_per_program, **kw)
+    np.testing.assert_array_equal(got[0], want[0])
+    for g, w in zip(got[1:], want[1:]):
+        _close(g, w)
+    truth = jax.jit(hash_encode_reference, static_argnums=2)(x, table, cfg)
+    _close(got[0], truth)
+
+
+def test_levels_per_program_matches_reference_through_api():
+    cfg = KERNEL_CONFIGS["hash_only_F4"]  # 2 levels, F = 4
+
+    def fn(x, table, *, implementation, interpret):
+        return hash_encode(
+            x,
+            table,
+            config=cfg,
+            implementation=implementation,
+            interpret=interpret,
+            deterministic=True,
+            block_size=32,
+            num_warps=2,
+            levels_per_program=2,
+        )
+
+    x, table, _ = _random_case(cfg, 7)
+    kernel_base.check_against_reference(
+        fn,
+        (x, table),
+        (0, 1),
+        "pallas",
+        "interpret",
+        rtol=1e-5,
+        names=("features", "d x", "d table"),
+    )
+
+
+def test_levels_per_program_must_divide_levels():
+    cfg = KERNEL_CONFIGS["mixed_T_not_pow2"]
+    x, table, _ = _random_case(cfg, 8, n=4)
+    for bad in (0, 3, 8):
+        with pytest.raises(ValueError, match="levels_per_program"):
+            hash_encode_pallas(x, table, cfg, interpret=True, levels_per_program=bad)
+
+
 def test_sorted_segment_sum_matches_add_at():
     rng = np.random.default_rng(5)
     keys = rng.integers(0, 50, size=300).astype(np.int32)
@@ -282,8 +355,9 @@ def test_api_defaults_and_validation():
         hash_encode(x, table, config=cfg, implementation="cuda")
 
 
+@pytest.mark.parametrize("levels_per_program", [1, 2])
 @pytest.mark.parametrize("deterministic", [True, False])
-def test_pallas_lowers_to_triton_for_cuda(deterministic):
+def test_pallas_lowers_to_triton_for_cuda(deterministic, levels_per_program):
     # Lowering for a CUDA target runs here without a GPU: it checks that every
     # op in both kernels has a Triton lowering (Triton IR is compiled on the GPU).
     from jax import export
@@ -295,7 +369,12 @@ def test_pallas_lowers_to_triton_for_cuda(deterministic):
 
     def fwd_bwd(x, table, ct):
         encode = lambda a, b: hash_encode_pallas(
-            a, b, cfg, interpret=False, deterministic=deterministic
+            a,
+            b,
+            cfg,
+            interpret=False,
+            deterministic=deterministic,
+            levels_per_program=levels_per_program,
         )
         out, pull = jax.vjp(encode, x, table)
         return out, *pull(ct)
