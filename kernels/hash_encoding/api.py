@@ -16,7 +16,7 @@ from typing import Literal
 
 import jax
 
-from .pallas import hash_encode_pallas
+from .pallas import Backward, hash_encode_pallas
 from .reference import HashEncodingConfig, hash_encode_reference
 
 Implementation = Literal["reference", "pallas"]
@@ -35,10 +35,23 @@ def default_implementation() -> Implementation:
         "interpret",
         "deterministic",
         "block_size",
+        "num_warps",
+        "levels_per_program",
+        "backward",
     ),
 )
 def _hash_encode(
-    x, table, *, config, implementation, interpret, deterministic, block_size
+    x,
+    table,
+    *,
+    config,
+    implementation,
+    interpret,
+    deterministic,
+    block_size,
+    num_warps,
+    levels_per_program,
+    backward,
 ):
     if implementation == "reference":
         return hash_encode_reference(x, table, config)
@@ -49,6 +62,9 @@ def _hash_encode(
         block_size=block_size,
         interpret=interpret,
         deterministic=deterministic,
+        num_warps=num_warps,
+        levels_per_program=levels_per_program,
+        backward=backward,
     )
 
 
@@ -61,6 +77,9 @@ def hash_encode(
     interpret: bool | None = None,
     deterministic: bool = True,
     block_size: int = 256,
+    num_warps: int = 4,
+    levels_per_program: int = 1,
+    backward: Backward | None = None,
 ) -> jax.Array:
     """Multiresolution hash encoding (Instant-NGP / tiny-cuda-nn conventions).
 
@@ -74,8 +93,15 @@ def hash_encode(
       interpret: run the kernel in the Pallas interpreter; None means on CPU.
         Ignored by the reference.
       deterministic: kernel's table gradient by sort + segmented scan (True,
-        bitwise reproducible) or by atomic adds (False, faster on GPU).
+        bitwise reproducible) or by atomic adds (False, faster on GPU); used
+        when ``backward`` is None.
       block_size: points per kernel program (a power of 2 on GPU).
+      num_warps: Triton warps per kernel program.
+      levels_per_program: consecutive levels per kernel program; must divide
+        ``L`` (a power of 2 on GPU).
+      backward: the kernel's table-gradient method, ``'sort'``, ``'atomic'``,
+        ``'split_sort'`` or ``'split_atomic'`` (see ``pallas.py``); None
+        follows ``deterministic``.
 
     Returns:
       ``(N, L * F)`` features in ``table.dtype``; column ``l * F + f`` is
@@ -100,4 +126,7 @@ def hash_encode(
         interpret=bool(interpret),
         deterministic=bool(deterministic),
         block_size=int(block_size),
+        num_warps=int(num_warps),
+        levels_per_program=int(levels_per_program),
+        backward=backward,
     )

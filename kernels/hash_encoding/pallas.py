@@ -1,199 +1,97 @@
-"""Pallas kernels for the multiresolution hash encoding, with a custom VJP.
+"""Hash encoding with Pallas kernels and a custom VJP; the table-gradient variants.
 
-Layout. The grid is ``(point_blocks, levels)``: Pallas axis 0 becomes CUDA's
-``blockIdx.x``, which the GPU schedules fastest, so all point blocks of one level
-run before the next level starts and only that level's table has to sit in L2
-(tcnn's "one level per ``blockIdx.y``"). Each program hashes ``B`` points at one
-level, gathers their 8 corners from the level's table and writes a ``(B, F)``
-block of the ``(N, L*F)`` output. Points travel transposed, ``(3, N)``, so that
-every load and store is a power-of-2 vector of ``B`` values, as Triton requires;
-the table travels flattened, ``(L, T*F)``, and is read with integer-array
-gathers ``t_ref[row * F + f]``.
+Forward: one Pallas kernel (``kernel.py``: layout, hashing, launch options).
 
-Hashing uses int32 arithmetic (the prime 2654435761 as its int32 bit pattern),
-which wraps exactly like tcnn's uint32 arithmetic; the row is taken as uint32
-``mod P_l`` and returned to int32. Values match ``reference.py`` bit for bit up
-to the compiler's choice of fused multiply-adds.
+Backward (custom VJP): ``d/dx`` comes from the backward kernel as ``(L, 3, N)``
+per-level partials that XLA sums over levels (no atomics, deterministic). The
+table gradient ``dtable[l, row_k] += w_k * g[n, l]`` over ``L * 8 * N``
+(level, corner, point) terms has four methods (``backward=``); ``level_runs``
+says which levels each uses, ``backward.py`` holds the XLA stages.
 
-Backward (custom VJP), one kernel over the same grid:
+* ``'sort'`` (``deterministic=True``, the default): the corner kernel writes
+  rows and weights; XLA stably sorts the ``L*8*N`` (level, row) keys with their
+  contributions, adds equal keys with a segmented associative scan (a fixed
+  summation tree) and writes each total once. Bitwise reproducible on any
+  backend. Cost: a radix sort of ``8*L*N`` int32 keys with int32 payloads (on
+  GPU several passes over ``8*L*N*8`` bytes), a gather of ``8*L*N*F`` floats, a
+  scan and a scatter; about 1.5x XLA's scatter-add on an H200.
+* ``'atomic'`` (``deterministic=False``): the kernel adds ``w * g`` with atomic
+  adds (tcnn's approach). One pass, no sort; but the coarse levels have few
+  rows and many points per row, so their atomics contend, and the summation
+  order (hence the last bits) varies between GPU runs.
+* ``'split_sort'``: dense (coarse) levels, where ``res_l^3 <= T`` and a
+  corner's row is ``(row_0 + o_k) mod P_l``, take the dense path of
+  ``backward.py``: one stable sort of the ``N`` base-corner keys per level
+  (``L_d*N`` keys instead of ``8*L_d*N``), one segmented scan of the 8 corner
+  streams side by side, then 8 contention-free scatter-adds (unique targets
+  per corner, corners added in the fixed order 0..7). The hashed levels take
+  the ``'sort'`` path. Bitwise reproducible. If some point breaks the dense
+  identity (possible only for points well outside ``[0, 1]^3``), that run of
+  dense levels falls back to the sort path, chosen at run time by
+  ``lax.cond`` (on a GPU the branch predicate is read by the host).
+* ``'split_atomic'``: dense levels as in ``'split_sort'`` (deterministic, no
+  contention); hashed levels by atomic adds, where rows are spread over ``T``
+  entries and contention is low. Not bitwise reproducible (the hashed levels'
+  atomics), expected to be the fastest.
 
-* ``d/dx``: per level and point, ``scale * sum_k dw_k/dfrac * <g, t[row_k]>``,
-  written as ``(L, 3, N)`` partials that XLA sums over levels (no atomics).
-* ``d/dtable``, ``deterministic=True`` (default): the kernel writes the rows and
-  weights of the 8 corners; XLA stably sorts the ``L*8*N`` (level, row) keys,
-  adds the contributions of equal keys with a segmented associative scan (a
-  fixed summation tree) and writes each total once. The result is bitwise
-  reproducible run to run on any backend.
-* ``deterministic=False``: the kernel adds ``w * g`` into the table gradient
-  with ``jax.ref.addupdate``, which the Triton lowering emits as an atomic add
-  (tcnn's approach): faster, but the summation order, hence the last bits,
-  varies between runs on a GPU.
-
-GPU lowering is Triton (``compiler_params=pltriton.CompilerParams(...)``):
-Mosaic GPU has no integer-array gather from global memory. On CPU the kernels
-run only with ``interpret=True``.
+The split variants launch the backward kernel once per run of levels (dense,
+then hashed); ``levels_per_program`` applies to a run only up to the largest
+common divisor of its start and length (1 for 5 dense of 16 levels).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax.experimental import pallas as pl
 
-from .reference import NUM_CORNERS, PRIMES, HashEncodingConfig
+from .backward import (
+    dense_contributions,
+    dense_keys,
+    dense_regular,
+    dense_table_gradient,
+    scatter_dense_corners,
+    scatter_segments,
+    segmented_scan,
+    sort_pairs,
+    sorted_segment_sum,
+    table_contributions,
+)
+from .kernel import (
+    BACKWARDS,
+    Backward,
+    PallasOptions,
+    atomic_kernel,
+    corner_kernel,
+    forward_kernel,
+    pad_cotangent,
+    pad_points,
+)
+from .reference import NUM_CORNERS, HashEncodingConfig
 
-try:  # Triton compiler params; absent from some CPU-only builds.
-    from jax.experimental.pallas import triton as pltriton
-except ImportError:  # pragma: no cover
-    pltriton = None
-
-# tcnn's primes as int32 bit patterns: int32 products wrap like uint32 ones.
-_PRIME1 = int(np.array(PRIMES[1], np.uint32).view(np.int32))
-_PRIME2 = int(np.array(PRIMES[2], np.uint32).view(np.int32))
-
-
-@dataclasses.dataclass(frozen=True)
-class PallasOptions:
-    """Static launch options.
-
-    Attributes:
-      block_size: points per program, ``B`` (a power of 2 for Triton).
-      interpret: run the kernels in the Pallas interpreter (any backend).
-      deterministic: table gradient by sort + segmented scan (True) or by
-        atomic adds in the kernel (False).
-      num_warps: Triton warps per program.
-    """
-
-    block_size: int = 256
-    interpret: bool = False
-    deterministic: bool = True
-    num_warps: int = 4
-
-
-def _level_constants(config: HashEncodingConfig) -> tuple[jax.Array, ...]:
-    """Per-level scale (f32), resolution, size and dense flag (int32), each (L,)."""
-    lp = config.levels()
-    return (
-        jnp.asarray(lp.scale, jnp.float32),
-        jnp.asarray(lp.resolution, jnp.int32),
-        jnp.asarray(lp.size, jnp.int32),
-        jnp.asarray(lp.dense, jnp.int32),
-    )
-
-
-def _corners(level_refs, x_ref):
-    """Rows (int32 (B,)) and per-dim weight factors of the 8 corners.
-
-    Returns ``(scale, rows, factors)`` where ``factors[k][d]`` is ``frac_d`` if
-    bit ``d`` of ``k`` is set, else ``1 - frac_d``.
-    """
-    scale_ref, res_ref, size_ref, dense_ref = level_refs
-    scale = scale_ref[...]
-    res = res_ref[...]
-    size = size_ref[...].astype(jnp.uint32)
-    dense = dense_ref[...] != 0
-    base, lo, hi = [], [], []
-    for d in range(3):
-        pos = x_ref[d, :] * scale + jnp.float32(0.5)
-        floor = jnp.floor(pos)
-        frac = pos - floor
-        base.append(floor.astype(jnp.int32))
-        lo.append(jnp.float32(1.0) - frac)
-        hi.append(frac)
-    rows, factors = [], []
-    for k in range(NUM_CORNERS):
-        bit = [(k >> d) & 1 for d in range(3)]
-        c = [base[d] + bit[d] if bit[d] else base[d] for d in range(3)]
-        dense_index = c[0] + c[1] * res + c[2] * (res * res)
-        hashed = c[0] ^ (c[1] * _PRIME1) ^ (c[2] * _PRIME2)
-        index = jnp.where(dense, dense_index, hashed).astype(jnp.uint32)
-        rows.append((index % size).astype(jnp.int32))
-        factors.append([hi[d] if bit[d] else lo[d] for d in range(3)])
-    return scale, rows, factors
-
-
-def _fwd_kernel(*refs, num_features: int):
-    """refs: 4 level constants, x (3, B), table (T*F,) -> out (B, F)."""
-    *level_refs, x_ref, t_ref, o_ref = refs
-    _, rows, factors = _corners(level_refs, x_ref)
-    acc = [None] * num_features
-    for k in range(NUM_CORNERS):
-        a = factors[k]
-        w = a[0] * a[1] * a[2]
-        offset = rows[k] * num_features
-        for f in range(num_features):
-            term = w * t_ref[offset + f].astype(jnp.float32)
-            acc[f] = term if k == 0 else acc[f] + term
-    for f in range(num_features):
-        o_ref[:, f] = acc[f].astype(o_ref.dtype)
-
-
-def _bwd_kernel(*refs, num_features: int, deterministic: bool):
-    """refs: 4 level constants, x (3, B), table (T*F,), g (B, F), then outputs.
-
-    Outputs: ``dx`` (3, B) and either rows (8, B) + weights (8, B)
-    (deterministic) or the aliased table gradient (T*F,) (atomic).
-    """
-    if deterministic:
-        *level_refs, x_ref, t_ref, g_ref, dx_ref, rows_ref, w_ref = refs
-    else:
-        *level_refs, x_ref, t_ref, g_ref, _, dx_ref, dt_ref = refs
-    scale, rows, factors = _corners(level_refs, x_ref)
-    g = [g_ref[:, f].astype(jnp.float32) for f in range(num_features)]
-    dx = [None, None, None]
-    for k in range(NUM_CORNERS):
-        a = factors[k]
-        w = a[0] * a[1] * a[2]
-        offset = rows[k] * num_features
-        gt = None
-        for f in range(num_features):
-            term = g[f] * t_ref[offset + f].astype(jnp.float32)
-            gt = term if gt is None else gt + term
-        others = (a[1] * a[2], a[0] * a[2], a[0] * a[1])
-        for d in range(3):
-            term = others[d] * gt
-            if not (k >> d) & 1:
-                term = -term
-            dx[d] = term if dx[d] is None else dx[d] + term
-        if deterministic:
-            rows_ref[k, :] = rows[k]
-            w_ref[k, :] = w
-        else:
-            for f in range(num_features):
-                jax.ref.addupdate(dt_ref, offset + f, w * g[f])
-    for d in range(3):
-        dx_ref[d, :] = dx[d] * scale
-
-
-def _compiler_kwargs(opts: PallasOptions) -> dict:
-    if opts.interpret or pltriton is None:
-        return {}
-    params = pltriton.CompilerParams(num_warps=opts.num_warps, num_stages=1)
-    return {"compiler_params": params}
-
-
-def _common_specs(config: HashEncodingConfig, block: int) -> list[pl.BlockSpec]:
-    t_flat = config.hashmap_size * config.features_per_level
-    level = pl.BlockSpec((pl.squeezed,), lambda i, lvl: (lvl,))
-    return [
-        level,
-        level,
-        level,
-        level,
-        pl.BlockSpec((3, block), lambda i, lvl: (0, i)),
-        pl.BlockSpec((pl.squeezed, t_flat), lambda i, lvl: (lvl, 0)),
-    ]
-
-
-def _pad_points(x: jax.Array, block: int) -> jax.Array:
-    """(N, 3) -> (3, N_pad) float32, padded with zeros to a multiple of block."""
-    n = x.shape[0]
-    n_pad = -(-n // block) * block
-    return jnp.pad(x.astype(jnp.float32), ((0, n_pad - n), (0, 0))).T
+__all__ = [
+    "BACKWARDS",
+    "Backward",
+    "PallasOptions",
+    "atomic_kernel",
+    "corner_kernel",
+    "dense_contributions",
+    "dense_keys",
+    "dense_regular",
+    "dense_table_gradient",
+    "forward_kernel",
+    "hash_encode_pallas",
+    "level_runs",
+    "pad_cotangent",
+    "pad_points",
+    "scatter_dense_corners",
+    "scatter_segments",
+    "segmented_scan",
+    "sort_pairs",
+    "sorted_segment_sum",
+    "table_contributions",
+]
 
 
 def _check(x: jax.Array, table: jax.Array, config: HashEncodingConfig) -> None:
@@ -204,53 +102,48 @@ def _check(x: jax.Array, table: jax.Array, config: HashEncodingConfig) -> None:
         raise ValueError(f"x must be (N, 3), got {x.shape}")
 
 
-def _forward(
-    x: jax.Array, table: jax.Array, config: HashEncodingConfig, opts: PallasOptions
-) -> jax.Array:
-    num_levels, t, num_features = table.shape
-    block = opts.block_size
-    xt = _pad_points(x, block)
-    n_pad = xt.shape[1]
-    out = pl.pallas_call(
-        functools.partial(_fwd_kernel, num_features=num_features),
-        grid=(n_pad // block, num_levels),
-        in_specs=_common_specs(config, block),
-        out_specs=pl.BlockSpec((block, num_features), lambda i, lvl: (i, lvl)),
-        out_shape=jax.ShapeDtypeStruct((n_pad, num_levels * num_features), jnp.float32),
-        interpret=opts.interpret,
-        **_compiler_kwargs(opts),
-    )(*_level_constants(config), xt, table.reshape(num_levels, t * num_features))
-    return out[: x.shape[0]].astype(table.dtype)
+def level_runs(
+    config: HashEncodingConfig, backward: Backward
+) -> tuple[tuple[int, int, str], ...]:
+    """Maximal runs of levels that share a table-gradient method.
 
-
-def _sorted_segment_sum(keys: jax.Array, values: jax.Array, size: int) -> jax.Array:
-    """Deterministic ``zeros((size, F)).at[keys].add(values)``.
-
-    Args:
-      keys: int32 ``(M,)`` in ``[0, size)``.
-      values: float32 ``(M, F)``.
-      size: number of output rows.
-
-    Returns:
-      ``(size, F)`` float32 sums, built by a stable sort, a segmented inclusive
-      scan (fixed association tree) and one write per distinct key.
+    Returns ``(start, stop, method)`` triples covering ``[0, L)`` in order,
+    ``method`` one of ``'sort'``, ``'atomic'``, ``'dense'``. ``'sort'`` and
+    ``'atomic'`` give one run; the split variants give ``'dense'`` to the
+    dense levels and ``'sort'``/``'atomic'`` to the hashed ones.
     """
-    order = jnp.arange(keys.shape[0], dtype=jnp.int32)
-    sorted_keys, order = jax.lax.sort((keys, order), num_keys=1, is_stable=True)
-    vals = values[order]
-    change = sorted_keys[1:] != sorted_keys[:-1]
-    start = jnp.concatenate([jnp.ones((1,), bool), change])
-    last = jnp.concatenate([change, jnp.ones((1,), bool)])
+    if backward in ("sort", "atomic"):
+        return ((0, config.num_levels, backward),)
+    hashed = backward.removeprefix("split_")
+    runs: list[tuple[int, int, str]] = []
+    for level, dense in enumerate(config.levels().dense):
+        method = "dense" if dense else hashed
+        if runs and runs[-1][2] == method:
+            runs[-1] = (runs[-1][0], level + 1, method)
+        else:
+            runs.append((level, level + 1, method))
+    return tuple(runs)
 
-    def combine(a, b):
-        a_start, a_val = a
-        b_start, b_val = b
-        return a_start | b_start, jnp.where(b_start[..., None], b_val, a_val + b_val)
 
-    _, sums = jax.lax.associative_scan(combine, (start, vals))
-    target = jnp.where(last, sorted_keys, size)  # non-final entries are dropped
-    out = jnp.zeros((size, values.shape[1]), jnp.float32)
-    return out.at[target].set(sums, mode="drop")
+def _run_table_gradient(xt, table, g, config, opts, start, stop, method):
+    """``(dx (L_r, 3, N_p), dtable (L_r, T, F))`` of one level run."""
+    t, num_features = config.hashmap_size, config.features_per_level
+    count = stop - start
+    if method == "atomic":
+        dx, dtable = atomic_kernel(xt, table, g, config, opts, (start, stop))
+        return dx, dtable.reshape(count, t, num_features)
+    dx, rows, weights = corner_kernel(xt, table, g, config, opts, (start, stop))
+    if count != config.num_levels:
+        g = g[:, start * num_features : stop * num_features]
+    if method == "sort":
+        keys, contrib = table_contributions(rows, weights, g, t)
+        dtable = sorted_segment_sum(keys, contrib, count * t)
+    else:
+        lp = config.levels()
+        dtable = dense_table_gradient(
+            rows, weights, g, t, lp.resolution[start:stop], lp.size[start:stop]
+        )
+    return dx, dtable.reshape(count, t, num_features)
 
 
 def _backward(
@@ -260,82 +153,26 @@ def _backward(
     config: HashEncodingConfig,
     opts: PallasOptions,
 ) -> tuple[jax.Array, jax.Array]:
-    num_levels, t, num_features = table.shape
-    block = opts.block_size
-    n = x.shape[0]
-    xt = _pad_points(x, block)
-    n_pad = xt.shape[1]
-    g = jnp.pad(g.astype(jnp.float32), ((0, n_pad - n), (0, 0)))
-    grid = (n_pad // block, num_levels)
-    in_specs = [
-        *_common_specs(config, block),
-        pl.BlockSpec((block, num_features), lambda i, lvl: (i, lvl)),
+    """``(dx (N, 3), dtable (L, T, F))``, float32, level run by level run."""
+    xt = pad_points(x, opts.block_size)
+    g = pad_cotangent(g, opts.block_size)
+    parts = [
+        _run_table_gradient(xt, table, g, config, opts, *run)
+        for run in level_runs(config, opts.method)
     ]
-    args = [
-        *_level_constants(config),
-        xt,
-        table.reshape(num_levels, t * num_features),
-        g,
-    ]
-    per_level = lambda rows: pl.BlockSpec(
-        (pl.squeezed, rows, block), lambda i, lvl: (lvl, 0, i)
-    )
-    dx_shape = jax.ShapeDtypeStruct((num_levels, 3, n_pad), jnp.float32)
-    kernel = functools.partial(
-        _bwd_kernel, num_features=num_features, deterministic=opts.deterministic
-    )
-    if opts.deterministic:
-        corner_shape = (num_levels, NUM_CORNERS, n_pad)
-        dx, rows, weights = pl.pallas_call(
-            kernel,
-            grid=grid,
-            in_specs=in_specs,
-            out_specs=[per_level(3), per_level(NUM_CORNERS), per_level(NUM_CORNERS)],
-            out_shape=[
-                dx_shape,
-                jax.ShapeDtypeStruct(corner_shape, jnp.int32),
-                jax.ShapeDtypeStruct(corner_shape, jnp.float32),
-            ],
-            interpret=opts.interpret,
-            **_compiler_kwargs(opts),
-        )(*args)
-        # Contribution of (level l, corner k, point n) to feature f: w * g.
-        g_lfn = jnp.transpose(g.reshape(n_pad, num_levels, num_features), (1, 2, 0))
-        contrib = weights[:, :, None, :] * g_lfn[:, None, :, :]  # (L, 8, F, N)
-        contrib = jnp.transpose(contrib, (0, 1, 3, 2)).reshape(-1, num_features)
-        level = jnp.arange(num_levels, dtype=jnp.int32)[:, None, None]
-        keys = (rows + level * t).reshape(-1)
-        dtable = _sorted_segment_sum(keys, contrib, num_levels * t)
-    else:
-        t_flat = t * num_features
-        zeros = jnp.zeros((num_levels, t_flat), jnp.float32)
-        dx, dtable = pl.pallas_call(
-            kernel,
-            grid=grid,
-            in_specs=[
-                *in_specs,
-                pl.BlockSpec((pl.squeezed, t_flat), lambda i, lvl: (lvl, 0)),
-            ],
-            out_specs=[
-                per_level(3),
-                pl.BlockSpec((pl.squeezed, t_flat), lambda i, lvl: (lvl, 0)),
-            ],
-            out_shape=[dx_shape, jax.ShapeDtypeStruct(zeros.shape, jnp.float32)],
-            input_output_aliases={len(args): 1},
-            interpret=opts.interpret,
-            **_compiler_kwargs(opts),
-        )(*args, zeros)
-    dx = jnp.sum(dx, axis=0).T[:n]
-    return dx, dtable.reshape(num_levels, t, num_features)
+    join = lambda arrays: arrays[0] if len(arrays) == 1 else jnp.concatenate(arrays)
+    dx = join([p[0] for p in parts])
+    dtable = join([p[1] for p in parts])
+    return jnp.sum(dx, axis=0).T[: x.shape[0]], dtable
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _encode(x, table, config, opts):
-    return _forward(x, table, config, opts)
+    return forward_kernel(x, table, config, opts)
 
 
 def _encode_fwd(x, table, config, opts):
-    return _forward(x, table, config, opts), (x, table)
+    return forward_kernel(x, table, config, opts), (x, table)
 
 
 def _encode_bwd(config, opts, residuals, g):
@@ -356,6 +193,8 @@ def hash_encode_pallas(
     interpret: bool = False,
     deterministic: bool = True,
     num_warps: int = 4,
+    levels_per_program: int = 1,
+    backward: Backward | None = None,
 ) -> jax.Array:
     """Hash encoding with the Pallas kernels (differentiable wrt x and table).
 
@@ -365,16 +204,36 @@ def hash_encode_pallas(
       config: the grid; must agree with ``table``'s shape.
       block_size: points per program (a power of 2 on GPU).
       interpret: run in the Pallas interpreter (required on CPU).
-      deterministic: sort-based (True) or atomic (False) table gradient.
+      deterministic: sort-based (True) or atomic (False) table gradient; used
+        only when ``backward`` is None.
       num_warps: Triton warps per program.
+      levels_per_program: consecutive levels one program handles for its block
+        of points (grid ``(N/B, L/P)``); must divide ``L``.
+      backward: table-gradient method, ``'sort'``, ``'atomic'``,
+        ``'split_sort'`` or ``'split_atomic'`` (module docstring); None means
+        ``'sort'`` if ``deterministic`` else ``'atomic'``.
 
     Returns:
       ``(N, L * F)`` features in ``table.dtype``, level-major.
     """
     _check(x, table, config)
+    if backward is not None and backward not in BACKWARDS:
+        raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")
+    if levels_per_program < 1 or config.num_levels % levels_per_program:
+        raise ValueError(
+            f"levels_per_program={levels_per_program} must divide "
+            f"num_levels={config.num_levels}"
+        )
+    opts = PallasOptions(
+        block_size, interpret, deterministic, num_warps, levels_per_program, backward
+    )
     if config.num_levels * config.hashmap_size >= 2**31:
         raise ValueError("L * T must be < 2^31 (int32 sort keys)")
-    if deterministic and config.num_levels * NUM_CORNERS * x.shape[0] >= 2**31:
-        raise ValueError("deterministic=True needs L * 8 * N < 2^31 (int32 sort)")
-    opts = PallasOptions(block_size, interpret, deterministic, num_warps)
+    if (
+        opts.method != "atomic"
+        and config.num_levels * NUM_CORNERS * x.shape[0] >= 2**31
+    ):
+        raise ValueError(
+            f"backward={opts.method!r} needs L * 8 * N < 2^31 (int32 sort)"
+        )
     return _encode(x, table, config, opts)

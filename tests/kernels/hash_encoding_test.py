@@ -256,13 +256,198 @@ def test_hash_encode_matches_reference(name, deterministic, implementation, mode
     )
 
 
+def _pallas_vjp(cfg, x, table, ct, **kwargs) -> list[np.ndarray]:
+    """``[features, d x, d table]`` of the interpreted kernel, one VJP with ``ct``."""
+
+    def vjp(x, table):
+        encode = lambda a, b: hash_encode_pallas(a, b, cfg, interpret=True, **kwargs)
+        out, pull = jax.vjp(encode, x, table)
+        return [out, *pull(ct)]
+
+    return [np.asarray(a) for a in jax.jit(vjp)(x, table)]
+
+
+def _random_case(cfg, seed: int, n: int = 100):
+    kx, kt, kc = jax.random.split(jax.random.key(seed), 3)
+    x = _points(kx, n)
+    shape = (cfg.num_levels, cfg.hashmap_size, cfg.features_per_level)
+    table = jax.random.normal(kt, shape)
+    ct = jax.random.normal(kc, (x.shape[0], cfg.output_dim))
+    return x, table, ct
+
+
+@pytest.mark.parametrize(
+    "levels_per_program, deterministic", [(2, True), (2, False), (4, True)]
+)
+def test_levels_per_program_matches_one_level(levels_per_program, deterministic):
+    """P levels per program: features bitwise equal to P = 1, gradients close."""
+    cfg = KERNEL_CONFIGS["mixed_T_not_pow2"]  # 4 levels: 3 dense, 1 hashed
+    x, table, ct = _random_case(cfg, 10 * levels_per_program + deterministic)
+    kw = dict(block_size=32, deterministic=deterministic)
+    want = _pallas_vjp(cfg, x, table, ct, levels_per_program=1, **kw)
+    got = _pallas_vjp(cfg, x, table, ct, levels_per_program=levels_per_program, **kw)
+    np.testing.assert_array_equal(got[0], want[0])
+    for g, w in zip(got[1:], want[1:]):
+        _close(g, w)
+    truth = jax.jit(hash_encode_reference, static_argnums=2)(x, table, cfg)
+    _close(got[0], truth)
+
+
+def test_levels_per_program_matches_reference_through_api():
+    cfg = KERNEL_CONFIGS["hash_only_F4"]  # 2 levels, F = 4
+
+    def fn(x, table, *, implementation, interpret):
+        return hash_encode(
+            x,
+            table,
+            config=cfg,
+            implementation=implementation,
+            interpret=interpret,
+            deterministic=True,
+            block_size=32,
+            num_warps=2,
+            levels_per_program=2,
+        )
+
+    x, table, _ = _random_case(cfg, 7)
+    kernel_base.check_against_reference(
+        fn,
+        (x, table),
+        (0, 1),
+        "pallas",
+        "interpret",
+        rtol=1e-5,
+        names=("features", "d x", "d table"),
+    )
+
+
+def test_levels_per_program_must_divide_levels():
+    cfg = KERNEL_CONFIGS["mixed_T_not_pow2"]
+    x, table, _ = _random_case(cfg, 8, n=4)
+    for bad in (0, 3, 8):
+        with pytest.raises(ValueError, match="levels_per_program"):
+            hash_encode_pallas(x, table, cfg, interpret=True, levels_per_program=bad)
+
+
+@pytest.mark.parametrize("backward", ["split_sort", "split_atomic"])
+@pytest.mark.parametrize("name", ["mixed_T_not_pow2", "dense_only", "hash_only_F4"])
+def test_split_backward_matches_reference(name, backward):
+    """Values and both gradients of the split table-gradient variants."""
+    cfg = KERNEL_CONFIGS[name]
+    x, table, _ = _random_case(cfg, 40 + sum(map(ord, name)))
+
+    def fn(x, table, *, implementation, interpret):
+        return hash_encode(
+            x,
+            table,
+            config=cfg,
+            implementation=implementation,
+            interpret=interpret,
+            backward=backward,
+            block_size=32,
+        )
+
+    kernel_base.check_against_reference(
+        fn,
+        (x, table),
+        (0, 1),
+        "pallas",
+        "interpret",
+        rtol=1e-5,
+        names=("features", "d x", "d table"),
+        cache_key=("hash_encoding_split", name),
+    )
+
+
+def test_split_sort_is_bitwise_reproducible():
+    cfg = KERNEL_CONFIGS["mixed_T_not_pow2"]
+    x, table, ct = _random_case(cfg, 50)
+    first = _pallas_vjp(cfg, x, table, ct, backward="split_sort", block_size=32)
+    second = _pallas_vjp(cfg, x, table, ct, backward="split_sort", block_size=32)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
+def _corner_outputs(cfg, x, table, ct, block=32):
+    """Corner-kernel rows and weights and the padded cotangent, all levels."""
+    opts = hp.PallasOptions(block_size=block, interpret=True)
+    xt, g = hp.pad_points(x, block), hp.pad_cotangent(ct, block)
+    _, rows, weights = jax.jit(hp.corner_kernel, static_argnums=(3, 4))(
+        xt, table, g, cfg, opts
+    )
+    return rows, weights, g
+
+
+def test_dense_stages_match_sort_path():
+    """One sort of base-corner keys + 8 corner scatters = the full sort path."""
+    cfg = KERNEL_CONFIGS["dense_only"]
+    lp, t = cfg.levels(), cfg.hashmap_size
+    x, table, ct = _random_case(cfg, 60)
+    rows, weights, g = _corner_outputs(cfg, x, table, ct)
+    assert bool(hp.dense_regular(rows, lp.resolution, lp.size))
+    keys = hp.dense_keys(rows, t)
+    values = hp.dense_contributions(weights, g)
+    assert keys.shape == (rows.shape[0] * rows.shape[2],)
+    assert values.shape == (keys.shape[0], 8 * cfg.features_per_level)
+    sorted_keys, sorted_values = hp.sort_pairs(keys, values)
+    assert bool(jnp.all(sorted_keys[1:] >= sorted_keys[:-1]))
+    sums, last = hp.segmented_scan(sorted_keys, sorted_values)
+    got = hp.scatter_dense_corners(sorted_keys, last, sums, t, lp.resolution, lp.size)
+    want = hp.sorted_segment_sum(
+        *hp.table_contributions(rows, weights, g, t), cfg.num_levels * t
+    )
+    _close(got, want)
+    add_at = np.zeros((cfg.num_levels * t, cfg.features_per_level))
+    k, v = hp.table_contributions(rows, weights, g, t)
+    np.add.at(add_at, np.asarray(k), np.asarray(v))
+    _close(got, add_at)
+
+
+def test_dense_path_falls_back_outside_unit_cube():
+    # res 6 and 9, P = 216 and 736 (not powers of 2). A point just below the
+    # cube has base index -1 or -2: adding a corner offset wraps uint32, so
+    # row_k != (row_0 + o_k) mod P and the sort path must take the level.
+    cfg = HashEncodingConfig(
+        2, 2, table_size=4096, base_resolution=6, per_level_scale=1.5
+    )
+    lp = cfg.levels()
+    assert lp.dense == (True, True) and lp.size == (216, 736)
+    x, table, ct = _random_case(cfg, 70, n=40)
+    rows, *_ = _corner_outputs(cfg, x, table, ct)
+    assert bool(hp.dense_regular(rows, lp.resolution, lp.size))
+    outside = x.at[:4].set(jnp.asarray([[-0.2, 0.0, 0.0]] * 4))
+    rows, *_ = _corner_outputs(cfg, outside, table, ct)
+    assert not bool(hp.dense_regular(rows, lp.resolution, lp.size))
+    got = _pallas_vjp(cfg, outside, table, ct, backward="split_sort", block_size=32)
+
+    def vjp(x, table):
+        out, pull = jax.vjp(lambda a, b: hash_encode_reference(a, b, cfg), x, table)
+        return [out, *pull(ct)]
+
+    want = jax.jit(vjp)(outside, table)
+    for a, b in zip(got, want):
+        _close(a, b)
+
+
+def test_level_runs_and_backward_validation():
+    cfg = KERNEL_CONFIGS["mixed_T_not_pow2"]
+    assert hp.level_runs(cfg, "sort") == ((0, 4, "sort"),)
+    assert hp.level_runs(cfg, "split_atomic") == ((0, 3, "dense"), (3, 4, "atomic"))
+    assert hp.level_runs(KERNEL_CONFIGS["hash_only_F4"], "split_sort") == (
+        (0, 2, "sort"),
+    )
+    x, table, _ = _random_case(cfg, 9, n=4)
+    with pytest.raises(ValueError, match="backward"):
+        hash_encode_pallas(x, table, cfg, interpret=True, backward="scatter")
+
+
 def test_sorted_segment_sum_matches_add_at():
     rng = np.random.default_rng(5)
     keys = rng.integers(0, 50, size=300).astype(np.int32)
     vals = rng.normal(size=(300, 2)).astype(np.float32)
     want = np.zeros((60, 2))
     np.add.at(want, keys, vals)
-    got = jax.jit(hp._sorted_segment_sum, static_argnums=2)(keys, vals, 60)
+    got = jax.jit(hp.sorted_segment_sum, static_argnums=2)(keys, vals, 60)
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
 
 
@@ -282,10 +467,16 @@ def test_api_defaults_and_validation():
         hash_encode(x, table, config=cfg, implementation="cuda")
 
 
-@pytest.mark.parametrize("deterministic", [True, False])
-def test_pallas_lowers_to_triton_for_cuda(deterministic):
+@pytest.mark.parametrize("levels_per_program", [1, 2])
+@pytest.mark.parametrize(
+    "backward, calls",
+    [("sort", 2), ("atomic", 2), ("split_sort", 3), ("split_atomic", 3)],
+)
+def test_pallas_lowers_to_triton_for_cuda(backward, calls, levels_per_program):
     # Lowering for a CUDA target runs here without a GPU: it checks that every
     # op in both kernels has a Triton lowering (Triton IR is compiled on the GPU).
+    # The split variants launch the backward kernel once per run of levels
+    # (3 dense levels, then 1 hashed).
     from jax import export
 
     cfg = KERNEL_CONFIGS["mixed_T_not_pow2"]
@@ -295,7 +486,12 @@ def test_pallas_lowers_to_triton_for_cuda(deterministic):
 
     def fwd_bwd(x, table, ct):
         encode = lambda a, b: hash_encode_pallas(
-            a, b, cfg, interpret=False, deterministic=deterministic
+            a,
+            b,
+            cfg,
+            interpret=False,
+            backward=backward,
+            levels_per_program=levels_per_program,
         )
         out, pull = jax.vjp(encode, x, table)
         return out, *pull(ct)
@@ -306,4 +502,4 @@ def test_pallas_lowers_to_triton_for_cuda(deterministic):
         platforms=["cuda"],
         disabled_checks=[export.DisabledSafetyCheck.custom_call(triton)],
     )(x, table, ct)
-    assert exported.mlir_module().count(f"@{triton}") == 2
+    assert exported.mlir_module().count(f"@{triton}") == calls
