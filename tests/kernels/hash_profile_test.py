@@ -13,6 +13,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
+from jaxsuite.kernels.hash_encoding import cost
 
 _BENCHMARKS = pathlib.Path(__file__).parents[2] / "benchmarks"
 
@@ -102,12 +103,12 @@ def test_cost_model_counts_sort_entries():
     profile = _profile()
     cfg = profile.PRESETS["gpu"].config  # 5 dense of 16 levels
     n = 2**20
-    fwd = profile.cost_model(cfg, n, "forward")
+    fwd = cost.cost_model(cfg, n, "forward")
     assert fwd["sort_bytes"] == 0
     assert fwd["gathered_bytes"] == 8 * 16 * n * 32
-    sort = profile.cost_model(cfg, n, "forward_backward", "sort")
-    split = profile.cost_model(cfg, n, "forward_backward", "split_sort")
-    atomic = profile.cost_model(cfg, n, "forward_backward", "atomic")
+    sort = cost.cost_model(cfg, n, "forward_backward", "sort")
+    split = cost.cost_model(cfg, n, "forward_backward", "split_sort")
+    atomic = cost.cost_model(cfg, n, "forward_backward", "atomic")
     assert atomic["sort_bytes"] == 0
     assert 0 < split["sort_bytes"] < sort["sort_bytes"]
     assert sort["hbm_bytes"] == split["hbm_bytes"] > fwd["hbm_bytes"]
