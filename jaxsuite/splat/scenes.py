@@ -362,7 +362,7 @@ def random_scene(
     half = np.tan(np.deg2rad(fov_deg) / 2)
     xy = jax.random.uniform(k[1], (n, 2), minval=-half, maxval=half) * depth[:, None]
     if aspect != 1.0:
-        xy = xy * jnp.array([1.0, aspect], jnp.float32)
+        xy = xy * jnp.array([[1.0, aspect]], jnp.float32)
     means = jnp.concatenate([xy, -depth[:, None]], axis=-1)
     pixels = jax.random.uniform(k[2], (n, 3), minval=1.0, maxval=4.0)
     quats = jax.random.normal(k[3], (n, 4))
