@@ -20,18 +20,19 @@ next stage, and cannot fuse with its neighbours, so the stage sum differs
 from the end-to-end time; both are reported side by side
 (``*_sum_over_e2e``). Beside each stage sits a stated analytic estimate of
 the bytes it moves and its time at the device's spec-sheet HBM bandwidth
-(:func:`analytic_cost`). Memory: the compiled frame's and training step's
-``memory_analysis()`` and the device's peak bytes in use since start-up.
-Every row records the frame's intersection count, capacity and overflow
-flag, and ``max_error``: the frame's largest absolute difference from the
-dense reference rasteriser on a window (the whole image for small frames),
-so a fast wrong kernel shows. The batched-camera rows time
-``render_cameras`` (``B`` cameras, one call) against ``B`` single-camera
+(``jaxsuite.splat.stages.analytic_cost``). Memory: the compiled frame's and
+training step's ``memory_analysis()`` and the device's peak bytes in use
+since start-up. Every row records the frame's intersection count, capacity
+and overflow flag, and ``max_error``: the frame's largest absolute
+difference from the dense reference rasteriser on a window (the whole image
+for small frames), so a fast wrong kernel shows. The batched-camera rows
+time ``render_cameras`` (``B`` cameras, one call) against ``B`` single-camera
 calls. A case that raises becomes a row naming the error (``failed``) and
 the run goes on; the JSON is rewritten after every case.
 
     python benchmarks/splat_profile.py --preset=tiny   # CPU, under a minute
     python benchmarks/splat_profile.py --preset=gpu    # one GPU
+    python benchmarks/splat_profile.py --preset=gpu --cases=anchor,real_3m
 
 Presets: ``tiny`` (64 x 64, 256 Gaussians, 'xla' and 'pallas', the latter
 interpreted on CPU, where its timings mean nothing) and ``gpu`` (500,000
@@ -72,26 +73,22 @@ ERROR_TOLERANCE = 1e-3
 _TINY = dict(implementations=("xla", "pallas"), max_per_tile=128, window=None)
 _GPU = dict(implementations=("pallas",), max_per_tile=512, window=64)
 PRESETS = {
-    "tiny": dict(
-        repeats=1,
-        scenes=[dict(name="tiny", gaussians=256, width=64, height=64, **_TINY)],
-        batched=[dict(name="tiny_x2", gaussians=256, size=64, cameras=2,
-                      **dict(_TINY, implementations=("pallas",)))],
-    ),
-    "gpu": dict(
-        repeats=10,
-        scenes=[
-            dict(name="anchor_fps_cap", gaussians=500_000, width=800, height=800,
-                 capacity_rule="render_fps", **_GPU),
-            dict(name="anchor", gaussians=500_000, width=800, height=800, **_GPU),
-            dict(name="real_1m", gaussians=1_000_000, width=1920, height=1080,
-                 **_GPU),
-            dict(name="real_3m", gaussians=3_000_000, width=1920, height=1080,
-                 max_repeats=5, **_GPU),
-        ],
-        batched=[dict(name="anchor_x4", gaussians=500_000, size=800, cameras=4,
-                      **_GPU)],
-    ),
+    "tiny": dict(repeats=1, cases=[
+        dict(name="tiny", gaussians=256, width=64, height=64, **_TINY),
+        dict(name="tiny_x2", gaussians=256, size=64, cameras=2,
+             **dict(_TINY, implementations=("pallas",))),
+    ]),
+    # The anchor first (render_fps.py's capacity: its 8.47 ms on an H200),
+    # the heaviest case last.
+    "gpu": dict(repeats=10, cases=[
+        dict(name="anchor_fps_cap", gaussians=500_000, width=800, height=800,
+             capacity_rule="render_fps", **_GPU),
+        dict(name="anchor", gaussians=500_000, width=800, height=800, **_GPU),
+        dict(name="anchor_x4", gaussians=500_000, size=800, cameras=4, **_GPU),
+        dict(name="real_1m", gaussians=1_000_000, width=1920, height=1080, **_GPU),
+        dict(name="real_3m", gaussians=3_000_000, width=1920, height=1080,
+             max_repeats=5, **_GPU),
+    ]),
 }  # fmt: skip
 
 
@@ -107,65 +104,6 @@ def capacity_for(need: int, gaussians: int, rule: str = "counted") -> int:
     if rule != "counted":
         raise ValueError(f"unknown capacity rule {rule!r}")
     return 1 << max(12, (max(need, 1) - 1).bit_length())
-
-
-def analytic_cost(stage: str, n: int, capacity: int, used: int, width: int,
-                  height: int, channels: int = 3) -> dict:  # fmt: skip
-    """A stated estimate of the bytes a Pallas-path stage moves at least.
-
-    Each array a stage must read or write is counted once, in 4-byte words;
-    ``F = 6 + C`` workspace rows, ``K = 16`` SH coefficients, ``T`` tiles,
-    ``S = capacity`` slots of which ``U = used`` hold intersections:
-
-    * ``covariance``: scales, quaternions in, covariances out: ``16 N``;
-    * ``projection``: means, covariances in; means2d, conics, depths, radii,
-      2D covariances out: ``22 N``;
-    * ``sh_colors``: SH and means in, colours out: ``(3K + 6) N``;
-    * ``binning_expand``: per-Gaussian rectangles, depths and running totals
-      in, three words per slot out: ``8 N + 3 S``;
-    * ``sort``: a radix-sort estimate, 64-bit key and 32-bit value in 8-bit
-      digits: 8 passes each reading and writing all slots, ``48 S``; this is
-      what CUB's radix sort moves; XLA may run a comparison sort (bitonic,
-      ``log2(S)^2 / 2`` passes) that moves more;
-    * ``tile_ranges``: two binary searches per tile: ``2 T (log2 S + 1)``;
-    * ``rasterize``: the sorted gather (ids and source rows read, ``(F, S)``
-      workspace written), the kernel's read of the used slots, image,
-      transmittance and ``last`` written: ``S (1 + 2F) + U F + H W (C + 2)``;
-    * ``rasterize_vjp``: the slot gradients zero-filled and summed (``(F,
-      S)`` written, read with the ids), the used slots read and written,
-      per-pixel state and cotangents read, per-Gaussian gradients written:
-      ``S (2F + 1) + 2 U F + H W (2C + 3) + N F``;
-    * ``segment_sum``: ``S (F + 1) + N F``;
-    * the VJPs of covariance, projection and SH colours: twice their forward.
-
-    ``workspace_bytes`` is the stage's slot-sized scratch. Returns
-    ``{"bytes", "workspace_bytes"}``, both None for a stage not modelled.
-    """
-    f, hw = 6 + channels, width * height
-    tiles = math.ceil(width / TILE) * math.ceil(height / TILE)
-    words = {
-        "covariance": (16 * n, 0),
-        "projection": (22 * n, 0),
-        "sh_colors": ((3 * 16 + 6) * n, 0),
-        "binning_expand": (8 * n + 3 * capacity, 3 * capacity),
-        "sort": (48 * capacity, 3 * capacity),
-        "tile_ranges": (2 * tiles * (math.log2(capacity) + 1), 0),
-        "rasterize": (
-            capacity * (1 + 2 * f) + used * f + hw * (channels + 2),
-            f * capacity,
-        ),
-        "rasterize_vjp": (
-            capacity * (2 * f + 1) + 2 * used * f + hw * (2 * channels + 3) + n * f,
-            2 * f * capacity,
-        ),
-        "segment_sum": (capacity * (f + 1) + n * f, 0),
-    }
-    for name in ("covariance", "projection", "sh_colors"):
-        words[f"{name}_vjp"] = (2 * words[name][0], 0)
-    if stage not in words:
-        return {"bytes": None, "workspace_bytes": None}
-    total, scratch = words[stage]
-    return {"bytes": int(4 * total), "workspace_bytes": int(4 * scratch)}
 
 
 def _ms(stats: dict) -> dict:
@@ -239,7 +177,7 @@ def _window(width: int, height: int, side: int | None) -> tuple[int, int, int, i
 def stage_rows(fwd: dict, bwd: dict, impl: str, *sizes) -> list:
     """One row per stage: timing, share of its sums, analytic bytes, roofline.
 
-    ``sizes`` are :func:`analytic_cost`'s ``(n, capacity, used, width,
+    ``sizes`` are ``jaxsuite.splat.stages.analytic_cost``'s ``(n, capacity, used, width,
     height)``.
     """
     peak = bench_util.peak_hbm_bytes_per_s()
@@ -248,7 +186,7 @@ def stage_rows(fwd: dict, bwd: dict, impl: str, *sizes) -> list:
         for name, stats in timings.items():
             cost = {"bytes": None, "workspace_bytes": None}
             if impl == "pallas":
-                cost = analytic_cost(name, *sizes)
+                cost = stages_lib.analytic_cost(name, *sizes)
             roof = None
             if cost["bytes"] is not None and peak:
                 roof = round(1e3 * cost["bytes"] / peak, 4)
@@ -392,20 +330,35 @@ def profile_batched(spec: dict, implementation: str, repeats: int) -> dict:
 
 
 def _guarded(profile, spec: dict, impl: str, repeats: int) -> dict:
-    """``profile(spec, impl, repeats)``, or a row that names its failure."""
+    """``profile(spec, impl, repeats)`` with its wall time, or its failure."""
+    begin = time.perf_counter()
     try:
-        return profile(spec, impl, repeats)
+        row = profile(spec, impl, repeats)
     except Exception as e:  # noqa: BLE001 - one failing case must not end the run
         traceback.print_exc()
         failure = f"{type(e).__name__}: {e}"[:2000]
-        return dict(scene=spec["name"], implementation=impl, failed=failure)
+        row = dict(scene=spec["name"], implementation=impl, failed=failure)
+    row["wall_s"] = round(time.perf_counter() - begin, 2)
+    return row
 
 
-def run(preset: str, repeats: int | None = None, out: pathlib.Path | None = None):
-    """Profiles every scene and batched case of ``preset``; a strict-JSON dict.
+def run(
+    preset: str,
+    repeats: int | None = None,
+    out: pathlib.Path | None = None,
+    cases: list[str] | None = None,
+) -> dict:
+    """Profiles the cases of ``preset`` in order; a strict-JSON dict.
+
+    Args:
+      preset: a key of :data:`PRESETS`.
+      repeats: timed calls per measurement (default: the preset's; a case's
+        ``max_repeats`` caps it).
+      out: where to write the result so far after every case (optional).
+      cases: names of the cases to run (default: all).
 
     A case that raises becomes a row with ``failed`` (the error) and the run
-    goes on; with ``out``, the result so far is written after every case.
+    goes on. Cases with ``cameras`` go to ``batched``, the others to ``rows``.
     """
     spec = PRESETS[preset]
     repeats = repeats or spec["repeats"]
@@ -419,12 +372,17 @@ def run(preset: str, repeats: int | None = None, out: pathlib.Path | None = None
         "batched": [],
         "notes": NOTES,
     }
-    cases = [("rows", profile_scene, s) for s in spec["scenes"]]
-    cases += [("batched", profile_batched, s) for s in spec["batched"]]
-    for key, profile, s in cases:
-        for impl in s["implementations"]:
-            n = min(repeats, s.get("max_repeats", repeats))
-            result[key].append(_guarded(profile, s, impl, n))
+    begin = time.perf_counter()
+    for case in spec["cases"]:
+        if cases and case["name"] not in cases:
+            continue
+        key, profile = "rows", profile_scene
+        if "cameras" in case:
+            key, profile = "batched", profile_batched
+        for impl in case["implementations"]:
+            n = min(repeats, case.get("max_repeats", repeats))
+            result[key].append(_guarded(profile, case, impl, n))
+            result["wall_s"] = round(time.perf_counter() - begin, 2)
             if out is not None:
                 out.write_text(json.dumps(result, indent=1, allow_nan=False))
     return result
@@ -435,7 +393,7 @@ NOTES = [
     "boundaries, every intermediate goes through memory; the stage sum is "
     "not the end-to-end time (sum_over_e2e column).",
     "segment_sum is part of rasterize_vjp and left out of the sums.",
-    "analytic_bytes: a stated lower estimate per stage (analytic_cost); "
+    "analytic_bytes: a stated lower estimate per stage (stages.analytic_cost); "
     "hbm_roofline_ms divides it by the spec-sheet HBM bandwidth.",
     "peak_memory_bytes is the device's peak since start-up, so it only grows "
     "from row to row.",
@@ -509,6 +467,7 @@ def define_flags() -> None:
     """The command line's flags, defined when run as a script (not on import)."""
     flags.DEFINE_enum("preset", "tiny", list(PRESETS), "Scenes to profile.")
     flags.DEFINE_integer("repeats", None, "Timed calls (default: the preset's).")
+    flags.DEFINE_list("cases", [], "Cases of the preset to run (default: all).")
     flags.DEFINE_string(
         "out", None, "JSON file, or a folder for splat_profile_<backend>.json."
     )
@@ -521,7 +480,7 @@ def main(argv) -> None:
     if out.suffix != ".json":
         out = out / f"splat_profile_{jax.default_backend()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = run(args.preset, args.repeats, out)
+    result = run(args.preset, args.repeats, out, args.cases)
     print(markdown(result))
     print("wrote", out)
 

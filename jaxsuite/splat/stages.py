@@ -16,12 +16,14 @@ the frame's.
 
 :func:`reference_window` renders a tile-aligned window of the frame with the
 dense reference rasteriser from the Gaussians that reach it, which checks a
-frame of any size against the truth.
+frame of any size against the truth. :func:`analytic_cost` states how many
+bytes each stage moves at least.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -266,3 +268,70 @@ def reference_window(
         height=h, background=background, tile=tile, implementation="reference",
     )  # fmt: skip
     return out.image
+
+
+def analytic_cost(
+    stage: str,
+    n: int,
+    capacity: int,
+    used: int,
+    width: int,
+    height: int,
+    channels: int = 3,
+) -> dict[str, int | None]:
+    """A stated estimate of the bytes a Pallas-path stage moves at least.
+
+    For ``N = n`` Gaussians, ``S = capacity`` slots of which ``U = used``
+    hold intersections, a ``H x W`` image of ``C = channels`` colours in
+    ``T`` tiles, ``F = 6 + C`` workspace rows and ``K = 16`` SH coefficients,
+    each array a stage must read or write is counted once, in 4-byte words:
+
+    * ``covariance``: scales, quaternions in, covariances out: ``16 N``;
+    * ``projection``: means, covariances in; means2d, conics, depths, radii,
+      2D covariances out: ``22 N``;
+    * ``sh_colors``: SH and means in, colours out: ``(3K + 6) N``;
+    * ``binning_expand``: per-Gaussian rectangles, depths and running totals
+      in, three words per slot out: ``8 N + 3 S``;
+    * ``sort``: a radix-sort estimate, 64-bit key and 32-bit value in 8-bit
+      digits: 8 passes each reading and writing all slots, ``48 S``; this is
+      what CUB's radix sort moves; XLA may run a comparison sort (bitonic,
+      ``log2(S)^2 / 2`` passes) that moves more;
+    * ``tile_ranges``: two binary searches per tile: ``2 T (log2 S + 1)``;
+    * ``rasterize``: the sorted gather (ids and source rows read, ``(F, S)``
+      workspace written), the kernel's read of the used slots, image,
+      transmittance and ``last`` written: ``S (1 + 2F) + U F + H W (C + 2)``;
+    * ``rasterize_vjp``: the slot gradients zero-filled and summed (``(F,
+      S)`` written, read with the ids), the used slots read and written,
+      per-pixel state and cotangents read, per-Gaussian gradients written:
+      ``S (2F + 1) + 2 U F + H W (2C + 3) + N F``;
+    * ``segment_sum``: ``S (F + 1) + N F``;
+    * the VJPs of covariance, projection and SH colours: twice their forward.
+
+    ``workspace_bytes`` is the stage's slot-sized scratch. Returns
+    ``{"bytes", "workspace_bytes"}``, both None for a stage not modelled.
+    """
+    f, hw = 6 + channels, width * height
+    tiles = math.ceil(width / splatting.TILE) * math.ceil(height / splatting.TILE)
+    words = {
+        "covariance": (16 * n, 0),
+        "projection": (22 * n, 0),
+        "sh_colors": ((3 * 16 + 6) * n, 0),
+        "binning_expand": (8 * n + 3 * capacity, 3 * capacity),
+        "sort": (48 * capacity, 3 * capacity),
+        "tile_ranges": (2 * tiles * (math.log2(capacity) + 1), 0),
+        "rasterize": (
+            capacity * (1 + 2 * f) + used * f + hw * (channels + 2),
+            f * capacity,
+        ),
+        "rasterize_vjp": (
+            capacity * (2 * f + 1) + 2 * used * f + hw * (2 * channels + 3) + n * f,
+            2 * f * capacity,
+        ),
+        "segment_sum": (capacity * (f + 1) + n * f, 0),
+    }
+    for name in ("covariance", "projection", "sh_colors"):
+        words[f"{name}_vjp"] = (2 * words[name][0], 0)
+    if stage not in words:
+        return {"bytes": None, "workspace_bytes": None}
+    total, scratch = words[stage]
+    return {"bytes": int(4 * total), "workspace_bytes": int(4 * scratch)}

@@ -87,6 +87,6 @@ def test_capacity_and_analytic_cost():
     assert profile.capacity_for(2_359_695, 500_000) == 1 << 22
     assert profile.capacity_for(2_359_695, 500_000, "render_fps") == 1 << 23
     assert profile.capacity_for(4096, 10) == 4096
-    cost = profile.analytic_cost("sort", 100, 1 << 20, 1000, 64, 64)
+    cost = stages.analytic_cost("sort", 100, 1 << 20, 1000, 64, 64)
     assert cost == {"bytes": 4 * 48 * (1 << 20), "workspace_bytes": 12 * (1 << 20)}
-    assert profile.analytic_cost("unknown", 1, 1, 1, 1, 1)["bytes"] is None
+    assert stages.analytic_cost("unknown", 1, 1, 1, 1, 1)["bytes"] is None
