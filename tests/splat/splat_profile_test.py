@@ -47,6 +47,8 @@ def test_tiny_run_is_strict_json_with_every_stage():
         timed = {s["stage"]: s["median_ms"] for s in r["stages"]}
         assert (timed["segment_sum"] is None) == (r["implementation"] == "xla")
         assert all(timed[n] > 0 for n in timed if n != "segment_sum")
+        for s in r["stages"]:
+            assert s["timing"] is None or s["timing"]["pipelined_ms"] > 0
         for key in ("frame", "train_step"):
             t = r[key]
             assert t["min_ms"] <= t["p10_ms"] <= t["median_ms"] <= t["p90_ms"]
