@@ -59,7 +59,7 @@ import jax.numpy as jnp
 from absl import app, flags
 from jaxsuite.kernels import splatting
 
-from jaxsuite.core import cameras
+from jaxsuite.core import cameras, tables
 from jaxsuite.splat import gaussians as gaussians_lib
 from jaxsuite.splat import projection, scenes
 from jaxsuite.splat import render as render_lib
@@ -421,12 +421,8 @@ NOTES = [
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
-    fmt = lambda x: f"{x:.4g}" if isinstance(x, float) else "" if x is None else x
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += [
-        "| " + " | ".join(str(fmt(r.get(c))) for c in columns) + " |" for r in rows
-    ]
-    return "\n".join(lines)
+    blank = [{k: "" if v is None else v for k, v in r.items()} for r in rows]
+    return tables.markdown_table(blank, columns)
 
 
 def _mb(n: int | None) -> float | None:
@@ -484,7 +480,10 @@ def markdown(result: dict) -> str:
 
 
 def define_flags() -> None:
-    """The command line's flags, defined when run as a script (not on import)."""
+    """The command line's flags, defined when run as a script (not on import).
+
+    The exit status is 1 when a case failed or rendered wrong (``error_ok``).
+    """
     flags.DEFINE_enum("preset", "tiny", list(PRESETS), "Scenes to profile.")
     flags.DEFINE_integer("repeats", None, "Timed calls (default: the preset's).")
     flags.DEFINE_list("cases", [], "Cases of the preset to run (default: all).")
@@ -493,7 +492,7 @@ def define_flags() -> None:
     )
 
 
-def main(argv) -> None:
+def main(argv) -> int:
     del argv
     args = flags.FLAGS
     out = pathlib.Path(args.out or pathlib.Path(__file__).parent / "results")
@@ -503,6 +502,9 @@ def main(argv) -> None:
     result = run(args.preset, args.repeats, out, args.cases)
     print(markdown(result))
     print("wrote", out)
+    cases = result["rows"] + result["batched"]
+    bad = [c for c in cases if "failed" in c or not c.get("error_ok", True)]
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":
