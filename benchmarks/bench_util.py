@@ -99,3 +99,25 @@ def peak_memory_bytes() -> int | None:
     """``peak_bytes_in_use`` of device 0 since start-up (None where unsupported)."""
     stats = jax.devices()[0].memory_stats()
     return None if not stats else stats.get("peak_bytes_in_use")
+
+
+def compiled_memory_bytes(compiled: Any) -> dict[str, int] | None:
+    """A compiled program's ``memory_analysis()`` byte counts, or None.
+
+    ``compiled`` is ``jax.jit(f).lower(*args).compile()``. Returns
+    ``temp_bytes``, ``argument_bytes``, ``output_bytes``, ``alias_bytes`` and
+    ``generated_code_bytes`` where the backend reports them; None where it
+    has no analysis.
+    """
+    try:
+        mem = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - backends without the analysis raise
+        return None
+    if mem is None:
+        return None
+    fields = ("temp", "argument", "output", "alias", "generated_code")
+    return {
+        f"{k}_bytes": int(getattr(mem, f"{k}_size_in_bytes"))
+        for k in fields
+        if hasattr(mem, f"{k}_size_in_bytes")
+    }

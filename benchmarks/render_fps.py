@@ -25,6 +25,7 @@ from absl import app, flags
 
 from jaxsuite.core import cameras, tables
 from jaxsuite.splat import render as render_lib
+from jaxsuite.splat.scenes import random_scene
 
 _SIZES = flags.DEFINE_list("sizes", ["64", "128"], "Square image sizes in pixels.")
 _GAUSSIANS = flags.DEFINE_list("gaussians", ["1000", "10000"], "Gaussians per scene.")
@@ -36,24 +37,6 @@ _OUT = flags.DEFINE_string(
     None,
     "JSON file, or a folder for render_fps_<backend>.json (default: results/).",
 )
-
-
-def random_scene(key: jax.Array, n: int, focal: float, fov_deg: float) -> dict:
-    """``n`` Gaussians in front of an identity (OpenGL, -z) camera."""
-    k = jax.random.split(key, 6)
-    depth = jax.random.uniform(k[0], (n,), minval=2.0, maxval=6.0)
-    half = np.tan(np.deg2rad(fov_deg) / 2)
-    xy = jax.random.uniform(k[1], (n, 2), minval=-half, maxval=half) * depth[:, None]
-    means = jnp.concatenate([xy, -depth[:, None]], axis=-1)
-    pixels = jax.random.uniform(k[2], (n, 3), minval=1.0, maxval=4.0)
-    quats = jax.random.normal(k[3], (n, 4))
-    return dict(
-        means=means,
-        scales=pixels * depth[:, None] / focal,
-        quats=quats / jnp.linalg.norm(quats, axis=-1, keepdims=True),
-        opacities=jax.random.uniform(k[4], (n,), minval=0.05, maxval=0.9),
-        sh=0.3 * jax.random.normal(k[5], (n, 16, 3)),
-    )
 
 
 def bench(sizes, gaussians, repeats, fov_deg, per_tile) -> list[dict]:

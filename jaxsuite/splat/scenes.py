@@ -16,6 +16,10 @@ training views, rendered blurry:
 
 Sub-frames are averaged in linear RGB (sRGB -> linear, mean, -> sRGB), as
 Deblur-NeRF's data were made.
+
+For speed measurements, :func:`random_scene` fills a camera's view frustum
+with random Gaussians of a few pixels on screen and :func:`nearby_cameras`
+gives a few cameras that all see it.
 """
 
 from __future__ import annotations
@@ -335,3 +339,52 @@ def motion_cameras(
 def blur_average(images: jax.Array) -> jax.Array:
     """Mean of ``(K, H, W, 3)`` sRGB sub-frames in linear RGB, back to sRGB."""
     return linear_to_srgb(jnp.mean(srgb_to_linear(images), axis=0))
+
+
+def random_scene(
+    key: jax.Array, n: int, focal: float, fov_deg: float, aspect: float = 1.0
+) -> dict[str, jax.Array]:
+    """``n`` random Gaussians in front of an identity (OpenGL, ``-z``) camera.
+
+    Depths are uniform in ``[2, 6]``; the means fill the horizontal field of
+    view ``fov_deg`` and ``aspect`` (height / width) times it vertically;
+    standard deviations are 1 to 4 pixels on screen at focal length ``focal``
+    (pixels); rotations are random unit quaternions, opacities uniform in
+    ``[0.05, 0.9]`` and SH coefficients normal with deviation 0.3 (degree 3).
+
+    Returns:
+      ``{"means": (N, 3), "scales": (N, 3), "quats": (N, 4), "opacities":
+      (N,), "sh": (N, 16, 3)}``, the activated quantities :func:`render`
+      takes.
+    """
+    k = jax.random.split(key, 6)
+    depth = jax.random.uniform(k[0], (n,), minval=2.0, maxval=6.0)
+    half = np.tan(np.deg2rad(fov_deg) / 2)
+    xy = jax.random.uniform(k[1], (n, 2), minval=-half, maxval=half) * depth[:, None]
+    if aspect != 1.0:
+        xy = xy * jnp.array([[1.0, aspect]], jnp.float32)
+    means = jnp.concatenate([xy, -depth[:, None]], axis=-1)
+    pixels = jax.random.uniform(k[2], (n, 3), minval=1.0, maxval=4.0)
+    quats = jax.random.normal(k[3], (n, 4))
+    return dict(
+        means=means,
+        scales=pixels * depth[:, None] / focal,
+        quats=quats / jnp.linalg.norm(quats, axis=-1, keepdims=True),
+        opacities=jax.random.uniform(k[4], (n,), minval=0.05, maxval=0.9),
+        sh=0.3 * jax.random.normal(k[5], (n, 16, 3)),
+    )
+
+
+def nearby_cameras(
+    num: int, spread: float = 0.3, target_depth: float = 4.0
+) -> jax.Array:
+    """``(num, 4, 4)`` OpenGL poses that all look into :func:`random_scene`.
+
+    Camera 0 is the identity; the others sit on a circle of radius ``spread``
+    in the ``z = 0`` plane and look at ``(0, 0, -target_depth)``.
+    """
+    angle = 2 * np.pi * np.arange(num) / max(num - 1, 1)
+    radius = np.where(np.arange(num) == 0, 0.0, spread)
+    eye = np.stack([radius * np.cos(angle), radius * np.sin(angle), 0 * angle], -1)
+    target = np.array([0.0, 0.0, -target_depth])
+    return cameras.look_at(jnp.asarray(eye), jnp.asarray(target), (0.0, 1.0, 0.0))

@@ -5,19 +5,24 @@ height=...)`` blends ``N`` screen-space Gaussians front to back into an
 ``(H, W, C)`` image (:class:`RasterOutput`); ``implementation=`` picks the
 dense reference (``reference.py``, the truth), the tiled XLA rasteriser
 (``tiled.py``) or the Pallas kernel (``pallas.py``). ``binning.py`` sorts the
-tile intersections into a fixed-capacity workspace; ``testing.py`` makes
-random frames.
+tile intersections into a fixed-capacity workspace (``bin_gaussians``, or its
+steps ``expand_intersections``, ``sort_intersections``, ``tile_ranges``);
+``testing.py`` makes random frames.
 """
 
 from .api import RasterOutput, default_implementation, rasterize
 from .binning import (
     TILE,
     Binning,
+    Intersections,
     OverflowError,
     bin_gaussians,
     check_overflow,
     count_intersections,
+    expand_intersections,
+    sort_intersections,
     tile_grid,
+    tile_ranges,
     tile_rects,
     total_intersections,
 )
@@ -28,17 +33,21 @@ from .tiled import rasterize as rasterize_xla
 __all__ = [
     "TILE",
     "Binning",
+    "Intersections",
     "OverflowError",
     "RasterOutput",
     "bin_gaussians",
     "check_overflow",
     "count_intersections",
     "default_implementation",
+    "expand_intersections",
     "rasterize",
     "rasterize_pallas",
     "rasterize_reference",
     "rasterize_xla",
+    "sort_intersections",
     "tile_grid",
+    "tile_ranges",
     "tile_rects",
     "total_intersections",
 ]

@@ -15,6 +15,11 @@ two uint32 keys (tile id, float bits of the positive depth), which orders like
 the original's 64-bit ``tile << 32 | depth`` key without enabling x64, and is
 stable, so equal depths keep Gaussian order (as CUB's radix sort does).
 
+:func:`bin_gaussians` is three public steps, each usable (and timeable) alone:
+:func:`expand_intersections` (one slot per (Gaussian, tile) pair, with its
+tile key and depth bits), :func:`sort_intersections` (the stable key sort) and
+:func:`tile_ranges` (each tile's range by ``searchsorted``).
+
 Counts cannot wrap: the running total of intersections is a saturating int32
 sum that stops at :data:`MAX_COUNT` (``2**30 - 1``), so a frame that needs
 billions of intersections (600 Gaussians over a 2048 x 2048 image of 1-pixel
@@ -132,7 +137,27 @@ def total_intersections(counts: jax.Array) -> jax.Array:
     return ends[-1] if ends.shape[0] else jnp.int32(0)
 
 
-def bin_gaussians(
+class Intersections(NamedTuple):
+    """Unsorted tile intersections of one frame, ``capacity`` slots.
+
+    Attributes:
+      tile_keys: ``(capacity,)`` uint32 tile id ``ty * nx + tx`` of each slot
+        (``ny * nx`` for unused slots, so they sort last).
+      depth_bits: ``(capacity,)`` uint32 float bits of the Gaussian's positive
+        depth (0 for unused slots); they order like the depths.
+      gaussian_ids: ``(capacity,)`` int32 Gaussian of each slot (``N`` for
+        unused slots).
+      num_intersections: ``()`` int32, intersections the frame needs
+        (saturated at :data:`MAX_COUNT`).
+    """
+
+    tile_keys: jax.Array
+    depth_bits: jax.Array
+    gaussian_ids: jax.Array
+    num_intersections: jax.Array
+
+
+def expand_intersections(
     means2d: jax.Array,
     depths: jax.Array,
     radii: jax.Array,
@@ -140,8 +165,13 @@ def bin_gaussians(
     height: int,
     capacity: int,
     tile: int = TILE,
-) -> Binning:
-    """Duplicates Gaussians per covered tile and sorts by ``(tile, depth)``.
+) -> Intersections:
+    """Duplicates each Gaussian once per covered tile, in Gaussian order.
+
+    Slot ``s`` belongs to the Gaussian whose running intersection total first
+    exceeds ``s`` (a ``searchsorted``); its tiles are enumerated row by row
+    over the Gaussian's tile rectangle. Slots past the frame's need are unused;
+    intersections past ``capacity`` are dropped.
 
     Args:
       means2d: ``(N, 2)``.
@@ -153,7 +183,7 @@ def bin_gaussians(
       tile: tile side in pixels.
 
     Returns:
-      :class:`Binning`.
+      :class:`Intersections`.
     """
     n = means2d.shape[0]
     _check_sizes(width, height, tile, capacity)
@@ -174,21 +204,93 @@ def bin_gaussians(
     w = jnp.maximum(ext[g, 0], 1)
     tx = lo[g, 0] + local % w
     ty = lo[g, 1] + local // w
-    tile = jnp.where(valid, ty * nx + tx, ny * nx).astype(jnp.uint32)
+    tile_keys = jnp.where(valid, ty * nx + tx, ny * nx).astype(jnp.uint32)
     depth_bits = jax.lax.bitcast_convert_type(
         jnp.maximum(depths[g], 0.0).astype(jnp.float32), jnp.uint32
     )
     depth_bits = jnp.where(valid, depth_bits, np.uint32(0))
     gid = jnp.where(valid, gid, n)
-    tile, _, gid = jax.lax.sort((tile, depth_bits, gid), num_keys=2, is_stable=True)
+    return Intersections(tile_keys, depth_bits, gid, total.astype(jnp.int32))
+
+
+def sort_intersections(
+    tile_keys: jax.Array, depth_bits: jax.Array, gaussian_ids: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Stable sort of the slots by ``(tile, depth)``.
+
+    Args:
+      tile_keys: ``(capacity,)`` uint32.
+      depth_bits: ``(capacity,)`` uint32.
+      gaussian_ids: ``(capacity,)`` int32, carried along.
+
+    Returns:
+      ``(sorted tile_keys, sorted gaussian_ids)``, each ``(capacity,)``; equal
+      keys keep their slot order (Gaussian order).
+    """
+    keys, _, ids = jax.lax.sort(
+        (tile_keys, depth_bits, gaussian_ids), num_keys=2, is_stable=True
+    )
+    return keys, ids
+
+
+def tile_ranges(
+    sorted_tile_keys: jax.Array, width: int, height: int, tile: int = TILE
+) -> tuple[jax.Array, jax.Array]:
+    """Each tile's slot range ``[start, end)`` in the sorted list.
+
+    Args:
+      sorted_tile_keys: ``(capacity,)`` uint32, ascending.
+      width: image width.
+      height: image height.
+      tile: tile side in pixels.
+
+    Returns:
+      ``(tile_starts, tile_ends)``, each ``(ny, nx)`` int32.
+    """
+    ny, nx = tile_grid(width, height, tile)
     ids = jnp.arange(ny * nx, dtype=jnp.uint32)
-    starts = jnp.searchsorted(tile, ids, side="left").astype(jnp.int32)
-    stops = jnp.searchsorted(tile, ids, side="right").astype(jnp.int32)
+    starts = jnp.searchsorted(sorted_tile_keys, ids, side="left").astype(jnp.int32)
+    stops = jnp.searchsorted(sorted_tile_keys, ids, side="right").astype(jnp.int32)
+    return starts.reshape(ny, nx), stops.reshape(ny, nx)
+
+
+def bin_gaussians(
+    means2d: jax.Array,
+    depths: jax.Array,
+    radii: jax.Array,
+    width: int,
+    height: int,
+    capacity: int,
+    tile: int = TILE,
+) -> Binning:
+    """Duplicates Gaussians per covered tile and sorts by ``(tile, depth)``.
+
+    The composition :func:`expand_intersections`, :func:`sort_intersections`,
+    :func:`tile_ranges`.
+
+    Args:
+      means2d: ``(N, 2)``.
+      depths: ``(N,)`` positive view depths of visible Gaussians.
+      radii: ``(N,)`` int radii, 0 for culled Gaussians.
+      width: image width.
+      height: image height.
+      capacity: static number of workspace slots.
+      tile: tile side in pixels.
+
+    Returns:
+      :class:`Binning`.
+    """
+    inter = expand_intersections(means2d, depths, radii, width, height, capacity, tile)
+    keys, gid = sort_intersections(
+        inter.tile_keys, inter.depth_bits, inter.gaussian_ids
+    )
+    starts, stops = tile_ranges(keys, width, height, tile)
+    total = inter.num_intersections
     return Binning(
         gaussian_ids=gid,
-        tile_starts=starts.reshape(ny, nx),
-        tile_ends=stops.reshape(ny, nx),
-        num_intersections=total.astype(jnp.int32),
+        tile_starts=starts,
+        tile_ends=stops,
+        num_intersections=total,
         overflow=total > capacity,
     )
 

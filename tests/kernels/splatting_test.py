@@ -196,6 +196,36 @@ def test_binning_matches_brute_force():
     assert np.all(ids[total:] == N)
 
 
+@pytest.mark.parametrize("capacity, tile", [(1000, 16), (64, 8)])
+def test_binning_steps_compose_to_bin_gaussians(capacity, tile):
+    """expand, sort and ranges, each jitted alone, give bin_gaussians bitwise."""
+    means, _, _, _, depths, radii = random_scene(jax.random.PRNGKey(8), N, W, H)
+    static = dict(width=W, height=H, capacity=capacity, tile=tile)
+    b = jax.jit(binning.bin_gaussians, static_argnames=tuple(static))(
+        means, depths, radii, **static
+    )
+    inter = jax.jit(binning.expand_intersections, static_argnames=tuple(static))(
+        means, depths, radii, **static
+    )
+    keys, ids = jax.jit(binning.sort_intersections)(
+        inter.tile_keys, inter.depth_bits, inter.gaussian_ids
+    )
+    starts, ends = jax.jit(binning.tile_ranges, static_argnums=(1, 2, 3))(
+        keys, W, H, tile
+    )
+    composed = (ids, starts, ends, inter.num_intersections)
+    for got, want in zip(composed, b[:4]):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+    assert bool(b.overflow) == (int(inter.num_intersections) > capacity)
+    # Unsorted slots: each Gaussian's tiles in a row, unused slots keyed last.
+    ny, nx = binning.tile_grid(W, H, tile)
+    used = min(int(inter.num_intersections), capacity)
+    np.testing.assert_array_equal(np.diff(inter.gaussian_ids[:used]) >= 0, True)
+    assert np.all(np.asarray(inter.tile_keys[used:]) == ny * nx)
+    assert np.all(np.diff(np.asarray(keys).astype(np.int64)) >= 0)
+
+
 def test_overflow_is_detected_and_reported():
     args = random_scene(jax.random.PRNGKey(6), N, W, H)
     needed = int(jnp.sum(binning.count_intersections(args[0], args[5], W, H)))
@@ -328,5 +358,6 @@ def test_package_exports_its_api():
 
     assert splatting.rasterize is api.rasterize
     assert splatting.bin_gaussians is binning.bin_gaussians
+    assert splatting.sort_intersections is binning.sort_intersections
     assert splatting.rasterize_reference is reference.rasterize
     assert all(hasattr(splatting, name) for name in splatting.__all__)
