@@ -72,10 +72,14 @@ def make_test_renderer(
 
 
 def _scores(images: np.ndarray, target: np.ndarray, lpips: bool) -> dict[str, float]:
-    """Mean PSNR, SSIM (and LPIPS) of ``(B, H, W, 3)`` images against ``target``."""
+    """Mean PSNR, SSIM, PSNR after the best sub-pixel shift within 2 px
+    (``psnr_aligned``, :func:`image.aligned_psnr`) and LPIPS (when available)
+    of ``(B, H, W, 3)`` images against ``target``."""
+    aligned, _ = image_lib.aligned_psnr(images, target, max_shift=2.0, step=0.25)
     out = {
         "psnr": float(np.mean(image_lib.psnr(images, target))),
         "ssim": float(np.mean(image_lib.ssim(images, target))),
+        "psnr_aligned": float(np.mean(aligned)),
     }
     if lpips:
         try:
@@ -100,7 +104,7 @@ def evaluate(
       settings: see :class:`EvalSettings`.
 
     Returns:
-      ``(scores, renders)``: ``psnr``, ``ssim`` (``lpips``),
+      ``(scores, renders)``: ``psnr``, ``ssim``, ``psnr_aligned`` (``lpips``),
       ``test_overflow_views`` and ``fps``; the ``(B, H, W, 3)`` renders of
       the ``B`` test views.
     """
@@ -124,7 +128,7 @@ def evaluate(
     scores = _scores(renders, target, settings.lpips)
     out = {k: scores.pop(k) for k in ("psnr", "ssim")}
     out["test_overflow_views"] = float(sum(flows))
-    out.update(scores)  # lpips
+    out.update(scores)  # psnr_aligned, lpips
     jax.block_until_ready(render(g, views.c2w[data["test_ids"][0]]))
     t0 = time.perf_counter()
     for i in range(settings.fps_repeats):

@@ -34,6 +34,7 @@ CODE_SETTINGS = {
 
 UNITS = {
     "psnr": "dB",
+    "psnr_aligned": "dB",
     "fps": "frames/s",
     "overflow_steps": "steps",
     "test_overflow_views": "views",
@@ -78,9 +79,7 @@ def blurry_input_metrics(
 ) -> Metrics:
     """The blurry inputs' scores ``base`` and Deblurring-3DGS's PSNR over them."""
     out = {
-        f"{blur}/blurry_input_{name}": metrics_lib.metric(
-            value, "dB" if name == "psnr" else ""
-        )
+        f"{blur}/blurry_input_{name}": metrics_lib.metric(value, UNITS.get(name, ""))
         for name, value in base.items()
     }
     out[f"{blur}/deblur_minus_blurry_psnr"] = metrics_lib.metric(
@@ -177,20 +176,26 @@ def _controls_sentence(gains: Mapping[str, float], metrics: Metrics, capacity) -
     return out
 
 
-def _lpips_sentence(gains: Mapping[str, float], metrics: Metrics) -> str:
-    """LPIPS of 3DGS, Deblurring-3DGS and the blurry inputs, where scored."""
-    keys = ("vanilla/lpips", "deblur/lpips", "blurry_input_lpips")
-    found = [
-        f"{b}: " + " / ".join(f"{metrics[f'{b}/{k}']['value']:.3f}" for k in keys)
-        for b in gains
-        if all(f"{b}/{k}" in metrics for k in keys)
-    ]
-    if not found:
-        return ""
-    return (
-        "LPIPS (AlexNet, lower is closer) of 3DGS / Deblurring-3DGS / the "
-        f"blurry inputs: {'; '.join(found)}. "
-    )
+def _second_opinions(gains: Mapping[str, float], metrics: Metrics) -> str:
+    """PSNR after sub-pixel alignment and LPIPS of 3DGS, Deblurring-3DGS and
+    the blurry inputs, for the blur types where all three were scored."""
+    out = []
+    for score, text, fmt in (
+        ("psnr_aligned", "PSNR after the best shift within 2 px", ".2f"),
+        ("lpips", "LPIPS (AlexNet, lower is closer)", ".3f"),
+    ):
+        keys = (f"vanilla/{score}", f"deblur/{score}", f"blurry_input_{score}")
+        found = [
+            f"{b}: " + " / ".join(f"{metrics[f'{b}/{k}']['value']:{fmt}}" for k in keys)
+            for b in gains
+            if all(f"{b}/{k}" in metrics for k in keys)
+        ]
+        if found:
+            out.append(
+                f"{text} of 3DGS / Deblurring-3DGS / the blurry inputs: "
+                f"{'; '.join(found)}. "
+            )
+    return "".join(out)
 
 
 def verdict(metrics: Metrics, settings: Settings) -> str:
@@ -229,7 +234,7 @@ def verdict(metrics: Metrics, settings: Settings) -> str:
         f"{settings.train.max_gaussians}) over {settings.train.steps} steps. "
         f"{mlp_settings} The "
         f"trained MLP's factors ({'; '.join(active)}) show how much blur it "
-        f"models. {_lpips_sentence(gains, metrics)}{controls}"
+        f"models. {_second_opinions(gains, metrics)}{controls}"
         f"Test-time rendering needs no MLP ({min(fps):.0f}-{max(fps):.0f} "
         f"frames/s on a shared {jax.default_backend()}, a noisy timing). This "
         "scale does not test photoreal scenes, the paper's 20k-step schedule or "

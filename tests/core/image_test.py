@@ -158,3 +158,36 @@ def test_lpips_properties():
     np.testing.assert_allclose(value, d[1], rtol=1e-5)
     step = noisy[1] - 1e-2 / math.sqrt(np.mean(np.square(g))) * g
     assert value_and_grad(step)[0] < value
+
+
+def test_shift_bilinear_integer_shift_moves_pixels():
+    x = jax.random.uniform(jax.random.key(3), (2, 12, 10, 3))
+    moved = image.shift_bilinear(x, 2.0, -1.0)
+    # Output (i, j) reads input (i - 2, j + 1), away from the clamped edges.
+    np.testing.assert_array_equal(moved[:, 2:, :-1], x[:, :-2, 1:])
+    np.testing.assert_allclose(image.shift_bilinear(x, 0.0, 0.0), x)
+
+
+def test_aligned_psnr_recovers_a_subpixel_translation():
+    # A smooth image and a copy moved by a grid shift: aligning recovers it.
+    key = jax.random.key(4)
+    coarse = jax.random.uniform(key, (1, 8, 8, 3))
+    smooth = jax.image.resize(coarse, (1, 40, 40, 3), "linear")
+    moved = image.shift_bilinear(smooth, 0.5, -0.75)
+    best, shift = image.aligned_psnr(moved, smooth, max_shift=1.0, step=0.25)
+    plain = image.psnr(moved[:, 1:-1, 1:-1], smooth[:, 1:-1, 1:-1])
+    assert float(best[0]) > float(plain[0]) + 10.0
+    np.testing.assert_allclose(shift[0], [-0.5, 0.75])
+    # Never below the unshifted score on the same crop.
+    noisy = smooth + 0.05 * jax.random.normal(key, smooth.shape)
+    best, _ = image.aligned_psnr(noisy, smooth, max_shift=1.0, step=0.5)
+    crop = (slice(None), slice(1, -1), slice(1, -1))
+    assert float(best[0]) >= float(image.psnr(noisy[crop], smooth[crop])[0])
+
+
+def test_aligned_psnr_rejects_bad_shapes():
+    x = jnp.zeros((1, 4, 4, 3))
+    with pytest.raises(ValueError, match="crops the whole"):
+        image.aligned_psnr(x, x, max_shift=2.0)
+    with pytest.raises(ValueError, match="Expected two"):
+        image.aligned_psnr(x[0], x[0])

@@ -83,10 +83,10 @@ def test_verdict_reports_lpips_only_where_every_score_exists():
         "motion/vanilla/lpips": m(0.3),  # motion lacks the other two scores
     }
     gains = {"defocus": 0.0, "motion": 0.0}
-    sentence = report._lpips_sentence(gains, metrics)
-    assert "defocus: 0.250 / 0.125 / 0.500" in sentence
-    assert "motion" not in sentence
-    assert report._lpips_sentence({"motion": 0.0}, metrics) == ""
+    sentence = report._second_opinions(gains, metrics)
+    assert "LPIPS" in sentence and "defocus: 0.250 / 0.125 / 0.500" in sentence
+    assert "motion" not in sentence and "shift" not in sentence
+    assert report._second_opinions({"motion": 0.0}, metrics) == ""
 
 
 def test_methods_are_checked_and_thin_lens_is_defocus_only():
