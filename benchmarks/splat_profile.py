@@ -75,6 +75,8 @@ _GPU = dict(implementations=("pallas",), max_per_tile=512, window=64)
 PRESETS = {
     "tiny": dict(repeats=1, cases=[
         dict(name="tiny", gaussians=256, width=64, height=64, **_TINY),
+        dict(name="tiny_depth_first", gaussians=256, width=64, height=64,
+             binning="depth_first", **dict(_TINY, implementations=("xla",))),
         dict(name="tiny_x2", gaussians=256, size=64, cameras=2,
              **dict(_TINY, implementations=("pallas",))),
     ]),
@@ -84,6 +86,8 @@ PRESETS = {
         dict(name="anchor_fps_cap", gaussians=500_000, width=800, height=800,
              capacity_rule="render_fps", **_GPU),
         dict(name="anchor", gaussians=500_000, width=800, height=800, **_GPU),
+        dict(name="anchor_depth_first", gaussians=500_000, width=800, height=800,
+             binning="depth_first", **_GPU),
         dict(name="anchor_x4", gaussians=500_000, size=800, cameras=4, **_GPU),
         dict(name="real_1m", gaussians=1_000_000, width=1920, height=1080, **_GPU),
         dict(name="real_3m", gaussians=3_000_000, width=1920, height=1080,
@@ -122,6 +126,7 @@ def _settings(spec: dict, implementation: str, capacity: int) -> dict:
         tile=TILE,
         implementation=implementation,
         interpret=implementation == "pallas" and jax.default_backend() == "cpu",
+        binning=spec.get("binning", "two_keys"),
     )
 
 
@@ -171,7 +176,7 @@ def split_stages(scene, c2w, K, width, height, kw, ct, repeats) -> tuple:
     fwd, out = stages_lib.forward_stages(
         scene, c2w, K, capacity=kw["capacity"], implementation=kw["implementation"],
         interpret=kw["interpret"], background=kw["background"],
-        max_per_tile=kw["max_per_tile"], tile=TILE, **size,
+        max_per_tile=kw["max_per_tile"], tile=TILE, binning=kw["binning"], **size,
     )  # fmt: skip
     bwd, _ = stages_lib.backward_stages(scene, c2w, K, out, ct, **size)
     timed = [
@@ -259,6 +264,7 @@ def profile_scene(spec: dict, implementation: str, repeats: int) -> dict:
     capacity = capacity_for(need, n, spec.get("capacity_rule", "counted"))
     kw = _settings(spec, implementation, capacity)
     row = dict(scene=spec["name"], implementation=implementation, gaussians=n)
+    row["binning"] = kw["binning"]
     row.update(width=width, height=height, interpret=kw["interpret"])
     row.update(capacity=capacity, capacity_rule=spec.get("capacity_rule", "counted"))
     print(f"profiling {spec['name']} {implementation} capacity={capacity}", flush=True)
@@ -413,7 +419,8 @@ NOTES = [
     "pipelined_ms (back-to-back calls, one sync) is closer to its device time.",
     "segment_sum is part of rasterize_vjp and left out of the sums.",
     "analytic_bytes: a stated lower estimate per stage (stages.analytic_cost); "
-    "hbm_roofline_ms divides it by the spec-sheet HBM bandwidth.",
+    "hbm_roofline_ms divides it by the spec-sheet HBM bandwidth; the sort's "
+    "estimate assumes the two-key layout for both binnings.",
     "peak_memory_bytes is the device's peak since start-up, so it only grows "
     "from row to row.",
     "Pallas on CPU runs in the interpreter: its timings mean nothing there.",

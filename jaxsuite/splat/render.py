@@ -70,6 +70,7 @@ def render(
     interpret: bool | None = None,
     active: jax.Array | None = None,
     means2d_offset: jax.Array | None = None,
+    binning: str = "two_keys",
 ) -> raster_api.RasterOutput:
     """Renders one view.
 
@@ -96,6 +97,8 @@ def render(
       means2d_offset: optional ``(N, 2)`` pixels added to the projected means;
         pass zeros and differentiate with respect to it to obtain the
         view-space positional gradient that 3DGS densification thresholds.
+      binning: how intersections are sorted (``'two_keys'`` or
+        ``'depth_first'``, the same frame; see the kernels' ``bin_gaussians``).
 
     Returns:
       ``RasterOutput`` with ``image`` ``(H, W, 3)``.
@@ -137,6 +140,7 @@ def render(
         "tile",
         "implementation",
         "interpret",
+        "binning",
     ),
 )
 def _render_cameras(
@@ -179,6 +183,7 @@ def render_cameras(
     implementation: raster_api.Implementation | None = None,
     interpret: bool | None = None,
     active: jax.Array | None = None,
+    binning: str = "two_keys",
 ) -> raster_api.RasterOutput:
     """Renders one scene into ``B`` cameras of one image size, one compiled call.
 
@@ -192,7 +197,8 @@ def render_cameras(
       width: image width of every camera.
       height: image height of every camera.
       sh_degree, background, capacity, max_per_tile, tile, implementation,
-        interpret, active: as in :func:`render`, shared by the cameras.
+        interpret, active, binning: as in :func:`render`, shared by the
+        cameras.
 
     Returns:
       ``RasterOutput`` with a leading camera axis: ``image`` ``(B, H, W, 3)``,
@@ -220,6 +226,7 @@ def render_cameras(
         tile=tile,
         implementation=implementation,
         interpret=bool(interpret),
+        binning=binning,
     )
 
 

@@ -101,6 +101,7 @@ def forward_stages(
     max_per_tile: int = 256,
     tile: int = splatting.TILE,
     sh_degree: int = 3,
+    binning: str = "two_keys",
 ) -> tuple[list[Stage], dict[str, Any]]:
     """The frame of ``render(**scene, c2w=c2w, K=K, ...)`` as stages.
 
@@ -109,8 +110,10 @@ def forward_stages(
         ``opacities (N,)``, ``sh (N, K, 3)``, as :func:`render` takes them.
       c2w: ``(4, 4)`` pose; K: ``(3, 3)`` intrinsics.
       width, height, capacity, implementation ('pallas' or 'xla'),
-        interpret, background (default black), max_per_tile, tile, sh_degree:
-        as in :func:`render`.
+        interpret, background (default black), max_per_tile, tile, sh_degree,
+        binning: as in :func:`render`. With ``binning='depth_first'`` the
+        ``binning_expand`` stage includes the depth sort of the Gaussians and
+        ``sort`` sorts by tile alone.
 
     Returns:
       ``(stages, outputs)``: the :data:`FORWARD` stages in order, each run
@@ -135,17 +138,26 @@ def forward_stages(
     out["colors"] = _run(
         stages, "sh_colors", sh, scene["sh"], scene["means"], c2w[:3, 3]
     )
+    depth_first = binning == "depth_first"
     expand = functools.partial(
-        splatting.expand_intersections, width=width, height=height,
-        capacity=capacity, tile=tile,
+        splatting.expand_intersections_depth_first
+        if depth_first
+        else splatting.expand_intersections,
+        width=width, height=height, capacity=capacity, tile=tile,
     )  # fmt: skip
     out["intersections"] = i = _run(
         stages, "binning_expand", expand, p.means2d, p.depths, p.radii
     )
-    keys, out["ids"] = _run(
-        stages, "sort", splatting.sort_intersections, i.tile_keys, i.depth_bits,
-        i.gaussian_ids,
-    )  # fmt: skip
+    if depth_first:
+        sort_args = (splatting.sort_by_tile, i.tile_keys, i.gaussian_ids)
+    else:
+        sort_args = (
+            splatting.sort_intersections,
+            i.tile_keys,
+            i.depth_bits,
+            i.gaussian_ids,
+        )
+    keys, out["ids"] = _run(stages, "sort", *sort_args)
     ranges = functools.partial(
         splatting.tile_ranges, width=width, height=height, tile=tile
     )

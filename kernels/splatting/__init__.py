@@ -12,6 +12,7 @@ steps ``expand_intersections``, ``sort_intersections``, ``tile_ranges``);
 
 from .api import RasterOutput, default_implementation, rasterize
 from .binning import (
+    BINNING_METHODS,
     TILE,
     Binning,
     Intersections,
@@ -19,7 +20,10 @@ from .binning import (
     bin_gaussians,
     check_overflow,
     count_intersections,
+    depth_order,
     expand_intersections,
+    expand_intersections_depth_first,
+    sort_by_tile,
     sort_intersections,
     tile_grid,
     tile_ranges,
@@ -31,20 +35,24 @@ from .reference import rasterize as rasterize_reference
 from .tiled import rasterize as rasterize_xla
 
 __all__ = [
-    "TILE",
+    "BINNING_METHODS",
     "Binning",
     "Intersections",
     "OverflowError",
     "RasterOutput",
+    "TILE",
     "bin_gaussians",
     "check_overflow",
     "count_intersections",
     "default_implementation",
+    "depth_order",
     "expand_intersections",
+    "expand_intersections_depth_first",
     "rasterize",
     "rasterize_pallas",
     "rasterize_reference",
     "rasterize_xla",
+    "sort_by_tile",
     "sort_intersections",
     "tile_grid",
     "tile_ranges",

@@ -56,6 +56,7 @@ def default_implementation() -> Implementation:
         "tile",
         "implementation",
         "interpret",
+        "binning",
     ),
 )
 def _rasterize(
@@ -74,6 +75,7 @@ def _rasterize(
     tile,
     implementation,
     interpret,
+    binning,
 ):
     sg = jax.lax.stop_gradient
     if implementation == "reference":
@@ -87,7 +89,7 @@ def _rasterize(
         )
     else:
         b = binning_lib.bin_gaussians(
-            sg(means2d), sg(depths), radii, width, height, capacity, tile
+            sg(means2d), sg(depths), radii, width, height, capacity, tile, binning
         )
         total, overflow = b.num_intersections, b.overflow
     if implementation == "xla":
@@ -140,6 +142,7 @@ def rasterize(
     tile: int = binning_lib.TILE,
     implementation: Implementation | None = None,
     interpret: bool | None = None,
+    binning: str = "two_keys",
 ) -> RasterOutput:
     """Front-to-back tile rasterisation of projected Gaussians.
 
@@ -162,6 +165,9 @@ def rasterize(
       implementation: 'reference' (dense jnp, the truth), 'pallas' (the
         kernel), 'xla' (tiled jnp) or None (see module docstring).
       interpret: Pallas interpreter; None means on CPU.
+      binning: how the 'xla' and 'pallas' paths sort intersections,
+        ``binning.BINNING_METHODS`` (same result unless the workspace
+        overflows; see ``binning.bin_gaussians``).
 
     Returns:
       :class:`RasterOutput`.
@@ -187,4 +193,5 @@ def rasterize(
         tile=tile,
         implementation=implementation,
         interpret=bool(interpret),
+        binning=binning,
     )

@@ -37,7 +37,12 @@ def test_tiny_run_is_strict_json_with_every_stage():
     assert [(r["scene"], r["implementation"]) for r in rows] == [
         ("tiny", "xla"),
         ("tiny", "pallas"),
+        ("tiny_depth_first", "xla"),
     ]
+    assert [r["binning"] for r in rows] == ["two_keys", "two_keys", "depth_first"]
+    # Same frame either way: same intersections, same (checked) error.
+    assert rows[2]["intersections"] == rows[0]["intersections"]
+    assert rows[2]["max_error"] == rows[0]["max_error"]
     for r in rows:
         assert "failed" not in r, r.get("failed")
         names = [(s["stage"], s["pass"]) for s in r["stages"]]
