@@ -101,7 +101,7 @@ def register(name: str):
     return deco
 
 
-def _hash_encoding(smoke: bool, deterministic: bool) -> KernelCheck:
+def _hash_encoding(smoke: bool, backward: str) -> KernelCheck:
     he = importlib.import_module("jaxsuite.kernels.hash_encoding")
     if smoke:
         cfg = he.HashEncodingConfig(
@@ -123,7 +123,7 @@ def _hash_encoding(smoke: bool, deterministic: bool) -> KernelCheck:
             config=cfg,
             implementation=implementation,
             interpret=interpret,
-            deterministic=deterministic,
+            backward=backward,
             block_size=block,
         )
 
@@ -131,8 +131,12 @@ def _hash_encoding(smoke: bool, deterministic: bool) -> KernelCheck:
     return KernelCheck(fn, (x, table), (0, 1), rtol=2e-5, size=n, note=note)
 
 
-register("hash_encoding")(functools.partial(_hash_encoding, deterministic=True))
-register("hash_encoding_atomic")(functools.partial(_hash_encoding, deterministic=False))
+register("hash_encoding")(functools.partial(_hash_encoding, backward="sort"))
+register("hash_encoding_atomic")(functools.partial(_hash_encoding, backward="atomic"))
+for _backward in ("split_sort", "split_atomic"):
+    register(f"hash_encoding_{_backward}")(
+        functools.partial(_hash_encoding, backward=_backward)
+    )
 
 
 @register("splatting")
