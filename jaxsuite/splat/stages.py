@@ -66,18 +66,12 @@ class Stage(NamedTuple):
 def _raster(means2d, conics, colors, opacities, ids, starts, ends, background, *,
             width, height, tile, implementation, interpret, max_per_tile):  # fmt: skip
     """Rasterisation given the binning: ``(image, alpha)`` as ``render``'s."""
-    if implementation == "pallas":
-        image, t = splatting.rasterize_pallas(
-            means2d, conics, colors, opacities, ids, starts, ends, width, height,
-            interpret=interpret,
-        )  # fmt: skip
-    elif implementation == "xla":
-        image, t, _ = splatting.rasterize_xla(
-            means2d, conics, colors, opacities, ids, starts, ends, width, height,
-            max_per_tile, tile,
-        )  # fmt: skip
-    else:
-        raise ValueError(f"stages need 'pallas' or 'xla', not {implementation!r}")
+    binned = splatting.Binning(ids, starts, ends, None, None)
+    image, t, _ = splatting.rasterize_binned(
+        means2d, conics, colors, opacities, binned, width=width, height=height,
+        max_per_tile=max_per_tile, tile=tile, implementation=implementation,
+        interpret=interpret,
+    )  # fmt: skip
     return image + t[..., None] * background[None, None, :], 1.0 - t
 
 

@@ -10,7 +10,7 @@ steps ``expand_intersections``, ``sort_intersections``, ``tile_ranges``);
 ``testing.py`` makes random frames.
 """
 
-from .api import RasterOutput, default_implementation, rasterize
+from .api import RasterOutput, default_implementation, rasterize, rasterize_binned
 from .binning import (
     BINNING_METHODS,
     TILE,
@@ -49,6 +49,7 @@ __all__ = [
     "expand_intersections",
     "expand_intersections_depth_first",
     "rasterize",
+    "rasterize_binned",
     "rasterize_pallas",
     "rasterize_reference",
     "rasterize_xla",

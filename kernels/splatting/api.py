@@ -46,6 +46,53 @@ def default_implementation() -> Implementation:
     return "pallas" if jax.default_backend() == "gpu" else "xla"
 
 
+def rasterize_binned(
+    means2d: jax.Array,
+    conics: jax.Array,
+    colors: jax.Array,
+    opacities: jax.Array,
+    binned: binning_lib.Binning,
+    *,
+    width: int,
+    height: int,
+    max_per_tile: int,
+    tile: int,
+    implementation: Implementation,
+    interpret: bool,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Blends already-binned Gaussians with the 'xla' or 'pallas' rasteriser.
+
+    Args:
+      means2d, conics, colors, opacities: as :func:`rasterize`.
+      binned: the frame's :class:`binning.Binning` (only ``gaussian_ids``,
+        ``tile_starts`` and ``tile_ends`` are read).
+      width, height, max_per_tile, tile, implementation, interpret: as
+        :func:`rasterize` (``implementation`` 'xla' or 'pallas').
+
+    Returns:
+      ``(image (H, W, C), transmittance (H, W), tile_overflow ())``: colour
+      without background, final ``T`` and whether an 'xla' tile list was too
+      short (always False for 'pallas').
+    """
+    ids, starts, ends = binned.gaussian_ids, binned.tile_starts, binned.tile_ends
+    if implementation == "xla":
+        return tiled_lib.rasterize(
+            means2d, conics, colors, opacities, ids, starts, ends, width, height,
+            max_per_tile, tile,
+        )  # fmt: skip
+    if implementation != "pallas":
+        raise ValueError(
+            f"rasterize_binned needs 'xla' or 'pallas', not {implementation!r}"
+        )
+    if tile != pallas_lib.TILE:
+        raise ValueError(f"The Pallas kernel uses {pallas_lib.TILE}-pixel tiles.")
+    image, t = pallas_lib.rasterize(
+        means2d, conics, colors, opacities, ids, starts, ends, width, height,
+        interpret=interpret,
+    )  # fmt: skip
+    return image, t, jnp.zeros((), bool)
+
+
 @functools.partial(
     jax.jit,
     static_argnames=(
@@ -92,36 +139,21 @@ def _rasterize(
             sg(means2d), sg(depths), radii, width, height, capacity, tile, binning
         )
         total, overflow = b.num_intersections, b.overflow
-    if implementation == "xla":
-        image, t, tile_overflow = tiled_lib.rasterize(
+    if implementation != "reference":
+        image, t, tile_overflow = rasterize_binned(
             means2d,
             conics,
             colors,
             opacities,
-            b.gaussian_ids,
-            b.tile_starts,
-            b.tile_ends,
-            width,
-            height,
-            max_per_tile,
-            tile,
-        )
-        overflow = overflow | tile_overflow
-    elif implementation == "pallas":
-        if tile != pallas_lib.TILE:
-            raise ValueError(f"The Pallas kernel uses {pallas_lib.TILE}-pixel tiles.")
-        image, t = pallas_lib.rasterize(
-            means2d,
-            conics,
-            colors,
-            opacities,
-            b.gaussian_ids,
-            b.tile_starts,
-            b.tile_ends,
-            width,
-            height,
+            b,
+            width=width,
+            height=height,
+            max_per_tile=max_per_tile,
+            tile=tile,
+            implementation=implementation,
             interpret=interpret,
         )
+        overflow = overflow | tile_overflow
     image = image + t[..., None] * background[None, None, :]
     return RasterOutput(image, 1.0 - t, total, overflow)
 
