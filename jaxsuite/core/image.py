@@ -58,7 +58,7 @@ def shift_bilinear(images: ArrayLike, dy: float, dx: float) -> jax.Array:
     h, w = x.shape[-3], x.shape[-2]
 
     def axis_weights(n: int, d: float) -> tuple[jax.Array, jax.Array, jax.Array]:
-        pos = jnp.arange(n, dtype=jnp.float32) - jnp.float32(d)
+        pos = jnp.arange(n, dtype=jnp.float32) - jnp.asarray(d, jnp.float32)
         lo = jnp.floor(pos)
         frac = pos - lo
         i0 = jnp.clip(lo, 0, n - 1).astype(jnp.int32)
@@ -113,11 +113,11 @@ def aligned_psnr(
     offsets = [k * step for k in range(-count, count + 1)]
     shifts = [(dy, dx) for dy in offsets for dx in offsets]
     crop = (slice(None), slice(m, a.shape[1] - m), slice(m, a.shape[2] - m))
-    scores = jnp.stack(
-        [psnr(shift_bilinear(a, dy, dx)[crop], b[crop], max_val) for dy, dx in shifts]
-    )  # (S, B)
+    shifts = jnp.asarray(shifts, jnp.float32)  # (S, 2)
+    score = lambda d: psnr(shift_bilinear(a, d[0], d[1])[crop], b[crop], max_val)
+    scores = jax.jit(jax.vmap(score))(shifts)  # (S, B)
     best = jnp.argmax(scores, axis=0)
-    return jnp.max(scores, axis=0), jnp.asarray(shifts, jnp.float32)[best]
+    return jnp.max(scores, axis=0), shifts[best]
 
 
 def gaussian_kernel(filter_size: int, sigma: float) -> jax.Array:
